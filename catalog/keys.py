@@ -1,0 +1,80 @@
+"""Track ids and the S3 keys derived from them."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from datetime import datetime, timezone
+from urllib.parse import unquote_plus
+
+TRACK_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+_TRACK_ID_RE = re.compile(TRACK_ID_PATTERN)
+LOCAL_ID_PREFIX = "local-"
+LOCAL_ID_HEX_CHARS = 20
+
+PREVIEW_PREFIX = "previews/"
+INDEX_PREFIX = "index/"
+LATEST_KEY = f"{INDEX_PREFIX}LATEST.json"
+ANN_FILENAME = "tracks.ann"
+MANIFEST_FILENAME = "manifest.json"
+
+AUDIO_EXTENSIONS = ("mp3", "ogg", "flac", "wav", "m4a")
+
+
+class InvalidTrackIdError(ValueError):
+    """A string that is not a track id per ARCHITECTURE.md."""
+
+
+def is_track_id(value: object) -> bool:
+    return isinstance(value, str) and _TRACK_ID_RE.fullmatch(value) is not None
+
+
+def validate_track_id(value: object) -> str:
+    if not is_track_id(value):
+        raise InvalidTrackIdError(
+            f"track id must match {TRACK_ID_PATTERN} (letters, digits, '_' or '-', 1 to 64 characters)"
+        )
+    return value  # type: ignore[return-value]
+
+
+def local_track_id(audio: bytes) -> str:
+    """Stable id of a local file: 'local-' + the first 20 hex chars of SHA-256 of its bytes."""
+    return LOCAL_ID_PREFIX + hashlib.sha256(audio).hexdigest()[:LOCAL_ID_HEX_CHARS]
+
+
+def preview_key(track_id: str, ext: str) -> str:
+    validate_track_id(track_id)
+    ext = ext.lower().lstrip(".")
+    if ext not in AUDIO_EXTENSIONS:
+        raise ValueError(f"unsupported audio extension {ext!r}; expected one of {AUDIO_EXTENSIONS}")
+    return f"{PREVIEW_PREFIX}{track_id}.{ext}"
+
+
+def parse_preview_key(key: str) -> tuple[str, str]:
+    """(track_id, ext) of a previews/ key; accepts the URL-encoded form found in S3 events."""
+    key = unquote_plus(key)
+    if not key.startswith(PREVIEW_PREFIX):
+        raise ValueError(f"not a preview key: {key!r}")
+    stem, dot, ext = key[len(PREVIEW_PREFIX):].rpartition(".")
+    if not dot or ext.lower() not in AUDIO_EXTENSIONS:
+        raise ValueError(f"preview key has no supported audio extension: {key!r}")
+    return validate_track_id(stem), ext.lower()
+
+
+def new_index_version(now: datetime | None = None) -> str:
+    """A unique version string whose lexical order is its time order (UTC, microseconds)."""
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    return f"{now:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(3)}"
+
+
+def bundle_prefix(version: str) -> str:
+    return f"{INDEX_PREFIX}{version}/"
+
+
+def ann_key(version: str) -> str:
+    return bundle_prefix(version) + ANN_FILENAME
+
+
+def manifest_key(version: str) -> str:
+    return bundle_prefix(version) + MANIFEST_FILENAME

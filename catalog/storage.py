@@ -1,0 +1,282 @@
+"""Thin adapters over S3 and DynamoDB for the Tracks table and the audio bucket.
+
+Endpoints come from the standard AWS_ENDPOINT_URL variable, so the same code
+talks to AWS and to the local moto server without a branch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Iterator, Mapping
+from urllib.parse import quote, unquote
+
+import boto3
+from boto3.dynamodb.conditions import Attr
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from catalog.keys import preview_key
+from catalog.records import Status, TrackRecord, tags_to_item, utc_now_iso
+
+_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
+
+# Transient errors: the message or batch that met one is retried, not marked failed.
+TRANSIENT_ERROR_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "ThrottlingException",
+        "Throttling",
+        "SlowDown",
+        "ServiceUnavailable",
+        "InternalError",
+        "InternalServerError",
+        "RequestTimeout",
+        "TransactionConflictException",
+    }
+)
+
+
+@lru_cache(maxsize=None)
+def client(service: str) -> Any:
+    """One boto3 client per service and process (clients are thread-safe)."""
+    return boto3.session.Session().client(service, config=_CLIENT_CONFIG)
+
+
+@lru_cache(maxsize=None)
+def resource(service: str) -> Any:
+    return boto3.session.Session().resource(service, config=_CLIENT_CONFIG)
+
+
+def error_code(exc: BaseException) -> str:
+    return exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Throttling and 5xx answers from AWS: worth retrying later."""
+    if not isinstance(exc, ClientError):
+        return False
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return error_code(exc) in TRANSIENT_ERROR_CODES or status >= 500
+
+
+# -- S3 object metadata --------------------------------------------------------------
+# S3 user metadata travels in HTTP headers, which carry ASCII only: values are
+# percent-encoded UTF-8, lists are JSON.
+
+def encode_object_metadata(record: TrackRecord, playlist: str = "") -> dict[str, str]:
+    fields: dict[str, str] = {
+        "track-id": record.track_id,
+        "source": record.source.value,
+        "title": record.title,
+        "artists": json.dumps(record.artists, ensure_ascii=False),
+        "album": record.album,
+        "isrc": record.isrc,
+        "duration-ms": "" if record.duration_ms is None else str(record.duration_ms),
+        "preview-source": record.preview_source.value if record.preview_source else "",
+        "playlist": playlist,
+        "crawled-at": record.crawled_at,
+    }
+    return {k: quote(v, safe="") for k, v in fields.items() if v}
+
+
+def decode_object_metadata(metadata: Mapping[str, str]) -> dict[str, Any]:
+    """Object metadata back to TrackRecord keyword arguments (what is present)."""
+    raw = {k.lower(): unquote(v) for k, v in metadata.items()}
+    values: dict[str, Any] = {}
+    if "track-id" in raw:
+        values["track_id"] = raw["track-id"]
+    for name in ("source", "title", "album", "isrc"):
+        if raw.get(name):
+            values[name] = raw[name]
+    if raw.get("artists"):
+        try:
+            artists = json.loads(raw["artists"])
+            values["artists"] = [str(a) for a in artists] if isinstance(artists, list) else [str(artists)]
+        except json.JSONDecodeError:
+            values["artists"] = [raw["artists"]]
+    if raw.get("duration-ms", "").isdigit():
+        values["duration_ms"] = int(raw["duration-ms"])
+    if raw.get("preview-source"):
+        values["preview_source"] = raw["preview-source"]
+    if raw.get("playlist"):
+        values["playlists"] = {raw["playlist"]}
+    if raw.get("crawled-at"):
+        values["crawled_at"] = raw["crawled-at"]
+    return values
+
+
+@dataclass(frozen=True)
+class AudioObject:
+    key: str
+    data: bytes
+    metadata: dict[str, str]
+    content_type: str
+
+
+class AudioStore:
+    """previews/{track_id}.{ext} objects in the audio bucket."""
+
+    def __init__(self, bucket: str, s3: Any | None = None) -> None:
+        self.bucket = bucket
+        self.s3 = s3 or client("s3")
+
+    def put_preview(
+        self, record: TrackRecord, ext: str, data: bytes, content_type: str, playlist: str = ""
+    ) -> str:
+        key = preview_key(record.track_id, ext)
+        self.s3.put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=data,
+            ContentType=content_type,
+            Metadata=encode_object_metadata(record, playlist),
+        )
+        return key
+
+    def size(self, key: str) -> int | None:
+        """Object size in bytes, or None when the object does not exist."""
+        try:
+            return int(self.s3.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+        except ClientError as exc:
+            if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise
+
+    def get(self, key: str) -> AudioObject | None:
+        try:
+            response = self.s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if error_code(exc) in {"NoSuchKey", "404", "NotFound"}:
+                return None
+            raise
+        return AudioObject(
+            key=key,
+            data=response["Body"].read(),
+            metadata=dict(response.get("Metadata", {})),
+            content_type=response.get("ContentType", ""),
+        )
+
+    def delete(self, key: str) -> None:
+        self.s3.delete_object(Bucket=self.bucket, Key=key)
+
+
+class TrackTable:
+    """The Tracks table. Writes are conditional or field-wise so that retries are harmless."""
+
+    def __init__(self, name: str, table: Any | None = None) -> None:
+        self.name = name
+        self.table = table or resource("dynamodb").Table(name)
+
+    def get(self, track_id: str, consistent: bool = False) -> TrackRecord | None:
+        item = self.table.get_item(Key={"track_id": track_id}, ConsistentRead=consistent).get("Item")
+        return TrackRecord.from_item(item) if item else None
+
+    def put_pending(self, record: TrackRecord) -> bool:
+        """Create the item as pending unless it exists as pending or ready.
+
+        Returns False (and writes nothing) when the track is already known; a
+        failed track may be crawled again.
+        """
+        item = record.to_item()
+        item["status"] = Status.PENDING.value
+        item.setdefault("crawled_at", utc_now_iso())
+        try:
+            self.table.put_item(
+                Item=item,
+                ConditionExpression=Attr("track_id").not_exists() | Attr("status").eq(Status.FAILED.value),
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def add_playlists(self, track_id: str, playlists: set[str]) -> None:
+        if not playlists:
+            return
+        self.table.update_item(
+            Key={"track_id": track_id},
+            UpdateExpression="ADD playlists :p",
+            ConditionExpression=Attr("track_id").exists(),
+            ExpressionAttributeValues={":p": set(playlists)},
+        )
+
+    def _update(self, track_id: str, always: Mapping[str, Any], if_absent: Mapping[str, Any], remove: tuple[str, ...] = ()) -> None:
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        sets: list[str] = []
+        for i, (name, value) in enumerate(always.items()):
+            names[f"#a{i}"] = name
+            values[f":a{i}"] = value
+            sets.append(f"#a{i} = :a{i}")
+        for i, (name, value) in enumerate(if_absent.items()):
+            if value in (None, "", [], set(), {}):
+                continue
+            names[f"#b{i}"] = name
+            values[f":b{i}"] = value
+            sets.append(f"#b{i} = if_not_exists(#b{i}, :b{i})")
+        expression = "SET " + ", ".join(sets)
+        if remove:
+            for i, name in enumerate(remove):
+                names[f"#r{i}"] = name
+            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove)))
+        self.table.update_item(
+            Key={"track_id": track_id},
+            UpdateExpression=expression,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    @staticmethod
+    def _metadata_defaults(record: TrackRecord | None) -> dict[str, Any]:
+        if record is None:
+            return {}
+        item = record.to_item()
+        return {k: item[k] for k in ("source", "title", "artists", "album", "isrc", "duration_ms", "preview_source", "crawled_at") if k in item}
+
+    def mark_ready(
+        self,
+        track_id: str,
+        *,
+        embedding: bytes,
+        dim: int,
+        model: str,
+        tags: Mapping[str, float],
+        fallback: TrackRecord | None = None,
+    ) -> None:
+        """Store the embedding; metadata from ``fallback`` fills only what the item lacks."""
+        self._update(
+            track_id,
+            always={
+                "status": Status.READY.value,
+                "embedding": embedding,
+                "dim": dim,
+                "model": model,
+                "tags": tags_to_item(tags),
+                "extracted_at": utc_now_iso(),
+            },
+            if_absent=self._metadata_defaults(fallback),
+            remove=("error",),
+        )
+
+    def mark_failed(self, track_id: str, error: str, fallback: TrackRecord | None = None) -> None:
+        self._update(
+            track_id,
+            always={"status": Status.FAILED.value, "error": error[:1000], "extracted_at": utc_now_iso()},
+            if_absent=self._metadata_defaults(fallback),
+        )
+
+    def scan(self, segment: int = 0, total_segments: int = 1, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every item of one parallel-scan segment, page by page."""
+        params: dict[str, Any] = dict(kwargs)
+        if total_segments > 1:
+            params.update(Segment=segment, TotalSegments=total_segments)
+        while True:
+            page = self.table.scan(**params)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -1,0 +1,1 @@
+"""Deployment description helpers and the local stack (moto server + event pump)."""
