@@ -52,6 +52,9 @@ class Manifest:
     metric: str = METRIC
     skipped: dict[str, int] = field(default_factory=dict)
     format: int = BUNDLE_FORMAT
+    # SHA-256 of what the index was built from (model, dim, settings, ids, embeddings):
+    # the builder skips a rebuild whose input matches LATEST's, so redelivered batches publish nothing new.
+    content_sha256: str = ""
 
     def validate(self) -> None:
         if self.metric != METRIC:
@@ -77,7 +80,7 @@ class Manifest:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":")).encode()
 
     @classmethod
-    def from_json(cls, data: bytes | str) -> "Manifest":
+    def from_json(cls, data: bytes | str) -> Manifest:
         try:
             raw = json.loads(data)
             known = set(cls.__dataclass_fields__)
@@ -100,9 +103,10 @@ class LatestPointer:
     manifest_key: str
     ann_key: str
     ann_sha256: str
+    content_sha256: str = ""
 
     @classmethod
-    def for_manifest(cls, manifest: Manifest) -> "LatestPointer":
+    def for_manifest(cls, manifest: Manifest) -> LatestPointer:
         return cls(
             version=manifest.version,
             created_at=manifest.created_at,
@@ -112,13 +116,14 @@ class LatestPointer:
             manifest_key=manifest.manifest_key,
             ann_key=manifest.ann_key,
             ann_sha256=manifest.ann_sha256,
+            content_sha256=manifest.content_sha256,
         )
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
 
     @classmethod
-    def from_json(cls, data: bytes | str) -> "LatestPointer":
+    def from_json(cls, data: bytes | str) -> LatestPointer:
         try:
             raw = json.loads(data)
             return cls(**{k: v for k, v in raw.items() if k in cls.__dataclass_fields__})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import unquote_plus
 
 TRACK_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -64,7 +64,7 @@ def parse_preview_key(key: str) -> tuple[str, str]:
 
 def new_index_version(now: datetime | None = None) -> str:
     """A unique version string whose lexical order is its time order (UTC, microseconds)."""
-    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    now = (now or datetime.now(UTC)).astimezone(UTC)
     return f"{now:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(3)}"
 
 

@@ -7,10 +7,11 @@ never stored as lists of numbers.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,25 +22,25 @@ EMBEDDING_DTYPE = np.dtype("<f4")
 TAG_DECIMALS = 4
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     PENDING = "pending"
     READY = "ready"
     FAILED = "failed"
 
 
-class Source(str, enum.Enum):
+class Source(enum.StrEnum):
     SPOTIFY = "spotify"
     LOCAL = "local"
 
 
-class PreviewSource(str, enum.Enum):
+class PreviewSource(enum.StrEnum):
     SPOTIFY = "spotify"
     DEEZER = "deezer"
     FILE = "file"
 
 
 def utc_now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def l2_normalise(vector: npt.ArrayLike) -> npt.NDArray[np.float32]:
@@ -70,7 +71,7 @@ def _plain(value: Any) -> Any:
     """DynamoDB resource values (Decimal, Binary, set) to plain Python."""
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
-    if hasattr(value, "value") and isinstance(getattr(value, "value"), (bytes, bytearray)):
+    if hasattr(value, "value") and isinstance(value.value, (bytes, bytearray)):
         return bytes(value.value)
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
@@ -147,7 +148,7 @@ class TrackRecord:
         return item
 
     @classmethod
-    def from_item(cls, item: Mapping[str, Any]) -> "TrackRecord":
+    def from_item(cls, item: Mapping[str, Any]) -> TrackRecord:
         plain = {k: _plain(v) for k, v in item.items()}
         known = set(cls.__dataclass_fields__)
         values = {k: v for k, v in plain.items() if k in known}

@@ -7,9 +7,10 @@ talks to AWS and to the local moto server without a branch.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Iterator, Mapping
+from functools import cache
+from typing import Any
 from urllib.parse import quote, unquote
 
 import boto3
@@ -39,13 +40,13 @@ TRANSIENT_ERROR_CODES = frozenset(
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def client(service: str) -> Any:
     """One boto3 client per service and process (clients are thread-safe)."""
     return boto3.session.Session().client(service, config=_CLIENT_CONFIG)
 
 
-@lru_cache(maxsize=None)
+@cache
 def resource(service: str) -> Any:
     return boto3.session.Session().resource(service, config=_CLIENT_CONFIG)
 

@@ -1,0 +1,346 @@
+"""`python -m infra COMMAND`: run the local stack in the background and use it.
+
+  up [--extract]       start moto + resources + event pump (+ API) in the background
+  status               endpoints, pid, queue depths, tracks by status, published index
+  down                 stop exactly what `up` started
+  run                  the same stack in the foreground (what `up` runs)
+  exec -- CMD...       run CMD with the stack's environment (starts the stack if needed)
+  extract              drain ExtractQueue through the extractor handler, with progress
+  schedule [PLAYLIST]  invoke the crawler with a Scheduled Event
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from infra.resources import LocalResources
+from infra.stack import LocalStack, port_open
+from infra.template import REPO_ROOT
+
+UP_TIMEOUT_S = 90.0
+DOWN_TIMEOUT_S = 15.0
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("SOUNDSLIKE_STATE_DIR", REPO_ROOT / ".local"))
+
+
+def state_file() -> Path:
+    return state_dir() / "stack.json"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child (exited, not yet reaped) is not alive for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def read_state() -> dict[str, Any] | None:
+    """The running stack's state, or None when no stack is running."""
+    path = state_file()
+    if not path.exists():
+        return None
+    try:
+        state = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    if not state.get("ready") or not pid_alive(int(state["pid"])):
+        return None
+    return state
+
+
+# -- run: the stack in the foreground -------------------------------------------------------
+
+def run(extract: bool, api_port: int | None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    directory = state_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    stack = LocalStack(log_path=directory / "moto.log").start()
+    stack.apply_env()
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    functions = {"AnnoyServiceFunction"} | ({"ExtractorFunction"} if extract else set())
+    pump = stack.pump(only=functions)
+    pump.start()
+    api_server = None
+    api_url = None
+    if api_port is not None:
+        from infra.http_gateway import serve
+
+        api_server, _ = serve(stack.handler("ApiFunction"), host="127.0.0.1", port=api_port)
+        api_url = f"http://127.0.0.1:{api_server.server_address[1]}"
+    state = {
+        "ready": True,
+        "pid": os.getpid(),
+        "moto_pid": stack.moto.process.pid if stack.moto.process else None,
+        "endpoint": stack.endpoint,
+        "api_url": api_url,
+        "pumped_functions": sorted(functions),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "env": stack.env(),
+        "resources": stack.resources.to_json(),
+    }
+    state_file().write_text(json.dumps(state, indent=2))
+    print(f"local stack ready: moto at {stack.endpoint}" + (f", API at {api_url}" if api_url else ""), flush=True)
+    try:
+        stopping.wait()
+    finally:
+        pump.stop()
+        if api_server is not None:
+            api_server.shutdown()
+        stack.stop()
+        state_file().unlink(missing_ok=True)
+    return 0
+
+
+# -- up / down / status ------------------------------------------------------------------
+
+def up(extract: bool, api_port: int | None) -> int:
+    state = read_state()
+    if state:
+        print(f"local stack already running (pid {state['pid']})")
+        return status()
+    directory = state_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    state_file().unlink(missing_ok=True)
+    command = [sys.executable, "-m", "infra", "run"]
+    command += ["--no-api"] if api_port is None else ["--api-port", str(api_port)]
+    command += ["--extract"] if extract else []
+    with open(directory / "stack.log", "ab") as log_file:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + UP_TIMEOUT_S
+    while read_state() is None:
+        if process.poll() is not None:
+            print(f"local stack failed to start (exit {process.returncode}); see {directory / 'stack.log'}",
+                  file=sys.stderr)
+            return 1
+        if time.monotonic() > deadline:
+            process.terminate()
+            print(f"local stack did not become ready in {UP_TIMEOUT_S:.0f} s; see {directory / 'stack.log'}",
+                  file=sys.stderr)
+            return 1
+        time.sleep(0.2)
+    return status()
+
+
+def down() -> int:
+    path = state_file()
+    if not path.exists():
+        print("local stack is not running")
+        return 0
+    state = json.loads(path.read_text())
+    pids = [int(p) for p in (state.get("pid"), state.get("moto_pid")) if p]
+    for pid in pids[:1]:
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + DOWN_TIMEOUT_S
+    while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in pids:
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    path.unlink(missing_ok=True)
+    ports = [p for p in (_port(state.get("endpoint")), _port(state.get("api_url"))) if p]
+    still_open = [p for p in ports if port_open("127.0.0.1", p)]
+    if still_open:
+        print(f"stopped pids {pids}, but ports {still_open} are still open", file=sys.stderr)
+        return 1
+    print(f"local stack stopped (pids {', '.join(map(str, pids))}; ports {', '.join(map(str, ports))} closed)")
+    return 0
+
+
+def _port(url: str | None) -> int | None:
+    return int(url.rsplit(":", 1)[1].split("/")[0]) if url else None
+
+
+def status() -> int:
+    state = read_state()
+    if state is None:
+        print("local stack is not running (start it with `make up`)")
+        return 3
+    os.environ.update(state["env"])
+    resources = LocalResources.from_json(state["resources"])
+    print(f"local stack: pid {state['pid']} (moto pid {state['moto_pid']}), started {state['started_at']}")
+    print(f"  moto endpoint : {state['endpoint']}")
+    print(f"  HTTP API      : {state['api_url'] or '-'}")
+    print(f"  event pump    : {', '.join(state['pumped_functions'])}")
+    try:
+        for line in _summary(resources):
+            print("  " + line)
+    except Exception as exc:  # status must still print what it knows
+        print(f"  (could not read resources: {exc})")
+    return 0
+
+
+def _summary(resources: LocalResources) -> list[str]:
+    import boto3
+
+    sqs = boto3.client("sqs")
+    lines = []
+    for name in ("ExtractQueue", "ExtractDLQ", "IndexFailureQueue"):
+        url = resources.refs.get(name)
+        if url:
+            attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+            lines.append(f"{name:<14}: {attrs['ApproximateNumberOfMessages']} waiting, "
+                         f"{attrs['ApproximateNumberOfMessagesNotVisible']} in flight")
+    table = boto3.resource("dynamodb").Table(resources.refs["TracksTable"])
+    counts: dict[str, int] = {}
+    params: dict[str, Any] = {"ProjectionExpression": "#s", "ExpressionAttributeNames": {"#s": "status"}}
+    while True:
+        page = table.scan(**params)
+        for item in page.get("Items", []):
+            counts[item.get("status", "?")] = counts.get(item.get("status", "?"), 0) + 1
+        if "LastEvaluatedKey" not in page:
+            break
+        params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    lines.append("tracks        : " + (", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "none"))
+    s3 = boto3.client("s3")
+    try:
+        latest = json.loads(s3.get_object(Bucket=resources.refs["IndexBucket"], Key="index/LATEST.json")["Body"].read())
+        lines.append(f"index         : version {latest.get('version')}, {latest.get('count')} tracks")
+    except s3.exceptions.NoSuchKey:
+        lines.append("index         : none published yet")
+    return lines
+
+
+def ensure_up() -> dict[str, Any]:
+    state = read_state()
+    if state is None:
+        print("starting the local stack (make up) ...", file=sys.stderr)
+        if up(extract=False, api_port=0) != 0:
+            raise SystemExit(1)
+        state = read_state()
+        assert state is not None
+    return state
+
+
+def exec_command(command: list[str]) -> int:
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        print("usage: python -m infra exec -- COMMAND [ARGS...]", file=sys.stderr)
+        return 2
+    state = ensure_up()
+    env = dict(os.environ)
+    env.update(state["env"])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
+    return subprocess.call(command, env=env)
+
+
+# -- extract / schedule: the stack's functions, driven from the foreground -----------------
+
+def _attached_stack(state: dict[str, Any]) -> LocalStack:
+    """A LocalStack object for the running stack (no new server)."""
+    stack = LocalStack()
+    stack.moto.port = int(state["endpoint"].rsplit(":", 1)[1])
+    stack.resources = LocalResources.from_json(state["resources"])
+    stack.apply_env()
+    return stack
+
+
+def extract() -> int:
+    from tqdm import tqdm
+
+    from infra.pump import SqsPoller
+
+    state = ensure_up()
+    if "ExtractorFunction" in state["pumped_functions"]:
+        print("the background pump already runs the extractor (make up EXTRACT=1); nothing to drain here")
+        return 0
+    stack = _attached_stack(state)
+    poller = next(p for p in stack.pollers(only={"ExtractorFunction"}) if isinstance(p, SqsPoller))
+    dlq_url = stack.resources.refs["ExtractDLQ"]
+    sqs = stack.client("sqs")
+
+    def dlq_depth() -> int:
+        return int(sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
+                   ["Attributes"]["ApproximateNumberOfMessages"])
+
+    dlq_before = dlq_depth()
+    total = poller.depth()
+    print(f"extracting: {total} messages in {stack.resources.attributes['ExtractQueue']['QueueName']}")
+    with tqdm(total=total, unit="msg", dynamic_ncols=True) as bar:
+        idle = 0
+        while idle < 3:
+            batch = poller.poll_once(wait_s=1)
+            if batch.invocations == 0:
+                idle = idle + 1 if poller.depth() == 0 else 0
+                continue
+            idle = 0
+            bar.total = max(bar.total, bar.n + batch.succeeded + poller.depth())
+            bar.update(batch.succeeded)
+            bar.set_postfix(retried=poller.stats.failed)
+    stats = poller.stats
+    dead = dlq_depth() - dlq_before
+    print(f"extract: {stats.succeeded} ok, {stats.failed} retried, {dead} failed into ExtractDLQ "
+          f"({stats.invocations} invocations)")
+    return 0 if dead == 0 else 1
+
+
+def schedule(playlists: list[str]) -> int:
+    from infra.pump import scheduled_event
+
+    state = ensure_up()
+    stack = _attached_stack(state)
+    event = scheduled_event(f"{stack.stack_name}-CrawlerSchedule")
+    if playlists:
+        # A schedule's Input replaces the event, as EventBridge does.
+        event = {"playlists": playlists}
+    from infra.pump import Invoker
+
+    result = Invoker({"CrawlerFunction": stack.handler("CrawlerFunction")}, stack.timeouts())("CrawlerFunction", event)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("up", "run"):
+        sub = commands.add_parser(name)
+        sub.add_argument("--extract", action="store_true", help="also pump ExtractQueue into the extractor")
+        sub.add_argument("--api-port", type=int, default=0, help="loopback port of the HTTP API (0: a free one)")
+        sub.add_argument("--no-api", action="store_true", help="do not serve the HTTP API")
+    commands.add_parser("down")
+    commands.add_parser("status")
+    exec_parser = commands.add_parser("exec")
+    exec_parser.add_argument("cmd", nargs=argparse.REMAINDER)
+    commands.add_parser("extract")
+    schedule_parser = commands.add_parser("schedule")
+    schedule_parser.add_argument("playlists", nargs="*")
+    args = parser.parse_args(argv)
+    if args.command in {"up", "run"}:
+        api_port = None if args.no_api else args.api_port
+        return (run if args.command == "run" else up)(args.extract, api_port)
+    if args.command == "down":
+        return down()
+    if args.command == "status":
+        return status()
+    if args.command == "exec":
+        return exec_command(args.cmd)
+    if args.command == "extract":
+        return extract()
+    return schedule(args.playlists)

@@ -1,0 +1,55 @@
+"""`make up` / `make status` / `make down`: start, report, and stop exactly what was started."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra.cli import pid_alive
+from infra.stack import port_open
+from infra.template import REPO_ROOT
+
+pytestmark = pytest.mark.stack
+
+
+def infra(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SOUNDSLIKE_STATE_DIR": str(state_dir)}
+    env.pop("AWS_ENDPOINT_URL", None)
+    return subprocess.run([sys.executable, "-m", "infra", *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_up_status_down_leave_no_process_or_port_behind(tmp_path: Path) -> None:
+    started = infra(tmp_path, "up", *API_ARGS)
+    assert started.returncode == 0, started.stdout + started.stderr
+    state = json.loads((tmp_path / "stack.json").read_text())
+    pids = [state["pid"], state["moto_pid"]]
+    ports = [int(url.rsplit(":", 1)[1]) for url in (state["endpoint"], state["api_url"]) if url]
+    try:
+        assert all(pid_alive(pid) for pid in pids)
+        assert all(port_open("127.0.0.1", port) for port in ports)
+        assert state["endpoint"].startswith("http://127.0.0.1:")
+
+        again = infra(tmp_path, "up", *API_ARGS)
+        assert "already running" in again.stdout, "a second up does not start a second stack"
+
+        status = infra(tmp_path, "status")
+        assert status.returncode == 0
+        assert state["endpoint"] in status.stdout
+        assert "ExtractQueue" in status.stdout and "0 waiting" in status.stdout
+        assert "none published yet" in status.stdout
+    finally:
+        stopped = infra(tmp_path, "down")
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert not any(pid_alive(pid) for pid in pids)
+    assert not any(port_open("127.0.0.1", port) for port in ports)
+    assert not (tmp_path / "stack.json").exists()
+    assert infra(tmp_path, "status").returncode == 3
+
+
+API_ARGS = ("--no-api",)
