@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,13 +83,13 @@ def run(extract: bool, api_port: int | None) -> int:
     functions = {"AnnoyServiceFunction"} | ({"ExtractorFunction"} if extract else set())
     pump = stack.pump(only=functions)
     pump.start()
-    api_server = None
+    gateway = None
     api_url = None
     if api_port is not None:
         from infra.http_gateway import serve
 
-        api_server, _ = serve(stack.handler("ApiFunction"), host="127.0.0.1", port=api_port)
-        api_url = f"http://127.0.0.1:{api_server.server_address[1]}"
+        gateway = serve(stack.handler("ApiFunction"), host="127.0.0.1", port=api_port)
+        api_url = f"http://127.0.0.1:{gateway[0].server_address[1]}"
     state = {
         "ready": True,
         "pid": os.getpid(),
@@ -106,8 +107,10 @@ def run(extract: bool, api_port: int | None) -> int:
         stopping.wait()
     finally:
         pump.stop()
-        if api_server is not None:
-            api_server.shutdown()
+        if gateway is not None:
+            from infra.http_gateway import shutdown
+
+            shutdown(*gateway)
         stack.stop()
         state_file().unlink(missing_ok=True)
     return 0
@@ -260,16 +263,24 @@ def _attached_stack(state: dict[str, Any]) -> LocalStack:
     return stack
 
 
-def extract() -> int:
+@dataclass
+class ExtractReport:
+    ok: int
+    retried: int
+    dead: int
+    invocations: int
+
+    def format(self) -> str:
+        return (f"extract: {self.ok} ok, {self.retried} retried, {self.dead} failed into ExtractDLQ "
+                f"({self.invocations} invocations)")
+
+
+def drain_extract_queue(stack: LocalStack) -> ExtractReport:
+    """Run the extractor's event source mapping until ExtractQueue is empty, with a progress bar."""
     from tqdm import tqdm
 
     from infra.pump import SqsPoller
 
-    state = ensure_up()
-    if "ExtractorFunction" in state["pumped_functions"]:
-        print("the background pump already runs the extractor (make up EXTRACT=1); nothing to drain here")
-        return 0
-    stack = _attached_stack(state)
     poller = next(p for p in stack.pollers(only={"ExtractorFunction"}) if isinstance(p, SqsPoller))
     dlq_url = stack.resources.refs["ExtractDLQ"]
     sqs = stack.client("sqs")
@@ -280,8 +291,9 @@ def extract() -> int:
 
     dlq_before = dlq_depth()
     total = poller.depth()
-    print(f"extracting: {total} messages in {stack.resources.attributes['ExtractQueue']['QueueName']}")
-    with tqdm(total=total, unit="msg", dynamic_ncols=True) as bar:
+    print(f"extracting: {total} messages in {stack.resources.attributes['ExtractQueue']['QueueName']}",
+          file=sys.stderr)
+    with tqdm(total=total, unit="msg", dynamic_ncols=True, file=sys.stderr) as bar:
         idle = 0
         while idle < 3:
             batch = poller.poll_once(wait_s=1)
@@ -293,10 +305,18 @@ def extract() -> int:
             bar.update(batch.succeeded)
             bar.set_postfix(retried=poller.stats.failed)
     stats = poller.stats
-    dead = dlq_depth() - dlq_before
-    print(f"extract: {stats.succeeded} ok, {stats.failed} retried, {dead} failed into ExtractDLQ "
-          f"({stats.invocations} invocations)")
-    return 0 if dead == 0 else 1
+    return ExtractReport(ok=stats.succeeded, retried=stats.failed, dead=dlq_depth() - dlq_before,
+                         invocations=stats.invocations)
+
+
+def extract() -> int:
+    state = ensure_up()
+    if "ExtractorFunction" in state["pumped_functions"]:
+        print("the background pump already runs the extractor (make up EXTRACT=1); nothing to drain here")
+        return 0
+    report = drain_extract_queue(_attached_stack(state))
+    print(report.format())
+    return 0 if report.dead == 0 else 1
 
 
 def schedule(playlists: list[str]) -> int:

@@ -1,0 +1,156 @@
+"""`make demo`: the whole pipeline on the embedded local default, in one process.
+
+Renders (or reuses) the demo catalogue, starts the local stack (moto server +
+event pump), crawls the catalogue folder, drains ExtractQueue through the
+extractor, lets the DynamoDB stream drive the annoy_service, publishes the
+index, serves the HTTP API on 127.0.0.1 and prints example recommendations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from catalog.keys import local_track_id
+from infra.cli import drain_extract_queue, read_state, state_dir
+from infra.stack import LocalStack, port_open
+
+EXAMPLES = 3
+EXAMPLE_K = 5
+
+
+def say(message: str) -> None:
+    print(f"\n== {message}", file=sys.stderr, flush=True)
+
+
+def build_catalogue(small: bool) -> Path:
+    from demo.catalog import build
+
+    result = build("small" if small else "full", None, progress=True)
+    print(f"{result.total} clips in {result.folder} ({result.rendered} rendered, {result.reused} reused)",
+          file=sys.stderr)
+    return result.folder
+
+
+def crawl(folder: Path) -> Any:
+    from crawler.__main__ import _progress
+    from crawler.pipeline import cli_crawler, crawl_sources
+
+    summary = crawl_sources(cli_crawler(), [str(folder)], _progress)
+    print(summary.format(), file=sys.stderr)
+    return summary
+
+
+def publish_index() -> Any:
+    from annoy_service.publisher import Announcer, IndexStore
+    from annoy_service.service import Settings, rebuild_and_publish
+    from catalog.storage import TrackTable
+
+    settings = Settings.from_env()
+    outcome = rebuild_and_publish(TrackTable(settings.table), IndexStore(settings.bucket),
+                                  Announcer(settings.topic_arn), settings.model_id, settings.keep_versions)
+    print(outcome.summary(), file=sys.stderr)
+    return outcome
+
+
+def example_queries(folder: Path) -> list[dict[str, Any]]:
+    """One query per instrument, as far as there are instruments: (track id, title, instrument)."""
+    catalogue = json.loads((folder / "catalogue.json").read_text())
+    chosen: dict[str, dict[str, Any]] = {}
+    for clip in catalogue["clips"]:
+        if clip["instrument"] not in chosen:
+            track_id = local_track_id((folder / clip["file"]).read_bytes())
+            chosen[clip["instrument"]] = {"trackId": track_id, "title": clip["title"]}
+    return list(chosen.values())[:EXAMPLES]
+
+
+def show_recommendations(api_url: str, queries: list[dict[str, Any]]) -> None:
+    for query in queries:
+        response = requests.get(f"{api_url}/recommendations",
+                                params={"trackId": query["trackId"], "k": EXAMPLE_K}, timeout=30)
+        print(f"\nTracks that sound like: {query['title']}  ({query['trackId']})")
+        if response.status_code != 200:
+            print(f"  HTTP {response.status_code}: {response.text}")
+            continue
+        for rank, result in enumerate(response.json()["results"], start=1):
+            tags = ", ".join(list((result.get("tags") or {}).keys())[:3])
+            print(f"  {rank}. {result['similarity']:.3f}  {result['title']}" + (f"   [{tags}]" if tags else ""))
+    print(f"\nTry it:\n  curl '{api_url}/recommendations?trackId={queries[0]['trackId']}&k=10'\n"
+          f"  curl '{api_url}/health'")
+
+
+def run(port: int, once: bool, small: bool) -> int:
+    if read_state() is not None:
+        print("note: a background local stack (make up) is running; the demo starts its own.", file=sys.stderr)
+    if port_open("127.0.0.1", port):
+        print(f"error: 127.0.0.1:{port} is in use; pass PORT=<free port> to make demo", file=sys.stderr)
+        return 2
+    say("demo catalogue")
+    folder = build_catalogue(small)
+
+    say("local stack (moto server + event pump)")
+    directory = state_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    stack = LocalStack(log_path=directory / "demo-moto.log").start()
+    stack.apply_env()
+    print(f"moto server at {stack.endpoint}", file=sys.stderr)
+    pump = stack.pump(only={"AnnoyServiceFunction"})
+    pump.start()
+    gateway = None
+    try:
+        say(f"crawl {folder}")
+        crawl(folder)
+
+        say("extract (S3 -> SQS -> extractor -> Tracks)")
+        print(drain_extract_queue(stack).format(), file=sys.stderr)
+
+        say("index (Tracks stream -> annoy_service -> bundle in S3)")
+        publish_index()
+
+        say("API")
+        from infra.http_gateway import serve, shutdown
+
+        gateway = serve(stack.handler("ApiFunction"), host="127.0.0.1", port=port)
+        api_url = f"http://127.0.0.1:{gateway[0].server_address[1]}"
+        print(f"serving the HTTP API at {api_url}", file=sys.stderr)
+        show_recommendations(api_url, example_queries(folder))
+        if not once:
+            print("\nServing until Ctrl-C.", flush=True)
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            try:
+                while not stop.wait(0.5):
+                    pass
+            except KeyboardInterrupt:
+                pass
+    finally:
+        if gateway is not None:
+            shutdown(*gateway)
+        pump.stop()
+        stack.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=8080, help="loopback port of the HTTP API")
+    parser.add_argument("--once", action="store_true", help="print the examples and exit")
+    parser.add_argument("--small", action="store_true", help="the small catalogue (quicker)")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    code = run(args.port, args.once, args.small)
+    print(f"demo finished in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
