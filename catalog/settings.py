@@ -1,7 +1,7 @@
 """Settings read from the environment.
 
-Handlers call :func:`require_env` for what the template must set (a check in
-tests/ reads these calls to prove template.yaml sets every one of them) and
+Handlers call :func:`require_env` for what the template must set (infra/template_checks.py
+reads these calls to prove template.yaml sets every one of them) and
 :func:`env_str` / :func:`env_int` / :func:`env_float` for tunables that have a default.
 """
 

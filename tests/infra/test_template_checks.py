@@ -1,0 +1,382 @@
+"""The template checks pass on template.yaml and each one catches a deliberately broken copy.
+
+Broken copies of the real template are made by editing the loaded template and
+writing it as JSON to tmp_path; the handler and settings rules run on a tiny
+repository built in tmp_path so they do not depend on the real handlers.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.template import functions, load_template
+from infra.template_checks import (
+    VISIBILITY_TIMEOUT_PER_FUNCTION_TIMEOUT,
+    check_cfn_lint,
+    check_handlers_resolve,
+    check_no_wildcard_resources,
+    check_queue_visibility,
+    check_required_env_set,
+    check_translated_cfn_lint,
+    check_translation,
+    main,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO_ROOT / "template.yaml"
+
+
+def write_template(directory: Path, template: dict[str, Any]) -> Path:
+    path = directory / "template.json"
+    path.write_text(json.dumps(template, indent=2))
+    return path
+
+
+def sqs_consumer(template: dict[str, Any]) -> tuple[str, str, str]:
+    """(function, event, queue) of the first SQS event source in the template."""
+    for name, function in functions(template).items():
+        for event_name, event in function["Properties"].get("Events", {}).items():
+            if event["Type"] == "SQS":
+                return name, event_name, event["Properties"]["Queue"]["Fn::GetAtt"][0]
+    raise AssertionError("template.yaml has no SQS event source")
+
+
+def zip_function(template: dict[str, Any]) -> str:
+    return next(name for name, fn in functions(template).items() if fn["Properties"].get("PackageType", "Zip") == "Zip")
+
+
+def add_statement(template: dict[str, Any], function: str, statement: dict[str, Any]) -> None:
+    template["Resources"][function]["Properties"].setdefault("Policies", []).append({"Statement": [statement]})
+
+
+@pytest.fixture
+def real_template() -> dict[str, Any]:
+    return load_template(TEMPLATE)
+
+
+# ---------------------------------------------------------------- the real template
+
+
+@pytest.mark.parametrize(
+    "check",
+    [check_cfn_lint, check_translation, check_translated_cfn_lint, check_queue_visibility, check_no_wildcard_resources],
+    ids=lambda check: check.__name__,
+)
+def test_real_template_passes(check) -> None:
+    assert check(TEMPLATE, REPO_ROOT) == []
+
+
+def test_real_template_handlers_resolve_to_callables() -> None:
+    assert check_handlers_resolve(TEMPLATE, REPO_ROOT) == []
+
+
+def test_real_template_sets_every_required_env() -> None:
+    assert check_required_env_set(TEMPLATE, REPO_ROOT) == []
+
+
+# ---------------------------------------------------------------- cfn-lint and translation
+
+
+def test_cfn_lint_reports_unknown_queue_property(tmp_path: Path, real_template: dict[str, Any]) -> None:
+    _, _, queue = sqs_consumer(real_template)
+    real_template["Resources"][queue]["Properties"]["VisibilityTimout"] = 720
+
+    problems = check_cfn_lint(write_template(tmp_path, real_template), tmp_path)
+
+    assert any("VisibilityTimout" in problem for problem in problems), problems
+
+
+def test_translation_reports_misspelled_sqs_event_property(tmp_path: Path, real_template: dict[str, Any]) -> None:
+    function, event, _ = sqs_consumer(real_template)
+    event_props = real_template["Resources"][function]["Properties"]["Events"][event]["Properties"]
+    event_props["BatchSze"] = event_props.pop("BatchSize", 4)
+
+    problems = check_translation(write_template(tmp_path, real_template), tmp_path)
+
+    assert any("BatchSze" in problem and f"{function}{event}" in problem for problem in problems), problems
+
+
+def test_translated_lint_reports_circular_dependency_through_generated_permission(
+    tmp_path: Path, real_template: dict[str, Any]
+) -> None:
+    # The bucket's notification needs the function's invoke permission, the
+    # function needs its role, and the role's policy names the bucket: a cycle
+    # that only exists once SAM has generated the permission and the role.
+    function = zip_function(real_template)
+    real_template["Resources"]["CycleBucket"] = {"Type": "AWS::S3::Bucket"}
+    real_template["Resources"][function]["Properties"]["Events"]["CycleUpload"] = {
+        "Type": "S3",
+        "Properties": {"Bucket": {"Ref": "CycleBucket"}, "Events": "s3:ObjectCreated:*"},
+    }
+    add_statement(
+        real_template,
+        function,
+        {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": {"Fn::Sub": "${CycleBucket.Arn}/*"}},
+    )
+
+    problems = check_translated_cfn_lint(write_template(tmp_path, real_template), tmp_path)
+
+    assert any("Circular" in problem and "CycleBucket" in problem for problem in problems), problems
+
+
+# ---------------------------------------------------------------- queue visibility
+
+
+def test_visibility_rule_reports_queue_below_six_function_timeouts(
+    tmp_path: Path, real_template: dict[str, Any]
+) -> None:
+    function, _, queue = sqs_consumer(real_template)
+    timeout_s = functions(real_template)[function]["Properties"]["Timeout"]
+    real_template["Resources"][queue]["Properties"]["VisibilityTimeout"] = (
+        VISIBILITY_TIMEOUT_PER_FUNCTION_TIMEOUT * timeout_s - 1
+    )
+
+    problems = check_queue_visibility(write_template(tmp_path, real_template), tmp_path)
+
+    assert len(problems) == 1
+    assert queue in problems[0] and function in problems[0], problems
+
+
+def test_visibility_rule_takes_timeout_from_globals(tmp_path: Path, real_template: dict[str, Any]) -> None:
+    function, _, queue = sqs_consumer(real_template)
+    visibility_s = real_template["Resources"][queue]["Properties"]["VisibilityTimeout"]
+    real_template["Resources"][function]["Properties"].pop("Timeout", None)
+    real_template["Globals"]["Function"]["Timeout"] = visibility_s // VISIBILITY_TIMEOUT_PER_FUNCTION_TIMEOUT + 1
+
+    problems = check_queue_visibility(write_template(tmp_path, real_template), tmp_path)
+
+    assert any(queue in problem and function in problem for problem in problems), problems
+
+
+# ---------------------------------------------------------------- IAM statements on "*"
+
+
+def test_wildcard_rule_reports_function_statement_on_any_resource(
+    tmp_path: Path, real_template: dict[str, Any]
+) -> None:
+    function = zip_function(real_template)
+    add_statement(real_template, function, {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"})
+
+    problems = check_no_wildcard_resources(write_template(tmp_path, real_template), tmp_path)
+
+    assert len(problems) == 1
+    assert function in problems[0] and "s3:GetObject" in problems[0], problems
+
+
+def test_wildcard_rule_reports_iam_policy_resource_on_any_resource(
+    tmp_path: Path, real_template: dict[str, Any]
+) -> None:
+    function = zip_function(real_template)
+    real_template["Resources"]["BroadPolicy"] = {
+        "Type": "AWS::IAM::Policy",
+        "Properties": {
+            "PolicyName": "broad",
+            "Roles": [{"Ref": f"{function}Role"}],
+            "PolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": ["dynamodb:*"], "Resource": ["*"]}],
+            },
+        },
+    }
+
+    problems = check_no_wildcard_resources(write_template(tmp_path, real_template), tmp_path)
+
+    assert len(problems) == 1
+    assert "BroadPolicy" in problems[0] and "dynamodb:*" in problems[0], problems
+
+
+def test_wildcard_rule_allows_only_actions_aws_grants_on_any_resource(
+    tmp_path: Path, real_template: dict[str, Any]
+) -> None:
+    function = zip_function(real_template)
+    add_statement(real_template, function, {"Effect": "Allow", "Action": "xray:PutTraceSegments", "Resource": "*"})
+    add_statement(
+        real_template,
+        function,
+        {"Effect": "Allow", "Action": ["xray:PutTelemetryRecords", "sqs:SendMessage"], "Resource": "*"},
+    )
+
+    problems = check_no_wildcard_resources(write_template(tmp_path, real_template), tmp_path)
+
+    assert len(problems) == 1
+    assert problems[0].split(": ", 1)[1].startswith("sqs:SendMessage allowed on"), problems
+
+
+# ---------------------------------------------------------------- handlers and their settings, on a tiny repo
+
+
+def tiny_repo(root: Path, files: dict[str, str], function: dict[str, Any] | None = None) -> Path:
+    """A repository with the real catalog package, the given files and a template with one function."""
+    shutil.copytree(REPO_ROOT / "catalog", root / "catalog", ignore=shutil.ignore_patterns("__pycache__"))
+    files = {"worker/__init__.py": "", **files}
+    for relative, text in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text)
+    properties = function or {"CodeUri": ".", "Handler": "worker.handler.lambda_handler", "Runtime": "python3.12"}
+    properties.setdefault("Environment", {"Variables": {"WORKER_BUCKET": {"Ref": "DataBucket"}}})
+    template = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Transform": "AWS::Serverless-2016-10-31",
+        "Globals": {"Function": {"Timeout": 10, "Environment": {"Variables": {"SHARED_TABLE": "tracks"}}}},
+        "Resources": {
+            "DataBucket": {"Type": "AWS::S3::Bucket"},
+            "WorkerFunction": {"Type": "AWS::Serverless::Function", "Properties": properties},
+        },
+    }
+    return write_template(root, template)
+
+
+SOUND_HANDLER = """
+from catalog.settings import require_env
+from shared.config import table_name
+
+
+def lambda_handler(event, context):
+    return {"bucket": require_env("WORKER_BUCKET"), "table": table_name()}
+"""
+SHARED_CONFIG = """
+from catalog.settings import require_env
+
+
+def table_name():
+    return require_env("SHARED_TABLE")
+"""
+SOUND_FILES = {"worker/handler.py": SOUND_HANDLER, "shared/__init__.py": "", "shared/config.py": SHARED_CONFIG}
+
+
+def test_handler_rule_passes_when_the_module_defines_the_handler(tmp_path: Path) -> None:
+    template = tiny_repo(tmp_path, SOUND_FILES)
+
+    assert check_handlers_resolve(template, tmp_path) == []
+
+
+def test_handler_rule_reports_missing_module(tmp_path: Path) -> None:
+    template = tiny_repo(tmp_path, {"worker/other.py": "def lambda_handler(event, context): ...\n"})
+
+    problems = check_handlers_resolve(template, tmp_path)
+
+    assert len(problems) == 1
+    assert "WorkerFunction" in problems[0] and "worker/handler.py" in problems[0], problems
+
+
+def test_handler_rule_reports_missing_function(tmp_path: Path) -> None:
+    template = tiny_repo(tmp_path, {"worker/handler.py": "def handle(event, context): ...\n"})
+
+    problems = check_handlers_resolve(template, tmp_path)
+
+    assert len(problems) == 1
+    assert "WorkerFunction" in problems[0] and "'lambda_handler'" in problems[0], problems
+
+
+def test_handler_rule_accepts_import_time_read_of_a_setting_the_template_sets(tmp_path: Path) -> None:
+    handler = 'from catalog.settings import require_env\nBUCKET = require_env("WORKER_BUCKET")\n\n\ndef lambda_handler(event, context): ...\n'
+    template = tiny_repo(tmp_path, {"worker/handler.py": handler})
+
+    assert check_handlers_resolve(template, tmp_path) == []
+
+
+def test_handler_rule_reports_import_that_needs_a_setting_the_template_lacks(tmp_path: Path) -> None:
+    handler = 'from catalog.settings import require_env\nQUEUE = require_env("WORKER_QUEUE")\n\n\ndef lambda_handler(event, context): ...\n'
+    template = tiny_repo(tmp_path, {"worker/handler.py": handler})
+
+    problems = check_handlers_resolve(template, tmp_path)
+
+    assert len(problems) == 1
+    assert "MissingSettingError" in problems[0] and "WORKER_QUEUE" in problems[0], problems
+
+
+@pytest.mark.parametrize("with_dockerfile", [True, False])
+def test_handler_rule_checks_image_function_command_and_dockerfile(tmp_path: Path, with_dockerfile: bool) -> None:
+    files = dict(SOUND_FILES)
+    if with_dockerfile:
+        files["worker/Dockerfile"] = 'FROM public.ecr.aws/lambda/python:3.12\nCMD ["worker.handler.lambda_handler"]\n'
+    image_function = {
+        "PackageType": "Image",
+        "ImageConfig": {"Command": ["worker.handler.lambda_handler"]},
+    }
+    template_path = tiny_repo(tmp_path, files, image_function)
+    template = json.loads(template_path.read_text())
+    template["Resources"]["WorkerFunction"]["Metadata"] = {"Dockerfile": "worker/Dockerfile", "DockerContext": "."}
+    write_template(tmp_path, template)
+
+    problems = check_handlers_resolve(template_path, tmp_path)
+
+    if with_dockerfile:
+        assert problems == []
+    else:
+        assert len(problems) == 1
+        assert "WorkerFunction" in problems[0] and "worker/Dockerfile" in problems[0], problems
+
+
+def test_env_rule_passes_when_every_required_name_is_set(tmp_path: Path) -> None:
+    template = tiny_repo(tmp_path, SOUND_FILES)
+
+    assert check_required_env_set(template, tmp_path) == []
+
+
+def test_env_rule_reports_name_read_in_an_imported_package(tmp_path: Path) -> None:
+    config = SHARED_CONFIG + '\n\ndef queue_url():\n    return require_env("RESULTS_QUEUE_URL")\n'
+    template = tiny_repo(tmp_path, {**SOUND_FILES, "shared/config.py": config})
+
+    problems = check_required_env_set(template, tmp_path)
+
+    assert len(problems) == 1
+    assert all(part in problems[0] for part in ("WorkerFunction", "shared/config.py", "RESULTS_QUEUE_URL")), problems
+
+
+def test_env_rule_follows_relative_imports_and_aliases(tmp_path: Path) -> None:
+    handler = "from .settings import bucket\n\n\ndef lambda_handler(event, context):\n    return bucket()\n"
+    settings = (
+        "from catalog.settings import require_env as env_required\n\n\n"
+        'def bucket():\n    return env_required("ARCHIVE_BUCKET")\n'
+    )
+    template = tiny_repo(tmp_path, {"worker/handler.py": handler, "worker/settings.py": settings})
+
+    problems = check_required_env_set(template, tmp_path)
+
+    assert len(problems) == 1
+    assert "worker/settings.py" in problems[0] and "ARCHIVE_BUCKET" in problems[0], problems
+
+
+def test_env_rule_ignores_modules_the_handler_never_imports(tmp_path: Path) -> None:
+    cli = 'from catalog.settings import require_env\n\nSOURCE = require_env("LOCAL_FOLDER")\n'
+    template = tiny_repo(tmp_path, {**SOUND_FILES, "worker/cli.py": cli})
+
+    assert check_required_env_set(template, tmp_path) == []
+
+
+def test_env_rule_reports_computed_names(tmp_path: Path) -> None:
+    handler = (
+        "from catalog.settings import require_env\n\n\n"
+        'def lambda_handler(event, context):\n    return require_env(event["setting"])\n'
+    )
+    template = tiny_repo(tmp_path, {"worker/handler.py": handler})
+
+    problems = check_required_env_set(template, tmp_path)
+
+    assert len(problems) == 1
+    assert "worker/handler.py:5" in problems[0] and "computed name" in problems[0], problems
+
+
+# ---------------------------------------------------------------- the command
+
+
+def test_main_passes_a_sound_template(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    template = tiny_repo(tmp_path, SOUND_FILES)
+
+    assert main([str(template)]) == 0
+    assert "all 7 checks passed" in capsys.readouterr().out
+
+
+def test_main_fails_naming_the_culprit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    handler = SOUND_HANDLER.replace('require_env("WORKER_BUCKET")', 'require_env("UNSET_BUCKET")')
+    template = tiny_repo(tmp_path, {**SOUND_FILES, "worker/handler.py": handler})
+
+    assert main([str(template)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL require_env names set in the template" in out and "UNSET_BUCKET" in out
