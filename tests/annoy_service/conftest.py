@@ -1,0 +1,80 @@
+"""moto-backed Tracks table, index bucket and IndexPublished topic (with an SQS subscriber) for annoy_service tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+from annoy_helpers import REGION, Stack
+from moto import mock_aws
+
+from annoy_service import handler
+from annoy_service.publisher import Announcer, IndexStore
+from catalog import storage
+from catalog.storage import TrackTable
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+        "POWERTOOLS_METRICS_NAMESPACE": "soundslike",
+        "POWERTOOLS_SERVICE_NAME": "annoy_service",
+        "TRACKS_TABLE": "Tracks",
+        "INDEX_BUCKET": "index-bucket",
+        "INDEX_KEEP_VERSIONS": "5",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("MODEL_ID", raising=False)
+    with mock_aws():
+        storage.client.cache_clear()
+        storage.resource.cache_clear()
+        handler.dependencies.cache_clear()
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        ddb.create_table(
+            TableName="Tracks",
+            KeySchema=[{"AttributeName": "track_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "track_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        boto3.client("s3", region_name=REGION).create_bucket(Bucket="index-bucket")
+        sns = boto3.client("sns", region_name=REGION)
+        topic_arn = sns.create_topic(Name="IndexTopic")["TopicArn"]
+        monkeypatch.setenv("INDEX_TOPIC_ARN", topic_arn)
+        sqs = boto3.client("sqs", region_name=REGION)
+        queue_url = sqs.create_queue(QueueName="index-readers")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+        yield Stack(
+            table=TrackTable("Tracks"),
+            store=IndexStore("index-bucket"),
+            announcer=Announcer(topic_arn),
+            bucket="index-bucket",
+            queue_url=queue_url,
+            rng=np.random.default_rng(7),
+        )
+        storage.client.cache_clear()
+        storage.resource.cache_clear()
+        handler.dependencies.cache_clear()
+
+
+@pytest.fixture
+def lambda_context() -> Any:
+    @dataclass
+    class LambdaContext:
+        function_name: str = "AnnoyServiceFunction"
+        memory_limit_in_mb: int = 3008
+        invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:AnnoyServiceFunction"
+        aws_request_id: str = "52fdfc07-2182-154f-163f-5f0f9a621d72"
+
+    return LambdaContext()
