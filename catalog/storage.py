@@ -175,20 +175,21 @@ class TrackTable:
         item = self.table.get_item(Key={"track_id": track_id}, ConsistentRead=consistent).get("Item")
         return TrackRecord.from_item(item) if item else None
 
-    def put_pending(self, record: TrackRecord) -> bool:
+    def put_pending(self, record: TrackRecord, stale_before: str = "") -> bool:
         """Create the item as pending unless it exists as pending or ready.
 
         Returns False (and writes nothing) when the track is already known; a
-        failed track may be crawled again.
+        failed track may be crawled again, and so may a pending one crawled before
+        ``stale_before`` (ISO 8601 UTC): its crawl or extraction died on the way.
         """
         item = record.to_item()
         item["status"] = Status.PENDING.value
         item.setdefault("crawled_at", utc_now_iso())
+        condition = Attr("track_id").not_exists() | Attr("status").eq(Status.FAILED.value)
+        if stale_before:
+            condition = condition | (Attr("status").eq(Status.PENDING.value) & Attr("crawled_at").lt(stale_before))
         try:
-            self.table.put_item(
-                Item=item,
-                ConditionExpression=Attr("track_id").not_exists() | Attr("status").eq(Status.FAILED.value),
-            )
+            self.table.put_item(Item=item, ConditionExpression=condition)
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
                 return False

@@ -1,0 +1,46 @@
+"""``python -m crawler PLAYLIST_OR_FOLDER...`` (make crawl) and ``python -m crawler login`` (make spotify-login)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from catalog.settings import MissingSettingError, env_str
+from crawler.pipeline import Outcome, TrackResult, cli_crawler, crawl_sources
+from crawler.settings import CrawlerSettings
+from crawler.spotify import SpotifyConfigError, credential_store, login
+
+_MARKS = {Outcome.NEW: "+", Outcome.KNOWN: "=", Outcome.NO_PREVIEW: "-", Outcome.FAILED: "!"}
+
+
+def _progress(result: TrackResult, done: int, total: int) -> None:
+    why = f" [{result.reason}]" if result.reason else ""
+    print(f"[{done}/{total}] {_MARKS[result.outcome]} {result.outcome.value:<10} {result.track_id or '-'}  {result.label}{why}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m crawler",
+        description="Crawl Spotify playlists (id, spotify:playlist: URI or open.spotify.com URL) and local "
+        "folders / .m3u files into the pipeline; 'login' stores a Spotify refresh token.",
+    )
+    parser.add_argument("sources", nargs="+", metavar="PLAYLIST_OR_FOLDER", help="playlists and local sources, or 'login'")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    try:
+        if args.sources == ["login"]:
+            store = credential_store(env_str("SPOTIFY_SECRET_ID", "") or None)
+            login(CrawlerSettings.from_env(), store, read_line=input, write=print)
+            return 0
+        summary = crawl_sources(cli_crawler(), args.sources, _progress)
+    except (SpotifyConfigError, MissingSettingError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(summary.format())
+    return 0 if summary.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""CrawlerFunction's handler with the recorded Scheduled Event shapes (tests/events/crawler_*.json)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities.parameters import clear_caches
+from conftest import Fakes
+from crawler_aws import REGION, table_item
+from crawler_fakes import playlist_entry, spotify_id, spotify_track
+
+from crawler.handler import BadEventError, lambda_handler, split_playlists
+
+EVENTS = Path(__file__).resolve().parent.parent / "events"
+PARAM = "/soundslike/playlists"
+PLAYLIST = spotify_id(11)  # the id in crawler_scheduled_input.json
+
+
+@dataclass
+class Context:
+    function_name: str = "soundslike-CrawlerFunction"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:soundslike-CrawlerFunction"
+    aws_request_id: str = "52fdfc07-2182-154f-163f-5f0f9a621d72"
+
+
+def _event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())
+
+
+@pytest.fixture
+def scheduled(aws: None, user_secret: str, crawler_env: Fakes, monkeypatch: pytest.MonkeyPatch) -> Fakes:
+    monkeypatch.setenv("PLAYLISTS_PARAM", PARAM)
+    clear_caches()
+    track = spotify_track(spotify_id(300), "Scheduled", ["Cron"], isrc="USCRN0000001")
+    crawler_env.deezer.add("Scheduled", "Cron", "USCRN0000001")
+    crawler_env.spotify.add_playlist(PLAYLIST, "Daily", [playlist_entry(track)])
+    yield crawler_env
+    clear_caches()
+
+
+def _set_param(value: str) -> None:
+    boto3.client("ssm", region_name=REGION).put_parameter(Name=PARAM, Value=value, Type="String", Overwrite=True)
+
+
+def test_the_scheduled_event_crawls_the_playlists_in_the_ssm_parameter(scheduled: Fakes) -> None:
+    _set_param(f"spotify:playlist:{PLAYLIST}")
+    result = lambda_handler(_event("crawler_scheduled_event.json"), Context())
+    assert result["new"] == 1 and result["errors"] == []
+    assert table_item(spotify_id(300))["playlists"] == {PLAYLIST}
+
+
+def test_none_in_the_parameter_means_no_playlists(scheduled: Fakes) -> None:
+    _set_param("none")
+    result = lambda_handler(_event("crawler_scheduled_event.json"), Context())
+    assert result["new"] == 0 and result["sources"] == []
+    assert scheduled.spotify.log == []
+
+
+def test_playlists_in_the_event_input_win_over_the_parameter(scheduled: Fakes) -> None:
+    result = lambda_handler(_event("crawler_scheduled_input.json"), Context())
+    assert result["new"] == 1
+    assert result["sources"] == [f"spotify:playlist:{PLAYLIST}"]
+
+
+def test_an_unreadable_playlist_is_reported_in_the_result_not_raised(scheduled: Fakes) -> None:
+    scheduled.spotify.add_playlist(spotify_id(12), "Theirs", [], metadata_only=True)
+    result = lambda_handler({"playlists": [spotify_id(12), PLAYLIST]}, Context())
+    assert result["new"] == 1
+    assert len(result["errors"]) == 1 and "February 2026" in result["errors"][0]
+
+
+@pytest.mark.parametrize("playlists", [[1, 2], "not-a-playlist", {"id": PLAYLIST}])
+def test_a_malformed_event_is_refused_with_a_clear_error(scheduled: Fakes, playlists: Any) -> None:
+    with pytest.raises(BadEventError):
+        lambda_handler({"playlists": playlists}, Context())
+
+
+@pytest.mark.parametrize(("value", "expected"), [("none", []), ("", []), (" NONE ", []), ("a, b,,c", ["a", "b", "c"]), ("a\nb", ["a", "b"])])
+def test_parameter_values_split_on_commas(value: str, expected: list[str]) -> None:
+    assert split_playlists(value) == expected
