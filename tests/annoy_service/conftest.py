@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import boto3
 import numpy as np
@@ -16,6 +14,7 @@ from annoy_service import handler
 from annoy_service.publisher import Announcer, IndexStore
 from catalog import storage
 from catalog.storage import TrackTable
+from infra.context import LocalLambdaContext
 
 
 @pytest.fixture
@@ -69,12 +68,5 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
 
 
 @pytest.fixture
-def lambda_context() -> Any:
-    @dataclass
-    class LambdaContext:
-        function_name: str = "AnnoyServiceFunction"
-        memory_limit_in_mb: int = 3008
-        invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:AnnoyServiceFunction"
-        aws_request_id: str = "52fdfc07-2182-154f-163f-5f0f9a621d72"
-
-    return LambdaContext()
+def lambda_context() -> LocalLambdaContext:
+    return LocalLambdaContext(function_name="AnnoyServiceFunction", timeout_s=900, memory_limit_in_mb=3008)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 from infra.cli import pid_alive
 from infra.stack import port_open
@@ -43,6 +44,10 @@ def test_up_status_down_leave_no_process_or_port_behind(tmp_path: Path) -> None:
         assert state["endpoint"] in status.stdout
         assert "ExtractQueue" in status.stdout and "0 waiting" in status.stdout
         assert "none published yet" in status.stdout
+
+        health = requests.get(f"{state['api_url']}/health", timeout=30)
+        assert health.status_code == 503, "the API of the stack answers, with no index yet"
+        assert health.json()["error"]["code"]
     finally:
         stopped = infra(tmp_path, "down")
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
@@ -52,4 +57,4 @@ def test_up_status_down_leave_no_process_or_port_behind(tmp_path: Path) -> None:
     assert infra(tmp_path, "status").returncode == 3
 
 
-API_ARGS = ("--no-api",)
+API_ARGS: tuple[str, ...] = ()

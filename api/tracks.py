@@ -1,0 +1,126 @@
+"""The Tracks table side of the API: a track's status, and asking the crawler to ingest one now.
+
+None of this runs on the recommendations hot path: the table is read only for
+GET /tracks/{trackId} and to explain a 404.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
+
+from api.constants import SPOTIFY_ID_PATTERN
+from api.errors import ApiError
+from api.index_cache import LoadedIndex
+from catalog.records import Status, TrackRecord
+from catalog.storage import TrackTable
+
+logger = Logger(child=True)
+
+_SPOTIFY_ID_RE = re.compile(SPOTIFY_ID_PATTERN)
+
+
+class IngestOutcome(Protocol):
+    """What crawler.pipeline.ingest_track returns (a frozen dataclass there)."""
+
+    track_id: str
+    status: str  # queued | known | no_preview | not_found
+    track_status: str | None  # pending | ready | failed, when known
+    message: str
+
+
+IngestFunction = Callable[[str], IngestOutcome]
+
+# The crawler's ingest_track, imported on the first PUT so that GET requests never load spotipy.
+# Tests replace it with a fake of the same signature.
+ingest: IngestFunction | None = None
+
+
+def _ingest_function() -> IngestFunction:
+    if ingest is not None:
+        return ingest
+    from crawler.pipeline import ingest_track
+
+    return ingest_track
+
+
+def track_view(record: TrackRecord, index: LoadedIndex | None) -> dict[str, Any]:
+    """GET /tracks/{trackId}: metadata and status, never the embedding."""
+    view: dict[str, Any] = {
+        "trackId": record.track_id,
+        "status": record.status.value,
+        "source": record.source.value,
+        "title": record.title,
+        "artists": list(record.artists),
+        "album": record.album,
+        "indexed": index is not None and record.track_id in index.positions,
+    }
+    optional: dict[str, Any] = {
+        "isrc": record.isrc,
+        "durationMs": record.duration_ms,
+        "previewSource": record.preview_source.value if record.preview_source else None,
+        "playlists": sorted(record.playlists),
+        "model": record.model,
+        "dim": record.dim,
+        "tags": record.tags,
+        "error": record.error,
+        "crawledAt": record.crawled_at,
+        "extractedAt": record.extracted_at,
+        "indexVersion": index.version if index is not None else None,
+    }
+    view.update({k: v for k, v in optional.items() if v not in (None, "", [], {})})
+    return view
+
+
+def get_track(table: TrackTable, track_id: str, index: LoadedIndex | None) -> dict[str, Any]:
+    record = table.get(track_id)
+    if record is None:
+        raise ApiError(404, "track_not_found", "no track with this id is known")
+    return track_view(record, index)
+
+
+def not_indexed_error(table: TrackTable, track_id: str) -> ApiError:
+    """The 404 for a track missing from the index, saying what the table knows about it."""
+    try:
+        record = table.get(track_id)
+    except (ClientError, BotoCoreError):
+        logger.exception("Tracks table read failed while explaining a 404")
+        record = None
+    if record is None:
+        return ApiError(404, "track_not_found", "the track is not in the index and not known to the catalogue")
+    if record.status is Status.PENDING:
+        return ApiError(404, "track_pending", "the track is known but its audio has not been analysed yet (status pending)")
+    if record.status is Status.FAILED:
+        return ApiError(404, "track_failed", "the track is known but its audio could not be analysed (status failed)")
+    return ApiError(
+        404, "track_not_indexed", "the track is analysed (status ready) but not in the index yet; try again shortly"
+    )
+
+
+def request_ingest(track_id: str) -> tuple[int, dict[str, Any]]:
+    """PUT /tracks/{trackId}: (HTTP status, body) for asking the crawler to ingest one Spotify track."""
+    if not _SPOTIFY_ID_RE.fullmatch(track_id):
+        raise ApiError(400, "invalid_track_id", "a Spotify track id is 22 letters and digits")
+    try:
+        outcome = _ingest_function()(track_id)
+    except Exception as exc:
+        logger.exception("ingest failed")
+        raise ApiError(502, "ingest_unavailable", "the track could not be fetched from the music services; try again later") from exc
+    body = {"trackId": track_id, "status": outcome.track_status or "pending", "message": outcome.message}
+    if outcome.status == "queued":
+        return 202, {**body, "status": Status.PENDING.value}
+    if outcome.status == "known":
+        if outcome.track_status == Status.READY.value:
+            return 200, body
+        if outcome.track_status == Status.PENDING.value:
+            return 202, body
+        raise ApiError(409, "track_failed", "the track is known but its audio could not be analysed")
+    if outcome.status == "no_preview":
+        raise ApiError(422, "no_preview", "no audio preview can be found for this track on Spotify or Deezer")
+    if outcome.status == "not_found":
+        raise ApiError(404, "spotify_track_not_found", "Spotify has no track with this id")
+    raise ApiError(502, "ingest_unavailable", "the crawler gave an answer the API does not know")

@@ -1,0 +1,344 @@
+"""Benchmark of the API: cold start and warm latency, against downloading the index per request.
+
+For each size (10k and 100k tracks, 200-d embeddings as musicnn's penultimate
+layer gives) an index bundle is built with Annoy and published to a local S3
+(moto's server on 127.0.0.1). Measured in one run:
+
+* cold start: a fresh Python process imports api.handler and answers its first
+  request (LATEST + download + SHA-256 + load), with Annoy's prefault off and on;
+* warm p50/p99 of the Lambda handler called in-process, and of a real HTTP
+  request through the loopback API Gateway;
+* the baseline, what the original did per request: download the bundle from
+  S3, load it, query, answer.
+
+Ends with one JSON line. ``--quick`` runs smaller sizes in under a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import requests
+from annoy import AnnoyIndex
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from annoy_service.builder import N_TREES, search_k_for  # noqa: E402 - the index the annoy_service publishes
+from catalog.bundle import LatestPointer, Manifest, sha256_file  # noqa: E402
+from catalog.keys import LATEST_KEY, new_index_version  # noqa: E402
+from catalog.records import utc_now_iso  # noqa: E402
+
+EMBEDDING_DIM = 200
+K_RESULTS = 10
+CLUSTERS = 64
+TAGS = ("rock", "pop", "jazz", "electronic", "guitar", "female vocalists", "chill", "beat", "piano", "dance")
+FULL_SIZES = (10_000, 100_000)
+QUICK_SIZES = (2_000, 10_000)
+TRACKS_TABLE = "bench-tracks"
+
+
+def log(message: str) -> None:
+    print(f"[bench/api] {message}", file=sys.stderr, flush=True)
+
+
+def size_label(n: int) -> str:
+    return f"{n // 1000}k" if n % 1000 == 0 else str(n)
+
+
+def percentiles_ms(samples_s: list[float]) -> tuple[float, float]:
+    values = np.asarray(samples_s) * 1000.0
+    return round(float(np.percentile(values, 50)), 3), round(float(np.percentile(values, 99)), 3)
+
+
+def embeddings(n: int, seed: int) -> npt.NDArray[np.float32]:
+    """Clustered unit vectors, closer to real embeddings than uniform noise."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(CLUSTERS, EMBEDDING_DIM))
+    vectors = centres[rng.integers(0, CLUSTERS, size=n)] + 0.6 * rng.normal(size=(n, EMBEDDING_DIM))
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def track_id(i: int) -> str:
+    return f"B{i:021d}"
+
+
+def build_bundle(n: int, directory: Path, seed: int) -> Manifest:
+    vectors = embeddings(n, seed)
+    index = AnnoyIndex(EMBEDDING_DIM, "angular")
+    for i, vector in enumerate(vectors):
+        index.add_item(i, vector)
+    index.build(N_TREES, n_jobs=-1)
+    ann_path = directory / "tracks.ann"
+    index.save(str(ann_path))
+    index.unload()
+    rng = np.random.default_rng(seed + 1)
+    tracks = [
+        {
+            "title": f"Track {i}",
+            "artists": [f"Artist {i % (n // 4)}"],
+            "album": f"Album {i // 12}",
+            "isrc": f"GBAAA{i:07d}",
+            "duration_ms": 180_000 + i % 60_000,
+            "source": "spotify",
+            "preview_source": "deezer" if i % 3 else "spotify",
+            "tags": {TAGS[t]: round(float(p), 4) for t, p in zip(rng.choice(len(TAGS), 3, replace=False), rng.random(3), strict=True)},
+        }
+        for i in range(n)
+    ]
+    return Manifest(
+        version=new_index_version(),
+        created_at=utc_now_iso(),
+        model="musicnn-msd-v1",
+        dim=EMBEDDING_DIM,
+        n_trees=N_TREES,
+        search_k=search_k_for(n),
+        count=n,
+        ann_sha256=sha256_file(ann_path),
+        ann_bytes=ann_path.stat().st_size,
+        track_ids=[track_id(i) for i in range(n)],
+        tracks=tracks,
+    )
+
+
+def publish(s3: Any, bucket: str, manifest: Manifest, ann_path: Path) -> None:
+    s3.create_bucket(Bucket=bucket)
+    s3.upload_file(str(ann_path), bucket, manifest.ann_key)
+    s3.put_object(Bucket=bucket, Key=manifest.manifest_key, Body=manifest.to_json())
+    s3.put_object(Bucket=bucket, Key=LATEST_KEY, Body=LatestPointer.for_manifest(manifest).to_json())
+
+
+def recommendations_event(track: str) -> dict[str, Any]:
+    from infra.http_gateway import Route, build_event
+
+    return build_event(
+        method="GET",
+        target=f"/recommendations?trackId={track}&k={K_RESULTS}",
+        headers=[("host", "127.0.0.1"), ("user-agent", "bench")],
+        body=b"",
+        route=Route.parse("GET", "/recommendations"),
+        path_parameters={},
+        source_ip="127.0.0.1",
+    )
+
+
+COLD_START_SCRIPT = """
+import json, sys, time
+started = time.perf_counter()
+import api.handler as handler
+imported = time.perf_counter()
+
+
+class LambdaContext:
+    function_name = "ApiFunction"
+    memory_limit_in_mb = 1769
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ApiFunction"
+    aws_request_id = "bench"
+
+
+event = json.loads(sys.argv[1])
+response = handler.lambda_handler(event, LambdaContext())
+answered = time.perf_counter()
+assert response["statusCode"] == 200, response
+events = json.loads(sys.argv[2])
+first = []
+for e in events:
+    t = time.perf_counter()
+    handler.lambda_handler(e, LambdaContext())
+    first.append(time.perf_counter() - t)
+print(json.dumps({"import_s": imported - started, "first_request_s": answered - imported, "first_queries_s": first}))
+"""
+
+
+def cold_start(bucket: str, index_dir: Path, prefault: bool, events: list[dict[str, Any]]) -> dict[str, float]:
+    env = {
+        **os.environ,
+        "INDEX_BUCKET": bucket,
+        "INDEX_DIR": str(index_dir),
+        "INDEX_PREFAULT": "true" if prefault else "false",
+        "PYTHONPATH": str(REPO_ROOT),
+        "POWERTOOLS_LOG_LEVEL": "INFO",  # for the "index loaded" line and its timings
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", COLD_START_SCRIPT, json.dumps(events[0]), json.dumps(events[1:])],
+        env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=600,
+    )
+    lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    result = lines[-1]
+    (loaded,) = [line for line in lines if line.get("message") == "index loaded"]
+    p50, p99 = percentiles_ms(result["first_queries_s"])
+    return {
+        "index_fetch_and_load_s": loaded["seconds"],
+        "verify_and_map_s": loaded["verify_and_map_s"],
+        "import_s": round(result["import_s"], 3),
+        "first_request_s": round(result["first_request_s"], 3),
+        "cold_start_s": round(result["import_s"] + result["first_request_s"], 3),
+        "first_queries_p50_ms": p50,
+        "first_queries_p99_ms": p99,
+    }
+
+
+def baseline_request(s3: Any, bucket: str, workdir: Path, track: str) -> list[dict[str, Any]]:
+    """What the original did on every request: fetch the index from S3, load it, query it."""
+    pointer = LatestPointer.from_json(s3.get_object(Bucket=bucket, Key=LATEST_KEY)["Body"].read())
+    manifest = Manifest.from_json(s3.get_object(Bucket=bucket, Key=pointer.manifest_key)["Body"].read())
+    ann_path = workdir / "baseline.ann"
+    s3.download_file(bucket, pointer.ann_key, str(ann_path))
+    index = AnnoyIndex(manifest.dim, "angular")
+    index.load(str(ann_path))
+    item = manifest.track_ids.index(track)
+    items, distances = index.get_nns_by_item(item, K_RESULTS + 1, search_k=manifest.search_k, include_distances=True)
+    results = [
+        {"trackId": manifest.track_ids[i], **manifest.tracks[i], "similarity": 1 - d * d / 2}
+        for i, d in zip(items, distances, strict=True)
+        if i != item
+    ][:K_RESULTS]
+    index.unload()
+    ann_path.unlink()
+    return results
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="sizes 2k and 10k, fewer requests (under a minute)")
+    parser.add_argument("--warm-requests", type=int, default=None, help="warm handler and HTTP requests per size")
+    parser.add_argument("--baseline-requests", type=int, default=None, help="per-request-download baseline requests per size")
+    args = parser.parse_args(argv)
+    sizes = QUICK_SIZES if args.quick else FULL_SIZES
+    warm_n = args.warm_requests or (300 if args.quick else 3000)
+    baseline_n = args.baseline_requests or (3 if args.quick else 10)
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per S3 request otherwise
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "INDEX_BUCKET": "bench-index-unused",
+            "TRACKS_TABLE": TRACKS_TABLE,
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "POWERTOOLS_SERVICE_NAME": "api",
+        }
+    )
+    import boto3
+
+    s3 = boto3.client("s3")
+    figures: dict[str, Any] = {
+        "sizes": list(sizes), "dim": EMBEDDING_DIM, "n_trees": N_TREES, "k": K_RESULTS,
+        "warm_requests": warm_n, "baseline_requests": baseline_n,
+    }
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
+            workdir = Path(tmp)
+            import api.handler as handler
+            from api.index_cache import IndexCache
+            from infra.http_gateway import LambdaContext, serve, shutdown
+
+            for n in sizes:
+                label = size_label(n)
+                bucket = f"bench-index-{label}"
+                build_dir = workdir / f"build-{label}"
+                build_dir.mkdir()
+                log(f"{label}: building a {n}-track, {EMBEDDING_DIM}-d Annoy index ({N_TREES} trees)")
+                started = time.perf_counter()
+                manifest = build_bundle(n, build_dir, seed=n)
+                log(f"{label}: built in {time.perf_counter() - started:.1f} s ({manifest.ann_bytes / 1e6:.1f} MB); publishing to local S3")
+                publish(s3, bucket, manifest, build_dir / "tracks.ann")
+                (build_dir / "tracks.ann").unlink()
+                rng = np.random.default_rng(n)
+                queries = [manifest.track_ids[i] for i in rng.integers(0, n, size=warm_n)]
+                events = [recommendations_event(t) for t in queries]
+
+                for prefault in (False, True):
+                    log(f"{label}: cold start, prefault {'on' if prefault else 'off'}")
+                    cold = cold_start(bucket, workdir / f"cold-{label}-{prefault}", prefault, events[:101])
+                    suffix = "prefault" if prefault else "noprefault"
+                    for key, value in cold.items():
+                        figures[f"{key}_{suffix}_{label}"] = value
+                figures[f"cold_start_s_{label}"] = figures[f"cold_start_s_prefault_{label}"]  # the API's default
+
+                handler.index_cache = IndexCache(bucket, directory=workdir / f"warm-{label}")
+                context = LambdaContext()
+                first = handler.lambda_handler(events[0], context)
+                assert first["statusCode"] == 200, first
+                log(f"{label}: {warm_n} warm handler requests")
+                handler_s, handler_cpu_s = [], []
+                for event in events:
+                    t, cpu = time.perf_counter(), time.thread_time()
+                    response = handler.lambda_handler(event, context)
+                    handler_s.append(time.perf_counter() - t)
+                    handler_cpu_s.append(time.thread_time() - cpu)
+                    if response["statusCode"] != 200:
+                        raise RuntimeError(f"handler answered {response['statusCode']}: {response['body']}")
+                figures[f"p50_ms_{label}"], figures[f"p99_ms_{label}"] = percentiles_ms(handler_s)
+                # CPU time of the request's own thread: what the handler costs when the machine is not shared.
+                figures[f"cpu_p50_ms_{label}"], figures[f"cpu_p99_ms_{label}"] = percentiles_ms(handler_cpu_s)
+
+                log(f"{label}: {warm_n} warm HTTP requests through the loopback gateway")
+                server, thread = serve(handler.lambda_handler)
+                url = "http://{}:{}/recommendations".format(*server.server_address[:2])
+                http_s = []
+                with requests.Session() as session:
+                    for track in queries:
+                        t = time.perf_counter()
+                        response = session.get(url, params={"trackId": track, "k": K_RESULTS}, timeout=10)
+                        http_s.append(time.perf_counter() - t)
+                        response.raise_for_status()
+                shutdown(server, thread)
+                figures[f"http_p50_ms_{label}"], figures[f"http_p99_ms_{label}"] = percentiles_ms(http_s)
+
+                log(f"{label}: {baseline_n} baseline requests (download + load the bundle each time)")
+                baseline_s = []
+                for track in queries[:baseline_n]:
+                    t = time.perf_counter()
+                    results = baseline_request(s3, bucket, workdir, track)
+                    baseline_s.append(time.perf_counter() - t)
+                    ours = json.loads(handler.lambda_handler(recommendations_event(track), context)["body"])["results"]
+                    if [r["trackId"] for r in results] != [r["trackId"] for r in ours]:
+                        raise RuntimeError("baseline and API disagree on the neighbours")
+                figures[f"baseline_p50_ms_{label}"], figures[f"baseline_p99_ms_{label}"] = percentiles_ms(baseline_s)
+                figures[f"speedup_vs_download_{label}"] = round(
+                    figures[f"baseline_p50_ms_{label}"] / figures[f"p50_ms_{label}"], 1
+                )
+                log(
+                    f"{label}: handler p50 {figures[f'p50_ms_{label}']} ms p99 {figures[f'p99_ms_{label}']} ms; "
+                    f"HTTP p50 {figures[f'http_p50_ms_{label}']} ms; baseline p50 {figures[f'baseline_p50_ms_{label}']} ms"
+                )
+                handler.index_cache = IndexCache(bucket, directory=workdir / "unused")
+
+            largest = size_label(sizes[-1])
+            figures["speedup_vs_download"] = figures[f"speedup_vs_download_{largest}"]
+            for key in ("p50_ms", "p99_ms", "cold_start_s"):
+                figures[key] = figures[f"{key}_{largest}"]
+    finally:
+        moto.stop()
+    print(json.dumps(figures, separators=(",", ":")))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

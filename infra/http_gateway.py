@@ -1,0 +1,399 @@
+"""A loopback HTTP server that plays API Gateway HTTP API (payload format 2.0) in front of a handler.
+
+Each request becomes the event API Gateway would send (routeKey from the
+route that matched, lower-cased headers, comma-joined repeated query keys,
+cookies split out, base64 for binary bodies); the handler runs in-process and
+its reply is written back the way API Gateway writes it. The routes come from
+the HttpApi events of a function in template.yaml, so a path the deployment
+does not route gets the same 404 here as there.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from infra.context import LocalLambdaContext
+from infra.resources import LOCAL_ACCOUNT_ID
+from infra.template import functions, load_template
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+LOCAL_API_ID = "local"
+DEFAULT_TIMEOUT_S = 29.0
+MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+NOT_FOUND_BODY = b'{"message":"Not Found"}'
+INTERNAL_ERROR_BODY = b'{"message":"Internal Server Error"}'
+TOO_LARGE_BODY = b'{"message":"Request Entity Too Large"}'
+
+# API Gateway passes these content types to the integration as text; anything else is base64.
+_TEXT_CONTENT_TYPE = re.compile(
+    r"^(text/.*|application/(json|xml|javascript|x-www-form-urlencoded|[\w.+-]+\+(json|xml)))$"
+)
+_PATH_PARAM = re.compile(r"\{([A-Za-z0-9_]+)(\+?)\}")
+# Hop-by-hop headers the server writes itself.
+_SKIPPED_RESPONSE_HEADERS = frozenset({"content-length", "connection", "transfer-encoding"})
+
+
+class RouteError(ValueError):
+    """A route in template.yaml this gateway cannot play."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """One HttpApi route: method (or ANY) and path template, e.g. GET /tracks/{trackId}."""
+
+    method: str
+    path: str
+    pattern: re.Pattern[str] = field(compare=False, repr=False)
+
+    @classmethod
+    def parse(cls, method: str, path: str) -> Route:
+        method = method.upper()
+        if method == "X-AMAZON-APIGATEWAY-ANY-METHOD":
+            method = "ANY"
+        if not path.startswith("/"):
+            raise RouteError(f"route path must start with '/': {path!r}")
+        regex, pos = "", 0
+        for match in _PATH_PARAM.finditer(path):
+            regex += re.escape(path[pos:match.start()])
+            name, greedy = match.group(1), match.group(2)
+            regex += f"(?P<{name}>.+)" if greedy else f"(?P<{name}>[^/]+)"
+            pos = match.end()
+        regex += re.escape(path[pos:])
+        return cls(method, path, re.compile(f"^{regex}$"))
+
+    @property
+    def key(self) -> str:
+        return f"{self.method} {self.path}"
+
+    def match(self, method: str, path: str) -> dict[str, str] | None:
+        if self.method not in ("ANY", method):
+            return None
+        found = self.pattern.match(path)
+        return None if found is None else {k: unquote(v) for k, v in found.groupdict().items()}
+
+
+def routes_for_function(template: Mapping[str, Any], function_name: str) -> list[Route]:
+    """The HttpApi routes of one function in template.yaml, most specific first."""
+    function = functions(dict(template)).get(function_name)
+    if function is None:
+        raise RouteError(f"template.yaml has no function {function_name!r}")
+    routes = [
+        Route.parse(event["Properties"].get("Method", "ANY"), event["Properties"].get("Path", "/{proxy+}"))
+        for event in function["Properties"].get("Events", {}).values()
+        if event.get("Type") == "HttpApi"
+    ]
+    if not routes:
+        raise RouteError(f"function {function_name!r} has no HttpApi events in template.yaml")
+    # API Gateway prefers exact paths over parameters, parameters over greedy ones, a method over ANY.
+    return sorted(routes, key=lambda r: (r.path.count("+}"), r.path.count("{"), r.method == "ANY", -len(r.path)))
+
+
+@dataclass(frozen=True)
+class CorsConfig:
+    """An HttpApi CorsConfiguration. With it, API Gateway answers preflights itself and sets the CORS headers."""
+
+    allow_origins: tuple[str, ...]
+    allow_methods: tuple[str, ...] = ("*",)
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age_s: int | None = None
+    allow_credentials: bool = False
+
+    def allowed_origin(self, origin: str) -> str | None:
+        if "*" in self.allow_origins:
+            return "*"
+        return origin if origin in self.allow_origins else None
+
+
+def _resolve(value: Any, parameters: Mapping[str, Any]) -> Any:
+    """A template value with {"Ref": parameter} replaced by the parameter's default."""
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return parameters.get(value["Ref"], {}).get("Default", value["Ref"])
+    if isinstance(value, list):
+        return [_resolve(v, parameters) for v in value]
+    return value
+
+
+def cors_for_function(template: Mapping[str, Any], function_name: str) -> CorsConfig | None:
+    """The CorsConfiguration of the HttpApi that routes to the function, parameters at their defaults."""
+    function = functions(dict(template)).get(function_name)
+    if function is None:
+        raise RouteError(f"template.yaml has no function {function_name!r}")
+    resources = template.get("Resources", {})
+    parameters = template.get("Parameters", {})
+    for event in function["Properties"].get("Events", {}).values():
+        if event.get("Type") != "HttpApi":
+            continue
+        api_ref = event["Properties"].get("ApiId", {})
+        api = resources.get(api_ref.get("Ref", "")) if isinstance(api_ref, dict) else None
+        cors = (api or {}).get("Properties", {}).get("CorsConfiguration")
+        if not cors:
+            continue
+        cors = {k: _resolve(v, parameters) for k, v in cors.items()}
+        return CorsConfig(
+            allow_origins=tuple(str(o) for o in cors.get("AllowOrigins", ())),
+            allow_methods=tuple(str(m).upper() for m in cors.get("AllowMethods", ("*",))),
+            allow_headers=tuple(str(h).lower() for h in cors.get("AllowHeaders", ())),
+            expose_headers=tuple(str(h).lower() for h in cors.get("ExposeHeaders", ())),
+            max_age_s=int(cors["MaxAge"]) if "MaxAge" in cors else None,
+            allow_credentials=bool(cors.get("AllowCredentials", False)),
+        )
+    return None
+
+
+def _is_text(content_type: str) -> bool:
+    return bool(_TEXT_CONTENT_TYPE.match(content_type.split(";", 1)[0].strip().lower()))
+
+
+def build_event(
+    *,
+    method: str,
+    target: str,
+    headers: Iterable[tuple[str, str]],
+    body: bytes,
+    route: Route,
+    path_parameters: Mapping[str, str],
+    source_ip: str,
+    protocol: str = "HTTP/1.1",
+) -> dict[str, Any]:
+    """The API Gateway HTTP API payload format 2.0 event for one request."""
+    parts = urlsplit(target)
+    joined: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in headers:
+        name = name.lower()
+        if name == "cookie":
+            cookies.extend(c.strip() for c in value.split(";") if c.strip())
+            continue
+        joined[name] = f"{joined[name]},{value}" if name in joined else value
+    joined.setdefault("x-forwarded-for", source_ip)
+    joined.setdefault("x-forwarded-proto", "http")
+    now = datetime.now(UTC)
+    request_id = secrets.token_urlsafe(12)
+    joined.setdefault("x-amzn-trace-id", f"Root=1-{int(now.timestamp()):08x}-{secrets.token_hex(12)}")
+
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route.key,
+        "rawPath": parts.path,
+        "rawQueryString": parts.query,
+        "headers": joined,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    query: dict[str, str] = {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        query[key] = f"{query[key]},{value}" if key in query else value
+    if query:
+        event["queryStringParameters"] = query
+    event["requestContext"] = {
+        "accountId": LOCAL_ACCOUNT_ID,
+        "apiId": LOCAL_API_ID,
+        "domainName": joined.get("host", "127.0.0.1"),
+        "domainPrefix": joined.get("host", "127.0.0.1").split(".", 1)[0],
+        "http": {
+            "method": method,
+            "path": parts.path,
+            "protocol": protocol,
+            "sourceIp": source_ip,
+            "userAgent": joined.get("user-agent", ""),
+        },
+        "requestId": request_id,
+        "routeKey": route.key,
+        "stage": "$default",
+        "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+        "timeEpoch": int(now.timestamp() * 1000),
+    }
+    if body:
+        if _is_text(joined.get("content-type", "")):
+            try:
+                event["body"] = body.decode("utf-8")
+                event["isBase64Encoded"] = False
+            except UnicodeDecodeError:
+                event["body"] = base64.b64encode(body).decode("ascii")
+                event["isBase64Encoded"] = True
+        else:
+            event["body"] = base64.b64encode(body).decode("ascii")
+            event["isBase64Encoded"] = True
+    else:
+        event["isBase64Encoded"] = False
+    if path_parameters:
+        event["pathParameters"] = dict(path_parameters)
+    return event
+
+
+@dataclass
+class GatewayResponse:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def parse_response(result: Any) -> GatewayResponse:
+    """A handler's return value as API Gateway (format 2.0) turns it into HTTP."""
+    if not (isinstance(result, dict) and "statusCode" in result):
+        # API Gateway's inference: anything without a statusCode is a 200 JSON body.
+        body = result if isinstance(result, str) else json.dumps(result)
+        return GatewayResponse(200, [("content-type", "application/json")], body.encode())
+    headers: list[tuple[str, str]] = [(str(k), str(v)) for k, v in (result.get("headers") or {}).items()]
+    for name, values in (result.get("multiValueHeaders") or {}).items():
+        headers.extend((str(name), str(v)) for v in values)
+    headers.extend(("set-cookie", str(cookie)) for cookie in result.get("cookies") or [])
+    raw = result.get("body")
+    if raw is None:
+        body = b""
+    elif result.get("isBase64Encoded"):
+        body = base64.b64decode(raw)
+    else:
+        body = raw.encode() if isinstance(raw, str) else json.dumps(raw).encode()
+    if not any(name.lower() == "content-type" for name, _ in headers) and body:
+        headers.append(("content-type", "application/json"))
+    return GatewayResponse(int(result["statusCode"]), headers, body)
+
+
+class _GatewayServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: Handler,
+        routes: list[Route],
+        cors: CorsConfig | None,
+        function_name: str,
+        quiet: bool,
+    ) -> None:
+        super().__init__(address, _RequestHandler)
+        self.handler = handler
+        self.routes = routes
+        self.cors = cors
+        self.function_name = function_name
+        self.quiet = quiet
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    server: _GatewayServer
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle on, keep-alive clients wait ~40 ms for each reply.
+    disable_nagle_algorithm = True
+
+    def _dispatch(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        if length > MAX_BODY_BYTES:
+            self._reply(GatewayResponse(413, [("content-type", "application/json")], TOO_LARGE_BODY))
+            self.close_connection = True
+            return
+        body = self.rfile.read(length) if length else b""
+        method = self.command.upper()
+        path = urlsplit(self.path).path
+        for route in self.server.routes:
+            params = route.match(method, path)
+            if params is not None:
+                break
+        else:
+            if method == "OPTIONS" and self.server.cors is not None and "access-control-request-method" in self.headers:
+                self._reply(GatewayResponse(204, [], b""), preflight=True)
+            else:
+                self._reply(GatewayResponse(404, [("content-type", "application/json")], NOT_FOUND_BODY))
+            return
+        event = build_event(
+            method=method,
+            target=self.path,
+            headers=self.headers.items(),
+            body=body,
+            route=route,
+            path_parameters=params,
+            source_ip=self.client_address[0],
+            protocol=self.request_version,
+        )
+        context = LocalLambdaContext(function_name=self.server.function_name, timeout_s=DEFAULT_TIMEOUT_S)
+        try:
+            response = parse_response(self.server.handler(event, context))
+        except Exception:  # a crashed invocation is a 500, as API Gateway answers it
+            self.log_error("handler raised for %s %s", method, path)
+            response = GatewayResponse(500, [("content-type", "application/json")], INTERNAL_ERROR_BODY)
+        self._reply(response)
+
+    def _cors_headers(self, preflight: bool) -> list[tuple[str, str]]:
+        cors = self.server.cors
+        origin = self.headers.get("origin")
+        allowed = cors.allowed_origin(origin) if cors is not None and origin else None
+        if cors is None or allowed is None:
+            return []
+        headers = [("access-control-allow-origin", allowed)]
+        if cors.allow_credentials:
+            headers.append(("access-control-allow-credentials", "true"))
+        if preflight:
+            headers.append(("access-control-allow-methods", ",".join(cors.allow_methods)))
+            if cors.allow_headers:
+                headers.append(("access-control-allow-headers", ",".join(cors.allow_headers)))
+            if cors.max_age_s is not None:
+                headers.append(("access-control-max-age", str(cors.max_age_s)))
+        elif cors.expose_headers:
+            headers.append(("access-control-expose-headers", ",".join(cors.expose_headers)))
+        return headers
+
+    def _reply(self, response: GatewayResponse, preflight: bool = False) -> None:
+        self.send_response(response.status)
+        headers = response.headers
+        if self.server.cors is not None:
+            # API Gateway ignores the integration's CORS headers and sets its own.
+            headers = [h for h in headers if not h[0].lower().startswith("access-control-")]
+            headers += self._cors_headers(preflight)
+        for name, value in headers:
+            if name.lower() not in _SKIPPED_RESPONSE_HEADERS:
+                self.send_header(name, value)
+        self.send_header("apigw-requestid", secrets.token_urlsafe(12))
+        self.send_header("content-length", str(len(response.body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _dispatch
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.quiet:
+            return
+        super().log_message(format, *args)
+
+
+def serve(
+    handler: Handler,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    routes: list[Route] | None = None,
+    *,
+    cors: CorsConfig | None = None,
+    function_name: str = "ApiFunction",
+    quiet: bool = True,
+) -> tuple[ThreadingHTTPServer, threading.Thread]:
+    """Start the gateway in a daemon thread; ``server.server_address`` has the bound port.
+
+    Stop it with :func:`shutdown`. Without ``routes``, the routes and the CORS
+    configuration are the function's in template.yaml.
+    """
+    if routes is None:
+        template = load_template()
+        routes = routes_for_function(template, function_name)
+        cors = cors if cors is not None else cors_for_function(template, function_name)
+    server = _GatewayServer((host, port), handler, routes, cors, function_name, quiet)
+    thread = threading.Thread(target=server.serve_forever, name=f"http-gateway-{function_name}", daemon=True)
+    thread.start()
+    return server, thread
+
+
+def shutdown(server: ThreadingHTTPServer, thread: threading.Thread, timeout_s: float = 5.0) -> None:
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout_s)

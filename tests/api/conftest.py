@@ -1,0 +1,175 @@
+"""Fixtures for the API's tests: moto S3 + DynamoDB, index bundles built with Annoy, the handler."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from api_testkit import DIM, FakeClock, PublishedBundle, build_bundle, clustered_vectors, fake_ingest, spotify_like_id
+from moto import mock_aws
+
+from catalog.bundle import LatestPointer
+from catalog.keys import LATEST_KEY
+from infra.context import LocalLambdaContext
+
+EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
+INDEX_BUCKET = "soundslike-test-index"
+TRACKS_TABLE = "soundslike-test-tracks"
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "INDEX_BUCKET": INDEX_BUCKET,
+        "TRACKS_TABLE": TRACKS_TABLE,
+        "POWERTOOLS_SERVICE_NAME": "api",
+        "POWERTOOLS_METRICS_NAMESPACE": "soundslike",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+
+@pytest.fixture
+def aws(aws_env: None) -> Iterator[None]:
+    """moto S3 and DynamoDB with the index bucket and the Tracks table."""
+    with mock_aws():
+        boto3.client("s3").create_bucket(Bucket=INDEX_BUCKET)
+        boto3.client("dynamodb").create_table(
+            TableName=TRACKS_TABLE,
+            AttributeDefinitions=[{"AttributeName": "track_id", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "track_id", "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield
+
+
+@pytest.fixture
+def publish(aws: None, tmp_path: Path) -> Callable[..., PublishedBundle]:
+    """Upload a bundle and point LATEST.json at it; ``tamper`` corrupts one part first."""
+
+    def _publish(
+        n: int = 50,
+        *,
+        seed: int = 7,
+        dim: int = DIM,
+        artists: list[list[str]] | None = None,
+        tamper: str | None = None,
+        ids: list[str] | None = None,
+    ) -> PublishedBundle:
+        track_ids = ids or [spotify_like_id(i) for i in range(n)]
+        vectors = clustered_vectors(len(track_ids), dim, seed)
+        manifest, ann_path = build_bundle(tmp_path / f"build-{seed}-{tamper}", track_ids, vectors, artists=artists)
+        ann_bytes = ann_path.read_bytes()
+        if tamper == "checksum":
+            ann_bytes = ann_bytes[:-1] + bytes([ann_bytes[-1] ^ 0xFF])
+        if tamper == "dim":
+            manifest = dataclasses.replace(manifest, dim=dim + 1)
+        pointer = LatestPointer.for_manifest(manifest)
+        s3 = boto3.client("s3")
+        s3.put_object(Bucket=INDEX_BUCKET, Key=manifest.ann_key, Body=ann_bytes)
+        s3.put_object(Bucket=INDEX_BUCKET, Key=manifest.manifest_key, Body=manifest.to_json())
+        s3.put_object(Bucket=INDEX_BUCKET, Key=LATEST_KEY, Body=pointer.to_json())
+        return PublishedBundle(manifest, pointer, vectors)
+
+    return _publish
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def lambda_context() -> LocalLambdaContext:
+    return LocalLambdaContext(function_name="ApiFunction", memory_limit_in_mb=1769)
+
+
+@pytest.fixture
+def api(aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> Iterator[Any]:
+    """api.handler imported afresh with this test's environment, a fake clock and no ingest function.
+
+    The module reads its settings at import, as in Lambda; it is dropped again
+    afterwards so that a later import (the local stack's) sees its own environment.
+    """
+    from api import tracks
+    from api.index_cache import IndexCache
+
+    sys.modules.pop("api.handler", None)
+    handler = importlib.import_module("api.handler")
+    monkeypatch.setattr(
+        handler, "index_cache", IndexCache(INDEX_BUCKET, directory=tmp_path / "index", recheck_s=60.0, clock=clock)
+    )
+    monkeypatch.setattr(tracks, "ingest", None)
+    try:
+        yield handler
+    finally:
+        sys.modules.pop("api.handler", None)
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS_DIR / name).read_text())
+
+
+@pytest.fixture
+def recorded_event() -> Callable[[str], dict[str, Any]]:
+    return load_event
+
+
+@pytest.fixture
+def http_event() -> Callable[..., dict[str, Any]]:
+    """A v2 event from the recorded shape in tests/events/, with the method, path and query replaced."""
+
+    def _event(method: str, path: str, query: dict[str, str] | None = None, route: str | None = None) -> dict[str, Any]:
+        event = load_event("api_get_recommendations.json")
+        route_key = f"{method} {route or path}"
+        event["routeKey"] = event["requestContext"]["routeKey"] = route_key
+        event["rawPath"] = event["requestContext"]["http"]["path"] = path
+        event["requestContext"]["http"]["method"] = method
+        event["rawQueryString"] = "&".join(f"{k}={v}" for k, v in (query or {}).items())
+        if query:
+            event["queryStringParameters"] = dict(query)
+        else:
+            event.pop("queryStringParameters", None)
+        if route and "{trackId}" in route:
+            event["pathParameters"] = {"trackId": path.rsplit("/", 1)[-1]}
+        return event
+
+    return _event
+
+
+EXAMPLE_TRACK_ID = "4uLU6hMCjMI75M1A2tKUQC"
+
+
+@pytest.fixture
+def served_api(api: Any, publish: Callable[..., PublishedBundle], monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, PublishedBundle]]:
+    """The api on the loopback gateway, routes from template.yaml, one published index, a fake crawler."""
+    from api import tracks
+    from catalog.records import Source, Status, TrackRecord
+    from catalog.storage import TrackTable
+    from infra.http_gateway import serve, shutdown
+
+    ids = [EXAMPLE_TRACK_ID] + [spotify_like_id(i) for i in range(1, 80)]
+    bundle = publish(ids=ids, artists=[[f"Artist {i % 9}"] for i in range(80)])
+    table = TrackTable(TRACKS_TABLE)
+    for i, track_id in enumerate(ids[:10]):
+        table.table.put_item(
+            Item=TrackRecord(track_id=track_id, source=Source.SPOTIFY, status=Status.READY, title=f"Song {i}").to_item()
+        )
+    monkeypatch.setattr(tracks, "ingest", fake_ingest)
+    server, thread = serve(api.lambda_handler)
+    host, port = server.server_address[:2]
+    try:
+        yield f"http://{host}:{port}", bundle
+    finally:
+        shutdown(server, thread)

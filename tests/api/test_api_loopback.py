@@ -1,0 +1,66 @@
+"""The api behind the loopback API Gateway: real HTTP requests, routes from template.yaml."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+EXAMPLE = "4uLU6hMCjMI75M1A2tKUQC"
+
+
+def test_recommendations_over_http_exclude_the_query_and_carry_cors(served_api) -> None:
+    url, bundle = served_api
+    response = requests.get(
+        f"{url}/recommendations", params={"trackId": EXAMPLE, "k": 12}, headers={"Origin": "https://x.example"}, timeout=10
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["access-control-allow-origin"] == "*"
+    body = response.json()
+    assert body["indexVersion"] == bundle.manifest.version
+    ids = [r["trackId"] for r in body["results"]]
+    assert len(ids) == 12 and EXAMPLE not in ids and len(set(ids)) == 12
+
+
+def test_paths_outside_the_template_get_api_gateways_404(served_api) -> None:
+    url, _ = served_api
+    for method, path in (("GET", "/"), ("POST", "/recommendations"), ("GET", "/tracks/a/b"), ("DELETE", f"/tracks/{EXAMPLE}")):
+        response = requests.request(method, url + path, timeout=10)
+        assert response.status_code == 404
+        assert response.json() == {"message": "Not Found"}
+
+
+def test_errors_over_http_are_json_and_do_not_echo(served_api) -> None:
+    url, _ = served_api
+    response = requests.get(f"{url}/recommendations", params={"trackId": "drop table;", "k": "5"}, timeout=10)
+    assert response.status_code == 400
+    assert set(response.json()["error"]) == {"code", "message"}
+    assert "drop" not in response.text
+    response = requests.get(f"{url}/recommendations", params={"trackId": "Nope0000000000000000000"[:22]}, timeout=10)
+    assert response.status_code == 404 and response.json()["error"]["code"] == "track_not_found"
+
+
+def test_track_status_and_put_over_http(served_api) -> None:
+    url, _ = served_api
+    response = requests.get(f"{url}/tracks/{EXAMPLE}", timeout=10)
+    assert response.status_code == 200
+    assert response.json()["status"] == "ready" and response.json()["indexed"] is True
+    response = requests.put(f"{url}/tracks/{EXAMPLE}", timeout=10)
+    assert response.status_code in {200, 202, 404, 409, 422}
+    assert response.status_code == requests.put(f"{url}/tracks/{EXAMPLE}", timeout=10).status_code
+    assert requests.put(f"{url}/tracks/tooshort", timeout=10).status_code == 400
+
+
+def test_parallel_requests_are_all_answered(served_api) -> None:
+    url, bundle = served_api
+    ids = bundle.manifest.track_ids[:40]
+
+    def get(track_id: str) -> tuple[int, list[str]]:
+        response = requests.get(f"{url}/recommendations", params={"trackId": track_id, "k": 5}, timeout=10)
+        return response.status_code, [r["trackId"] for r in response.json()["results"]]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(get, ids))
+    assert all(status == 200 for status, _ in answers)
+    assert all(track_id not in results for track_id, (_, results) in zip(ids, answers, strict=True))
