@@ -109,6 +109,15 @@ def decode_object_metadata(metadata: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
+NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+@dataclass(frozen=True)
+class AudioHead:
+    size: int
+    metadata: dict[str, str]
+
+
 @dataclass(frozen=True)
 class AudioObject:
     key: str
@@ -137,20 +146,22 @@ class AudioStore:
         )
         return key
 
-    def size(self, key: str) -> int | None:
-        """Object size in bytes, or None when the object does not exist."""
+    def head(self, key: str) -> AudioHead | None:
+        """Size and metadata without downloading the object; None when it does not exist."""
         try:
-            return int(self.s3.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+            response = self.s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
+            if error_code(exc) in NOT_FOUND_CODES:
                 return None
             raise
+        return AudioHead(size=int(response["ContentLength"]), metadata=dict(response.get("Metadata", {})))
+
 
     def get(self, key: str) -> AudioObject | None:
         try:
             response = self.s3.get_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if error_code(exc) in {"NoSuchKey", "404", "NotFound"}:
+            if error_code(exc) in NOT_FOUND_CODES:
                 return None
             raise
         return AudioObject(

@@ -132,9 +132,10 @@ def test_audio_store_reports_missing_objects_as_none() -> None:
         store = AudioStore("audio", boto3.client("s3"))
         record = TrackRecord(track_id="t1", source=Source.LOCAL, title="x")
         key = store.put_preview(record, "mp3", b"ID3", "audio/mpeg")
-        assert store.get(key).data == b"ID3" and store.size(key) == 3
+        assert store.get(key).data == b"ID3" and store.head(key).size == 3
+        assert store.head(key).metadata["title"] == "x"
         store.delete(key)
-        assert store.get(key) is None and store.size(key) is None
+        assert store.get(key) is None and store.head(key) is None
 
 
 def test_manifest_rejects_inconsistent_counts_and_round_trips() -> None:

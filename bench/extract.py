@@ -1,0 +1,184 @@
+"""Extractor throughput: end-to-end clips/s (decode + log-mel + forward) on 30 s mp3
+previews, one clip at a time and 16 clips at a time, for our Keras MSD_musicnn and,
+in the same process on the same inputs, the wheel's original TF 1 graph; peak RSS.
+
+    python bench/extract.py [--quick] [--clips 32] [--rounds 3]
+
+Clips are 44.1 kHz stereo mp3 made in code (tests/extractor/extractor_synth.py):
+decoding, resampling and mixing down are part of the measured work. Both models
+get identical log-mel patches in identical chunks (PATCHES_PER_FORWARD patches per
+call: feeding 160 patches at once needs several GB); they take turns on each group
+of 16 clips, since this CPU is shared, and the figures are totals over all rounds.
+Ends with one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+from numpy.typing import NDArray  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "tests" / "extractor"))
+
+from extractor_synth import distorted_riff, drum_groove, encode, stereo, string_pad  # noqa: E402
+
+from extractor.audio import decode  # noqa: E402
+from extractor.constants import PATCHES_PER_FORWARD  # noqa: E402
+from extractor.features import clip_patches  # noqa: E402
+
+BATCH_CLIPS = 16
+GENERATORS = (drum_groove, string_pad, distorted_riff)
+
+Forward = Callable[[NDArray[np.float32]], tuple[NDArray[np.float32], NDArray[np.float32]]]
+
+
+def log(message: str) -> None:
+    print(f"[bench/extract] {message}", file=sys.stderr, flush=True)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def make_clips(n: int, seconds: float) -> list[bytes]:
+    """n mp3 previews; a few distinct ones repeated (encoding is slow and not what is measured)."""
+    distinct = [encode(stereo(make(seconds, seed=i)), "mp3") for i, make in enumerate(GENERATORS)]
+    return [distinct[i % len(distinct)] for i in range(n)]
+
+
+def end_to_end(clips: list[bytes], forward: Forward, batch: int) -> tuple[float, float]:
+    """(wall, CPU) seconds to embed every clip, ``batch`` clips' patches through the model together."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    for first in range(0, len(clips), batch):
+        per_clip = [clip_patches(decode(data)) for data in clips[first : first + batch]]
+        _, penultimate = forward(np.concatenate(per_clip))
+        bounds = np.cumsum([0] + [p.shape[0] for p in per_clip])
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            vector = penultimate[a:b].mean(axis=0)
+            vector /= np.linalg.norm(vector)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def chunked(run: Forward) -> Forward:
+    """``run`` fed the same chunks as Embedder.predict feeds our model."""
+
+    def forward(patches: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        outs = [run(patches[i : i + PATCHES_PER_FORWARD]) for i in range(0, patches.shape[0], PATCHES_PER_FORWARD)]
+        return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+
+    return forward
+
+
+def stage_times(clips: list[bytes], forward: Forward) -> dict[str, float]:
+    """Per-clip seconds of each stage, one clip at a time."""
+    decode_s = mel_s = forward_s = 0.0
+    for data in clips:
+        t0 = time.perf_counter()
+        samples = decode(data)
+        t1 = time.perf_counter()
+        patches = clip_patches(samples)
+        t2 = time.perf_counter()
+        forward(patches)
+        t3 = time.perf_counter()
+        decode_s, mel_s, forward_s = decode_s + t1 - t0, mel_s + t2 - t1, forward_s + t3 - t2
+    n = len(clips)
+    return {"decode_s_per_clip": decode_s / n, "logmel_s_per_clip": mel_s / n, "forward_s_per_clip": forward_s / n}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="16 clips of 6 s, one round (under a minute)")
+    parser.add_argument("--clips", type=int, default=32, help="clips per measurement (a multiple of 16)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="clip length")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds, each over every clip")
+    args = parser.parse_args()
+    n_clips, seconds, rounds = (BATCH_CLIPS, 6.0, 1) if args.quick else (args.clips, args.seconds, args.rounds)
+
+    load_before = os.getloadavg()[0]
+    log(f"making {n_clips} mp3 clips of {seconds:g} s (load average {load_before:.1f})")
+    clips = make_clips(n_clips, seconds)
+
+    start = time.perf_counter()
+    import tensorflow  # noqa: F401
+
+    tf_import_s = time.perf_counter() - start
+    from extractor.embed import Embedder
+
+    start = time.perf_counter()
+    embedder = Embedder()
+    build_s = time.perf_counter() - start
+    ours = embedder.predict  # already runs PATCHES_PER_FORWARD patches per call
+    log(f"TensorFlow import {tf_import_s:.1f} s, model build {build_s:.2f} s; warming up")
+    end_to_end(clips[:BATCH_CLIPS], ours, BATCH_CLIPS)
+    stages = stage_times(clips[: min(8, n_clips)], ours)
+    ours_rss = peak_rss_mb()
+
+    from extractor.original import OriginalGraph
+
+    original_graph = OriginalGraph()
+    original = chunked(original_graph.run)
+    end_to_end(clips[:BATCH_CLIPS], original, BATCH_CLIPS)
+
+    # Paired timing: ours and the original take turns on each group of 16 clips
+    # (order swapped every group), so other work on the machine hits both alike.
+    wall: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    models = [("ours", ours), ("original", original)]
+    for round_number in range(1, rounds + 1):
+        for batch in (1, BATCH_CLIPS):
+            for group_number, first in enumerate(range(0, n_clips, BATCH_CLIPS)):
+                group = clips[first : first + BATCH_CLIPS]
+                for name, forward in models[:: -1 if (round_number + group_number) % 2 else 1]:
+                    wall_taken, cpu_taken = end_to_end(group, forward, batch)
+                    key = f"{name}_{batch}"
+                    wall[key] = wall.get(key, 0.0) + wall_taken
+                    cpu[key] = cpu.get(key, 0.0) + cpu_taken
+        log(
+            f"round {round_number}/{rounds}: "
+            + ", ".join(f"{key} {round_number * n_clips / wall[key]:.2f} clips/s" for key in sorted(wall))
+        )
+    original_graph.close()
+
+    measured = rounds * n_clips
+    rate = {key: measured / value for key, value in wall.items()}
+    result = {
+        "clips": n_clips,
+        "clip_seconds": seconds,
+        "clips_per_s": round(rate["ours_1"], 3),
+        "clips_per_s_batch16": round(rate[f"ours_{BATCH_CLIPS}"], 3),
+        "original_clips_per_s": round(rate["original_1"], 3),
+        "original_clips_per_s_batch16": round(rate[f"original_{BATCH_CLIPS}"], 3),
+        "vs_original": round(rate["ours_1"] / rate["original_1"], 3),
+        "vs_original_batch16": round(rate[f"ours_{BATCH_CLIPS}"] / rate[f"original_{BATCH_CLIPS}"], 3),
+        # CPU seconds per clip (all threads): less sensitive than clips/s to other work on the machine.
+        "cpu_s_per_clip": round(cpu["ours_1"] / measured, 4),
+        "cpu_s_per_clip_batch16": round(cpu[f"ours_{BATCH_CLIPS}"] / measured, 4),
+        "original_cpu_s_per_clip": round(cpu["original_1"] / measured, 4),
+        "original_cpu_s_per_clip_batch16": round(cpu[f"original_{BATCH_CLIPS}"] / measured, 4),
+        "peak_rss_mb": round(ours_rss, 1),
+        "peak_rss_mb_with_original": round(peak_rss_mb(), 1),
+        **{key: round(value, 4) for key, value in stages.items()},
+        "tensorflow_import_s": round(tf_import_s, 2),
+        "model_build_s": round(build_s, 2),
+        "patches_per_forward": PATCHES_PER_FORWARD,
+        "cpus": os.cpu_count(),
+        # Other work on this shared CPU slows every figure alike; the ratios hold up better.
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Every audio and model parameter of the extractor, named once.
+
+The front end and network follow MSD_musicnn (Pons & Serra, 2019) as shipped in
+the PyPI wheel musicnn==0.1.0; derived values are computed from the others.
+"""
+
+from __future__ import annotations
+
+# -- audio front end (must match what MSD_musicnn was trained on) ---------------------
+SAMPLE_RATE_HZ = 16_000
+N_FFT = 512
+HOP_LENGTH = 256
+N_MELS = 96
+MEL_FMIN_HZ = 0.0
+MEL_FMAX_HZ = SAMPLE_RATE_HZ / 2
+# log10(LOG_MEL_SCALE * power + 1): the model's "logC" pre-processing.
+LOG_MEL_SCALE = 10_000.0
+PATCH_FRAMES = 187
+PATCH_SECONDS = PATCH_FRAMES * HOP_LENGTH / SAMPLE_RATE_HZ  # ≈ 3 s
+
+# -- what audio is accepted -----------------------------------------------------------
+MIN_DURATION_S = 3.0
+MIN_SAMPLES = int(MIN_DURATION_S * SAMPLE_RATE_HZ)
+MAX_AUDIO_BYTES = 20 * 1024 * 1024
+# A clip whose loudest sample stays below this is silence (or a broken encode), not music.
+SILENCE_PEAK_DBFS = -60.0
+SILENCE_PEAK_AMPLITUDE = 10 ** (SILENCE_PEAK_DBFS / 20)
+
+# -- model ------------------------------------------------------------------------------
+MODEL_ID = "musicnn-msd-v1"
+WEIGHTS_PACKAGE = "musicnn"
+WEIGHTS_FOLDER = "MSD_musicnn"
+EMBEDDING_DIM = 200
+N_TAGS = 50
+TOP_TAGS = 5
+BATCH_NORM_EPSILON = 1e-3
+TIMBRAL_FILTERS = 204
+TIMBRAL_KERNEL_FRAMES = 7
+# Timbral kernels span 40 % and 70 % of the mel axis.
+TIMBRAL_KERNEL_MELS = (int(0.4 * N_MELS), int(0.7 * N_MELS))
+TEMPORAL_FILTERS = 51
+TEMPORAL_KERNEL_FRAMES = (128, 64, 32)
+FRONTEND_CHANNELS = len(TIMBRAL_KERNEL_MELS) * TIMBRAL_FILTERS + len(TEMPORAL_KERNEL_FRAMES) * TEMPORAL_FILTERS
+MIDEND_FILTERS = 64
+MIDEND_KERNEL_FRAMES = 7
+MIDEND_LAYERS = 3
+BACKEND_FEATURES = 2 * (FRONTEND_CHANNELS + MIDEND_LAYERS * MIDEND_FILTERS)
+
+# Patches per forward call (one 30 s preview): bounds the activations' memory, which
+# TF's allocator keeps (≈ +0.5 GB at 10 patches, +0.8 GB at 32) whatever the number
+# of clips; larger calls are no faster on CPU.
+PATCHES_PER_FORWARD = 10
+
+# The 50 MSD tags in the order of the model's outputs (musicnn/configuration.py).
+# fmt: off
+MSD_TAGS = (
+    "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s",
+    "alternative rock", "jazz", "beautiful", "metal", "chillout", "male vocalists", "classic rock",
+    "soul", "indie rock", "Mellow", "electronica", "80s", "folk", "90s", "chill", "instrumental",
+    "punk", "oldies", "blues", "hard rock", "ambient", "acoustic", "experimental", "female vocalist",
+    "guitar", "Hip-Hop", "70s", "party", "country", "easy listening", "sexy", "catchy", "funk",
+    "electro", "heavy metal", "Progressive rock", "60s", "rnb", "indie pop", "sad", "House", "happy",
+)
+# fmt: on

@@ -1,0 +1,108 @@
+"""One preview object → one Tracks update: the extractor's domain logic, free of Lambda.
+
+The item is written before the audio is deleted, so a crash in between only
+means the object is processed again; a missing object means that already
+happened (duplicate delivery). Audio that can never embed marks the track
+failed and is deleted; every other error propagates so that the message is
+retried (transient) or ends in the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from aws_lambda_powertools import Logger
+
+from catalog.keys import LOCAL_ID_PREFIX, parse_preview_key
+from catalog.records import Source, TrackRecord, encode_embedding
+from catalog.storage import AudioStore, TrackTable, decode_object_metadata
+from extractor.audio import UndecodableAudioError, check_size, decode
+from extractor.constants import EMBEDDING_DIM
+from extractor.embed import Embedder
+
+logger = Logger(child=True)
+
+
+
+class Outcome(enum.StrEnum):
+    READY = "ready"
+    FAILED = "failed"
+    # The object is gone: a duplicate delivery of work already done.
+    GONE = "gone"
+    # Not a preview key this pipeline understands; retrying cannot change that.
+    SKIPPED = "skipped"
+
+
+def fallback_record(track_id: str, metadata: Mapping[str, str]) -> TrackRecord:
+    """The track as the object's metadata describes it, for an item that may not exist yet."""
+    guessed_source = Source.LOCAL if track_id.startswith(LOCAL_ID_PREFIX) else Source.SPOTIFY
+    values = {"source": guessed_source, **decode_object_metadata(metadata), "track_id": track_id}
+    try:
+        return TrackRecord(**values)
+    except ValueError as exc:
+        logger.warning("object metadata does not describe a track; keeping only its id", extra={"error": str(exc)})
+        return TrackRecord(track_id=track_id, source=guessed_source)
+
+
+@dataclass
+class Extraction:
+    store: AudioStore
+    table: TrackTable
+    # Called only when audio decodes, so the model is never built for bad input.
+    embedder: Callable[[], Embedder]
+
+    def process(self, key: str, size: int | None = None) -> Outcome:
+        """Embed previews/{track_id}.{ext} into its Tracks item. ``key`` is decoded (not URL-encoded)."""
+        try:
+            track_id, _ = parse_preview_key(key)
+        except ValueError as exc:
+            logger.warning("skipping an object that is not a preview", extra={"key": key, "error": str(exc)})
+            return Outcome.SKIPPED
+
+        if size is not None:
+            # Refuse oversize audio from the event's size, before downloading it.
+            try:
+                check_size(size)
+            except UndecodableAudioError as exc:
+                metadata = self._metadata(key)
+                if metadata is None:
+                    return Outcome.GONE
+                return self._fail(track_id, key, exc, fallback_record(track_id, metadata))
+
+        audio = self.store.get(key)
+        if audio is None:
+            logger.info("preview already processed (duplicate delivery)", extra={"key": key})
+            return Outcome.GONE
+        fallback = fallback_record(track_id, audio.metadata)
+        try:
+            samples = decode(audio.data)
+        except UndecodableAudioError as exc:
+            return self._fail(track_id, key, exc, fallback)
+        embedding = self.embedder().embed_samples(samples)
+
+        self.table.mark_ready(
+            track_id,
+            embedding=encode_embedding(embedding.vector),
+            dim=EMBEDDING_DIM,
+            model=embedding.model,
+            tags=embedding.tags,
+            fallback=fallback,
+        )
+        # mark_ready fills metadata only; playlist membership is a set to add to.
+        self.table.add_playlists(track_id, fallback.playlists)
+        self.store.delete(key)
+        logger.info("track ready", extra={"track_id": track_id, "tags": embedding.tags})
+        return Outcome.READY
+
+    def _fail(self, track_id: str, key: str, exc: UndecodableAudioError, fallback: TrackRecord) -> Outcome:
+        self.table.mark_failed(track_id, f"{type(exc).__name__}: {exc}", fallback)
+        self.table.add_playlists(track_id, fallback.playlists)
+        self.store.delete(key)
+        logger.warning("track failed: audio cannot be embedded", extra={"track_id": track_id, "error": str(exc)})
+        return Outcome.FAILED
+
+    def _metadata(self, key: str) -> dict[str, str] | None:
+        head = self.store.head(key)
+        return None if head is None else head.metadata
