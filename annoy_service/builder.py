@@ -19,7 +19,7 @@ from catalog.bundle import METRIC
 from catalog.records import Status, TrackRecord
 from catalog.storage import TrackTable
 
-# Chosen with bench/index.py (see bench/RESULTS_index.md) on embedding-like 200-d vectors.
+# Chosen with bench/index.py (see bench/RESULTS.md, "bench/index.py") on embedding-like 200-d vectors.
 # At 100k, 50 trees with search_k 2000 gave recall@10 0.98 at 0.26 ms a query (56x faster
 # than exact numpy search); 25 trees lost recall at every search_k (0.91 vs 0.93 at 1000)
 # for a 25% smaller file, and 100 trees bought little (0.986 at 2000) for 1.5x the file

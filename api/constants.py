@@ -12,7 +12,7 @@ INDEX_RECHECK_S_DEFAULT = 60.0
 INDEX_DIR_DEFAULT = "/tmp/soundslike-index"
 # Map every page of tracks.ann at load (MAP_POPULATE; env INDEX_PREFAULT). In bench/api.py the load
 # took no measurably longer, and at 100k the first queries' tail was lower with it in 3 of 4 runs,
-# never higher (bench/RESULTS_api.md).
+# never higher (bench/RESULTS.md, "bench/api.py").
 INDEX_PREFAULT_DEFAULT = True
 
 # distinctArtists drops neighbours, so fetch this many times k and grow until k are found.
