@@ -21,7 +21,7 @@ import requests
 
 from catalog.keys import local_track_id
 from infra.cli import drain_extract_queue, read_state, state_dir
-from infra.stack import LocalStack, port_open
+from infra.stack import LocalStack, port_open, running_stack
 
 EXAMPLES = 3
 EXAMPLE_K = 5
@@ -99,8 +99,11 @@ def run(port: int, once: bool, small: bool) -> int:
     say("local stack (moto server + event pump)")
     directory = state_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    stack = LocalStack(log_path=directory / "demo-moto.log").start()
-    stack.apply_env()
+    with running_stack(log_path=directory / "demo-moto.log") as stack:
+        return _run_pipeline(stack, folder, port, once)
+
+
+def _run_pipeline(stack: LocalStack, folder: Path, port: int, once: bool) -> int:
     print(f"moto server at {stack.endpoint}", file=sys.stderr)
     pump = stack.pump(only={"AnnoyServiceFunction"})
     pump.start()
@@ -135,7 +138,6 @@ def run(port: int, once: bool, small: bool) -> int:
         if gateway is not None:
             shutdown(*gateway)
         pump.stop()
-        stack.stop()
     return 0
 
 

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -153,10 +155,7 @@ class LocalStack:
     def apply_env(self) -> None:
         """Point this process (boto3 and the handlers it imports) at the stack."""
         os.environ.update(self.env())
-        from catalog import storage
-
-        storage.client.cache_clear()
-        storage.resource.cache_clear()
+        _forget_clients()
 
     def handler(self, function: str) -> Handler:
         """Import a template function's handler with the variables it would see at import in Lambda."""
@@ -200,3 +199,26 @@ class LocalStack:
 
     def pump(self, only: set[str] | None = None, handlers: dict[str, Handler] | None = None) -> EventPump:
         return EventPump(self.pollers(only, handlers))
+
+
+def _forget_clients() -> None:
+    """Drop the cached boto3 clients: they hold the endpoint they were made with."""
+    from catalog import storage
+
+    storage.client.cache_clear()
+    storage.resource.cache_clear()
+
+
+@contextmanager
+def running_stack(log_path: Path | None = None) -> Iterator[LocalStack]:
+    """A started stack with this process pointed at it; on exit the stack stops and the environment is restored."""
+    saved = dict(os.environ)
+    stack = LocalStack(log_path=log_path).start()
+    try:
+        stack.apply_env()
+        yield stack
+    finally:
+        stack.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+        _forget_clients()

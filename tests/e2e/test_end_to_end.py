@@ -7,7 +7,6 @@ local folder -> crawler -> S3 -> SQS -> extractor -> Tracks -> stream -> annoy_s
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ import requests
 
 from catalog.keys import LATEST_KEY, local_track_id
 from infra.cli import drain_extract_queue
-from infra.stack import LocalStack
+from infra.stack import LocalStack, running_stack
 
 pytestmark = [pytest.mark.model, pytest.mark.stack]
 
@@ -36,15 +35,8 @@ def catalogue() -> Path:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
-    saved = dict(os.environ)
-    local = LocalStack().start()
-    local.apply_env()
-    try:
+    with running_stack() as local:
         yield local
-    finally:
-        local.stop()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def wait_for_index(stack: LocalStack, count: int) -> dict[str, Any]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,22 +16,15 @@ import pytest
 
 from catalog.records import encode_embedding
 from infra.pump import SqsPoller, StreamPoller, mappings_from_template, pattern_matches
-from infra.stack import LocalStack
+from infra.stack import LocalStack, running_stack
 
 pytestmark = pytest.mark.stack
 
 
 @pytest.fixture
 def stack() -> Iterator[LocalStack]:
-    saved = dict(os.environ)
-    local = LocalStack().start()
-    local.apply_env()
-    try:
+    with running_stack() as local:
         yield local
-    finally:
-        local.stop()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 class Recorder:
