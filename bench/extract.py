@@ -9,6 +9,7 @@ decoding, resampling and mixing down are part of the measured work. Both models
 get identical log-mel patches in identical chunks (PATCHES_PER_FORWARD patches per
 call: feeding 160 patches at once needs several GB); they take turns on each group
 of 16 clips, since this CPU is shared, and the figures are totals over all rounds.
+Before the original is loaded, ours is also timed alone (``*_alone``), as the Lambda runs it.
 Ends with one JSON line.
 """
 
@@ -123,6 +124,10 @@ def main() -> None:
     log(f"TensorFlow import {tf_import_s:.1f} s, model build {build_s:.2f} s; warming up")
     end_to_end(clips[:BATCH_CLIPS], ours, BATCH_CLIPS)
     stages = stage_times(clips[: min(8, n_clips)], ours)
+    # Ours alone first, as the Lambda runs it (no second TensorFlow runtime in the process):
+    # it shows whether the original's resident TF 1 session skews the paired figures below.
+    alone = {batch: end_to_end(clips, ours, batch) for batch in (1, BATCH_CLIPS)}
+    log("ours alone: " + ", ".join(f"batch {b} {n_clips / t[0]:.2f} clips/s" for b, t in alone.items()))
     ours_rss = peak_rss_mb()
 
     from extractor.original import OriginalGraph
@@ -157,6 +162,8 @@ def main() -> None:
         "clips": n_clips,
         "clip_seconds": seconds,
         "clips_per_s": round(rate["ours_1"], 3),
+        "clips_per_s_alone": round(n_clips / alone[1][0], 3),
+        "clips_per_s_batch16_alone": round(n_clips / alone[BATCH_CLIPS][0], 3),
         "clips_per_s_batch16": round(rate[f"ours_{BATCH_CLIPS}"], 3),
         "original_clips_per_s": round(rate["original_1"], 3),
         "original_clips_per_s_batch16": round(rate[f"original_{BATCH_CLIPS}"], 3),
