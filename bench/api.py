@@ -256,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
             workdir = Path(tmp)
             import api.handler as handler
             from api.index_cache import IndexCache
-            from infra.http_gateway import LambdaContext, serve, shutdown
+            from infra.context import LocalLambdaContext
+            from infra.http_gateway import serve, shutdown
 
             for n in sizes:
                 label = size_label(n)
@@ -282,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                 figures[f"cold_start_s_{label}"] = figures[f"cold_start_s_prefault_{label}"]  # the API's default
 
                 handler.index_cache = IndexCache(bucket, directory=workdir / f"warm-{label}")
-                context = LambdaContext()
+                context = LocalLambdaContext(function_name="ApiFunction", timeout_s=29)
                 first = handler.lambda_handler(events[0], context)
                 assert first["statusCode"] == 200, first
                 log(f"{label}: {warm_n} warm handler requests")
