@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import boto3
 import pytest
 from crawler_aws import BUCKET, REGION, SECRET, TABLE, put_secret
-from crawler_fakes import CLIENT_ID, CLIENT_SECRET, FakeCdn, FakeDeezer, FakeSpotify
+from crawler_fakes import CLIENT_ID, CLIENT_SECRET, FakeCdn, FakeDeezer, Fakes, FakeSpotify
 from moto import mock_aws
 
 from crawler.pipeline import Crawler, build_crawler, default_crawler
 from crawler.settings import CrawlerSettings
-
-
-@dataclass
-class Fakes:
-    spotify: FakeSpotify
-    deezer: FakeDeezer
-    cdn: FakeCdn
 
 
 @pytest.fixture

@@ -437,3 +437,10 @@ class FakeDeezer(LoopbackServer):
             limit = int(request.query.get("limit", 25))
             return Reply.json({"data": [self._json(e) for e in hits[:limit]], "total": len(hits)})
         return no_data
+
+
+@dataclass
+class Fakes:
+    spotify: FakeSpotify
+    deezer: FakeDeezer
+    cdn: FakeCdn

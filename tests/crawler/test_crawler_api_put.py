@@ -16,9 +16,8 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import Fakes
 from crawler_aws import REGION, s3_keys, table_item
-from crawler_fakes import spotify_id, spotify_track
+from crawler_fakes import Fakes, spotify_id, spotify_track
 
 from infra.context import LocalLambdaContext
 

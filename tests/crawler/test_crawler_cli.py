@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import Fakes
 from crawler_aws import BUCKET, SECRET, TABLE, put_secret, read_secret, table_item
-from crawler_fakes import CLIENT_ID, CLIENT_SECRET, mp3_bytes, playlist_entry, spotify_id, spotify_track
+from crawler_fakes import CLIENT_ID, CLIENT_SECRET, Fakes, mp3_bytes, playlist_entry, spotify_id, spotify_track
 
 from catalog.keys import local_track_id
 from crawler.__main__ import main

@@ -5,8 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from conftest import Fakes
-from crawler_fakes import mp3_bytes
+from crawler_fakes import Fakes, mp3_bytes
 
 from crawler.audio import NotAudioError, sniff
 from crawler.download import Downloader, DownloadRejected

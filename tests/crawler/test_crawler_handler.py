@@ -10,9 +10,8 @@ from typing import Any
 import boto3
 import pytest
 from aws_lambda_powertools.utilities.parameters import clear_caches
-from conftest import Fakes
 from crawler_aws import REGION, table_item
-from crawler_fakes import playlist_entry, spotify_id, spotify_track
+from crawler_fakes import Fakes, playlist_entry, spotify_id, spotify_track
 
 from crawler.handler import BadEventError, lambda_handler, split_playlists
 

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from conftest import Fakes
 from crawler_aws import s3_keys, s3_object, table_item
-from crawler_fakes import mp3_bytes
+from crawler_fakes import Fakes, mp3_bytes
 from mutagen.easyid3 import EasyID3
 from mutagen.flac import FLAC
 

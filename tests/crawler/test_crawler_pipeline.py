@@ -6,9 +6,8 @@ from urllib.parse import unquote
 
 import boto3
 import pytest
-from conftest import Fakes
 from crawler_aws import REGION, TABLE, s3_keys, s3_object, table_item
-from crawler_fakes import Reply, playlist_entry, spotify_id, spotify_track
+from crawler_fakes import Fakes, Reply, playlist_entry, spotify_id, spotify_track
 
 from catalog.records import Source, TrackRecord
 from catalog.storage import TrackTable

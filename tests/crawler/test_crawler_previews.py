@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Fakes
-from crawler_fakes import Reply, spotify_id
+from crawler_fakes import Fakes, Reply, spotify_id
 
 from catalog.records import PreviewSource
 from crawler.deezer import DeezerClient, DeezerError, normalise

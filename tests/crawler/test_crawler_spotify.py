@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import Fakes
 from crawler_aws import read_secret
-from crawler_fakes import CLIENT_ID, CLIENT_SECRET, Reply, playlist_entry, spotify_id, spotify_track
+from crawler_fakes import CLIENT_ID, CLIENT_SECRET, Fakes, Reply, playlist_entry, spotify_id, spotify_track
 
 from crawler.pipeline import Crawler
 from crawler.spotify import (
