@@ -13,9 +13,10 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
-from infra.template import functions
+from infra.template import functions, load_template
 
 LOCAL_ACCOUNT_ID = "123456789012"
 LOCAL_REGION = "us-east-1"
@@ -209,15 +210,7 @@ class LocalStackBuilder:
     def _table(self, logical_id: str, props: dict[str, Any]) -> None:
         ddb = self.client("dynamodb")
         name = props.get("TableName") or _physical_name(self.stack_name, logical_id)
-        params: dict[str, Any] = {
-            "TableName": name,
-            "AttributeDefinitions": props["AttributeDefinitions"],
-            "KeySchema": props["KeySchema"],
-            "BillingMode": props.get("BillingMode", "PROVISIONED"),
-        }
-        if "StreamSpecification" in props:
-            params["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
-        table = ddb.create_table(**params)["TableDescription"]
+        table = ddb.create_table(**create_table_params(props, name))["TableDescription"]
         self.resources.refs[logical_id] = name
         self.resources.attributes[logical_id] = {"Arn": table["TableArn"]}
         if "LatestStreamArn" in table:
@@ -278,6 +271,28 @@ class LocalStackBuilder:
         arn = f"arn:aws:s3:::{name}"
         self.resources.refs[logical_id] = name
         self.resources.attributes[logical_id] = {"Arn": arn, "DomainName": f"{name}.s3.amazonaws.com"}
+
+
+def create_table_params(props: dict[str, Any], name: str) -> dict[str, Any]:
+    """CloudFormation's AWS::DynamoDB::Table properties as CreateTable arguments."""
+    params: dict[str, Any] = {
+        "TableName": name,
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": props.get("BillingMode", "PROVISIONED"),
+    }
+    if "StreamSpecification" in props:
+        params["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
+    return params
+
+
+@cache
+def template_table_params(name: str, logical_id: str = "TracksTable") -> dict[str, Any]:
+    """CreateTable arguments for a table of template.yaml under another name.
+
+    Tests create the Tracks table in moto with these, so their table is the template's.
+    """
+    return create_table_params(load_template()["Resources"][logical_id]["Properties"], name)
 
 
 def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:

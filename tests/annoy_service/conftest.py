@@ -15,6 +15,7 @@ from annoy_service.publisher import Announcer, IndexStore
 from catalog import storage
 from catalog.storage import TrackTable
 from infra.context import LocalLambdaContext
+from infra.resources import template_table_params
 
 
 @pytest.fixture
@@ -39,13 +40,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         storage.resource.cache_clear()
         handler.dependencies.cache_clear()
         ddb = boto3.client("dynamodb", region_name=REGION)
-        ddb.create_table(
-            TableName="Tracks",
-            KeySchema=[{"AttributeName": "track_id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "track_id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-        )
+        ddb.create_table(**template_table_params("Tracks"))
         boto3.client("s3", region_name=REGION).create_bucket(Bucket="index-bucket")
         sns = boto3.client("sns", region_name=REGION)
         topic_arn = sns.create_topic(Name="IndexTopic")["TopicArn"]

@@ -21,6 +21,7 @@ import numpy as np
 from moto import mock_aws
 
 from catalog.records import PreviewSource, Source, TrackRecord, encode_embedding
+from infra.resources import template_table_params
 
 EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
 REGION = "us-east-1"
@@ -59,13 +60,7 @@ def main() -> None:
         from catalog.storage import TrackTable
 
         ddb = boto3.client("dynamodb", region_name=REGION)
-        ddb.create_table(
-            TableName="Tracks",
-            KeySchema=[{"AttributeName": "track_id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "track_id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-        )
+        ddb.create_table(**template_table_params("Tracks"))
         stream_arn = ddb.describe_table(TableName="Tracks")["Table"]["LatestStreamArn"]
         table = TrackTable("Tracks", boto3.resource("dynamodb", region_name=REGION).Table("Tracks"))
         rng = np.random.default_rng(5)

@@ -18,6 +18,7 @@ from moto import mock_aws
 from catalog.bundle import LatestPointer
 from catalog.keys import LATEST_KEY
 from infra.context import LocalLambdaContext
+from infra.resources import template_table_params
 
 EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
 INDEX_BUCKET = "soundslike-test-index"
@@ -45,12 +46,7 @@ def aws(aws_env: None) -> Iterator[None]:
     """moto S3 and DynamoDB with the index bucket and the Tracks table."""
     with mock_aws():
         boto3.client("s3").create_bucket(Bucket=INDEX_BUCKET)
-        boto3.client("dynamodb").create_table(
-            TableName=TRACKS_TABLE,
-            AttributeDefinitions=[{"AttributeName": "track_id", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "track_id", "KeyType": "HASH"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        boto3.client("dynamodb").create_table(**template_table_params(TRACKS_TABLE))
         yield
 
 

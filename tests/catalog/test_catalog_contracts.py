@@ -21,6 +21,7 @@ from catalog.keys import (
 from catalog.records import PreviewSource, Source, Status, TrackRecord, decode_embedding, encode_embedding
 from catalog.settings import MissingSettingError, env_int, require_env
 from catalog.storage import AudioStore, TrackTable, decode_object_metadata, encode_object_metadata
+from infra.resources import template_table_params
 
 
 @pytest.mark.parametrize("bad", ["", "a" * 65, "has space", "slash/id", "dot.id", None, 42])
@@ -87,11 +88,7 @@ def test_object_metadata_survives_non_ascii_titles() -> None:
 @pytest.fixture
 def table() -> TrackTable:
     with mock_aws():
-        boto3.client("dynamodb").create_table(
-            TableName="Tracks", BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": "track_id", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "track_id", "KeyType": "HASH"}],
-        )
+        boto3.client("dynamodb").create_table(**template_table_params("Tracks"))
         yield TrackTable("Tracks", boto3.resource("dynamodb").Table("Tracks"))
 
 

@@ -12,6 +12,7 @@ from moto import mock_aws
 
 from crawler.pipeline import Crawler, build_crawler, default_crawler
 from crawler.settings import CrawlerSettings
+from infra.resources import template_table_params
 
 
 @pytest.fixture
@@ -53,12 +54,7 @@ def crawler_env(monkeypatch: pytest.MonkeyPatch, fakes: Fakes) -> Fakes:
 @pytest.fixture
 def aws(crawler_env: Fakes) -> Iterator[None]:
     with mock_aws():
-        boto3.client("dynamodb", region_name=REGION).create_table(
-            TableName=TABLE,
-            AttributeDefinitions=[{"AttributeName": "track_id", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "track_id", "KeyType": "HASH"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        boto3.client("dynamodb", region_name=REGION).create_table(**template_table_params(TABLE))
         boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
         default_crawler.cache_clear()
         yield

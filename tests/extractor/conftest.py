@@ -13,6 +13,7 @@ from extractor_events import BUCKET, REGION, TABLE
 from moto import mock_aws
 
 from infra.context import LocalLambdaContext
+from infra.resources import template_table_params
 
 # Before any handler import: Powertools reads these when its objects are created.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -64,12 +65,7 @@ def aws(monkeypatch: pytest.MonkeyPatch):
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=BUCKET)
         dynamodb = boto3.resource("dynamodb", region_name=REGION)
-        table = dynamodb.create_table(
-            TableName=TABLE,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": "track_id", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "track_id", "KeyType": "HASH"}],
-        )
+        table = dynamodb.create_table(**template_table_params(TABLE))
         yield Stack(s3=s3, table=table)
     forget_clients()
 
