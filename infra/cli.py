@@ -197,34 +197,30 @@ def status() -> int:
 
 
 def _summary(resources: LocalResources) -> list[str]:
+    from collections import Counter
+
     import boto3
+
+    from annoy_service.publisher import IndexStore
+    from catalog.storage import TrackTable
+    from infra.pump import queue_depths
 
     sqs = boto3.client("sqs")
     lines = []
     for name in ("ExtractQueue", "ExtractDLQ", "IndexFailureQueue"):
         url = resources.refs.get(name)
         if url:
-            attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
-                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-            lines.append(f"{name:<14}: {attrs['ApproximateNumberOfMessages']} waiting, "
-                         f"{attrs['ApproximateNumberOfMessagesNotVisible']} in flight")
-    table = boto3.resource("dynamodb").Table(resources.refs["TracksTable"])
-    counts: dict[str, int] = {}
-    params: dict[str, Any] = {"ProjectionExpression": "#s", "ExpressionAttributeNames": {"#s": "status"}}
-    while True:
-        page = table.scan(**params)
-        for item in page.get("Items", []):
-            counts[item.get("status", "?")] = counts.get(item.get("status", "?"), 0) + 1
-        if "LastEvaluatedKey" not in page:
-            break
-        params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            waiting, in_flight = queue_depths(sqs, url)
+            lines.append(f"{name:<14}: {waiting} waiting, {in_flight} in flight")
+    items = TrackTable(resources.refs["TracksTable"]).scan(
+        ProjectionExpression="#s", ExpressionAttributeNames={"#s": "status"})
+    counts = Counter(item.get("status", "?") for item in items)
     lines.append("tracks        : " + (", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "none"))
-    s3 = boto3.client("s3")
-    try:
-        latest = json.loads(s3.get_object(Bucket=resources.refs["IndexBucket"], Key="index/LATEST.json")["Body"].read())
-        lines.append(f"index         : version {latest.get('version')}, {latest.get('count')} tracks")
-    except s3.exceptions.NoSuchKey:
+    latest = IndexStore(resources.refs["IndexBucket"]).read_latest()
+    if latest is None:
         lines.append("index         : none published yet")
+    else:
+        lines.append(f"index         : version {latest.version}, {latest.count} tracks")
     return lines
 
 
@@ -279,15 +275,14 @@ def drain_extract_queue(stack: LocalStack) -> ExtractReport:
     """Run the extractor's event source mapping until ExtractQueue is empty, with a progress bar."""
     from tqdm import tqdm
 
-    from infra.pump import SqsPoller
+    from infra.pump import SqsPoller, queue_depths
 
     poller = next(p for p in stack.pollers(only={"ExtractorFunction"}) if isinstance(p, SqsPoller))
     dlq_url = stack.resources.refs["ExtractDLQ"]
     sqs = stack.client("sqs")
 
     def dlq_depth() -> int:
-        return int(sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
-                   ["Attributes"]["ApproximateNumberOfMessages"])
+        return queue_depths(sqs, dlq_url)[0]
 
     dlq_before = dlq_depth()
     total = poller.depth()

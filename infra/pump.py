@@ -242,6 +242,15 @@ def mappings_from_template(template: dict[str, Any], resources: LocalResources,
     return mappings
 
 
+def queue_depths(sqs: Any, queue_url: str) -> tuple[int, int]:
+    """(waiting, in flight) messages of a queue."""
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]), int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
 def _failed_ids(response: Any) -> set[str] | None:
     """Item identifiers a handler reported failed; None when it reported none."""
     if isinstance(response, dict) and response.get("batchItemFailures"):
@@ -320,11 +329,7 @@ class SqsPoller:
         return batch
 
     def depth(self) -> int:
-        attributes = self.sqs.get_queue_attributes(
-            QueueUrl=self.mapping.queue_url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+        return sum(queue_depths(self.sqs, self.mapping.queue_url))
 
 
 class StreamPoller:
