@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from catalog.bundle import LatestPointer, Manifest
 from catalog.keys import INDEX_PREFIX, LATEST_KEY, bundle_prefix
-from catalog.storage import client, error_code
+from catalog.storage import NOT_FOUND_CODES, client, error_code
 
 EVENT_TYPE = "IndexPublished"
 _DELETE_BATCH_KEYS = 1000  # S3 DeleteObjects takes at most 1000 keys a call
@@ -36,7 +36,7 @@ class IndexStore:
         try:
             body = self.s3.get_object(Bucket=self.bucket, Key=LATEST_KEY)["Body"].read()
         except ClientError as exc:
-            if error_code(exc) in {"NoSuchKey", "404", "NotFound"}:
+            if error_code(exc) in NOT_FOUND_CODES:
                 return None
             raise
         return LatestPointer.from_json(body)

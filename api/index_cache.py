@@ -30,14 +30,13 @@ from api.constants import INDEX_DIR_DEFAULT, INDEX_PREFAULT_DEFAULT, INDEX_RECHE
 from catalog.bundle import METRIC, BundleError, LatestPointer, Manifest, sha256_file
 from catalog.keys import ANN_FILENAME, LATEST_KEY, MANIFEST_FILENAME
 from catalog.settings import env_float, env_str
-from catalog.storage import client, error_code
+from catalog.storage import NOT_FOUND_CODES, client, error_code
 
 logger = Logger(child=True)
 
 # Annoy's angular node: n_descendants (int32) + two int32 children, then the vector.
 _ANGULAR_NODE_HEADER_BYTES = 12
 _FLOAT32_BYTES = 4
-_MISSING_KEY_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 # The version becomes a directory name under INDEX_DIR.
 _VERSION_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
@@ -231,7 +230,7 @@ class IndexCache:
         try:
             body = self.s3.get_object(Bucket=self.bucket, Key=LATEST_KEY)["Body"].read()
         except ClientError as exc:
-            if error_code(exc) in _MISSING_KEY_CODES:
+            if error_code(exc) in NOT_FOUND_CODES:
                 return None
             raise
         return LatestPointer.from_json(body)
