@@ -19,7 +19,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from api import tracks
+from api import tracks, web
 from api.constants import CORS_ALLOW_ORIGIN_DEFAULT, CORS_MAX_AGE_S, K_DEFAULT, K_MAX, K_MIN
 from api.errors import ApiError, error_response, json_response
 from api.index_cache import IndexCache, LoadedIndex
@@ -43,6 +43,8 @@ index_cache = IndexCache.from_env(require_env("INDEX_BUCKET"))
 TRACKS_TABLE = require_env("TRACKS_TABLE")
 
 TrackIdPath = Annotated[str, PathParam(pattern=TRACK_ID_PATTERN)]
+
+app.include_router(web.router)  # the web page, its assets and GET /tracks/{trackId}/audio
 
 
 @cache

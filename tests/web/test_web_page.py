@@ -1,0 +1,223 @@
+"""The web page in a real browser: headless Debian Chromium driven by Playwright, against the small
+rendered demo catalogue crawled, extracted and indexed through the local stack.
+
+Every test compares what the page renders (its data-track-id elements) with the API's own answer,
+and fails on any console error the page did not expect. Screenshots go to .local/screenshots/.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from typing import Any
+
+import pytest
+import requests
+from webstack import CHROMIUM_FLAGS, SCREENSHOT_DIR, ServedCatalogue, chromium_path, served_catalogue
+
+pytestmark = [pytest.mark.model, pytest.mark.stack]
+
+READY = "body[data-ready=true]"
+TIMEOUT_MS = 20_000
+DUMP_DOM_BUDGET_MS = 5_000
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[ServedCatalogue]:
+    with served_catalogue() as catalogue:
+        yield catalogue
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+class Console:
+    """Every console error and uncaught exception of a page; a test names the ones it expects."""
+
+    def __init__(self, page: Any) -> None:
+        self.errors: list[str] = []
+        page.on("console", lambda message: self.errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
+
+
+@pytest.fixture
+def page(browser: Any, served: ServedCatalogue) -> Iterator[Any]:
+    context = browser.new_context(base_url=served.url, viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.console = Console(page)
+    yield page
+    context.close()
+    assert page.console.errors == [], "the page logged errors"
+
+
+def open_view(page: Any, path: str) -> None:
+    page.goto(path)
+    page.wait_for_selector(READY)
+
+
+def ids(page: Any, selector: str) -> list[str]:
+    return page.eval_on_selector_all(f"{selector} [data-track-id]", "els => els.map(e => e.dataset.trackId)")
+
+
+def shot(page: Any, name: str, full_page: bool = True) -> None:
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT_DIR / f"{name}.png"), full_page=full_page)
+
+
+def api(served: ServedCatalogue, path: str, **params: Any) -> dict[str, Any]:
+    response = requests.get(served.url + path, params=params, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def recommended(served: ServedCatalogue, track_id: str) -> list[str]:
+    return [r["trackId"] for r in api(served, "/recommendations", trackId=track_id)["results"]]
+
+
+def test_track_view_lists_the_apis_recommendations_in_order_with_tags(page: Any, served: ServedCatalogue) -> None:
+    query = served.clips[0]
+    open_view(page, f"/?track={query.track_id}")
+
+    assert ids(page, "#recommendations") == recommended(served, query.track_id)
+    body = api(served, "/recommendations", trackId=query.track_id)
+    assert page.inner_text("#track-title") == body["query"]["title"]
+    assert page.locator("#tags li").count() == len(body["query"]["tags"])
+    bars = page.locator("#recommendations .similarity .bar-value").all_inner_texts()
+    assert bars == [f"{r['similarity']:.3f}" for r in body["results"]]
+    shot(page, "track")
+
+
+def test_clicking_a_recommendation_opens_it_and_play_plays_its_audio(page: Any, served: ServedCatalogue) -> None:
+    query = served.clips[1]
+    open_view(page, f"/?track={query.track_id}")
+    first = ids(page, "#recommendations")[0]
+
+    page.click(f'#recommendations [data-track-id="{first}"] a.title')
+    page.wait_for_url(f"**/?track={first}")
+    page.wait_for_selector(READY)
+    assert ids(page, "#recommendations") == recommended(served, first)
+
+    with page.expect_response(f"**/tracks/{first}/audio") as answer:
+        page.click("#play-track")
+    response = answer.value
+    assert response.status == 200 and response.headers["content-type"] == "audio/mpeg"
+    page.wait_for_function("() => { const a = document.getElementById('audio'); return !a.paused && a.currentTime > 0.2; }")
+    assert page.inner_text("#now-playing").startswith(api(served, "/recommendations", trackId=first)["query"]["title"])
+
+
+def test_the_back_button_returns_to_the_previous_view(page: Any, served: ServedCatalogue) -> None:
+    start = served.clips[2]
+    open_view(page, f"/?track={start.track_id}")
+    second = ids(page, "#recommendations")[3]
+    page.click(f'#recommendations [data-track-id="{second}"] a.title')
+    page.wait_for_url(f"**/?track={second}")
+    page.wait_for_selector(READY)
+
+    page.go_back()
+    page.wait_for_url(f"**/?track={start.track_id}")
+    page.wait_for_selector(READY)
+    assert ids(page, "#recommendations") == recommended(served, start.track_id)
+    page.go_forward()
+    page.wait_for_url(f"**/?track={second}")
+    page.wait_for_selector(READY)
+    assert ids(page, "#recommendations") == recommended(served, second)
+
+
+def test_keyboard_plays_pauses_and_moves_to_the_next_track(page: Any, served: ServedCatalogue) -> None:
+    query = served.clips[3]
+    open_view(page, f"/?track={query.track_id}")
+    first = ids(page, "#recommendations")[0]
+    playing = "() => { const a = document.getElementById('audio'); return !a.paused && a.currentTime > 0.1; }"
+
+    page.keyboard.press(" ")
+    page.wait_for_function(playing)
+    assert page.eval_on_selector("#audio", "a => a.src").endswith(f"/tracks/{query.track_id}/audio")
+    page.keyboard.press("n")
+    page.wait_for_function(f"() => document.getElementById('audio').src.endsWith('/tracks/{first}/audio')")
+    page.wait_for_function(playing)
+    assert page.locator(f'#recommendations [data-track-id="{first}"].playing').count() == 1
+    page.keyboard.press(" ")
+    page.wait_for_function("() => document.getElementById('audio').paused")
+
+
+def test_api_errors_are_shown_as_messages_not_blank_panels(page: Any) -> None:
+    unknown = "local-00000000000000000000"
+    open_view(page, f"/?track={unknown}")
+
+    message = page.locator("#message")
+    assert message.is_visible()
+    assert page.inner_text("#message-text") == "the track is not in the index and not known to the catalogue"
+    # The one error the browser itself logs: the failed request.
+    assert page.console.errors == ["Failed to load resource: the server responded with a status of 404 (Not Found)"]
+    page.console.errors.clear()
+
+
+def test_slow_answers_show_a_loading_state(page: Any, served: ServedCatalogue) -> None:
+    held: list[Any] = []
+    page.route("**/recommendations?*", lambda route: held.append(route))
+    page.goto(f"/?track={served.clips[4].track_id}")
+    page.wait_for_function("() => document.querySelector('#loading') && !document.querySelector('#loading').hidden")
+    assert page.get_attribute("#view", "aria-busy") == "true"
+    assert len(held) == 1
+    held[0].continue_()
+    page.wait_for_selector(READY)
+    assert page.locator("#loading").is_hidden()
+    assert page.get_attribute("#view", "aria-busy") is None
+
+
+def test_a_phone_width_screen_needs_no_sideways_scrolling(browser: Any, served: ServedCatalogue) -> None:
+    context = browser.new_context(base_url=served.url, viewport={"width": 360, "height": 780}, is_mobile=True)
+    page = context.new_page()
+    console = Console(page)
+    try:
+        open_view(page, f"/?track={served.clips[5].track_id}")
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 360
+        assert ids(page, "#recommendations") == recommended(served, served.clips[5].track_id)
+        shot(page, "track-phone")
+    finally:
+        context.close()
+    assert console.errors == []
+
+
+class _RecommendationIds(HTMLParser):
+    """data-track-id of the elements inside the element with id="recommendations", in document order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth = 0
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if self.depth:
+            self.depth += 1
+            if values.get("data-track-id"):
+                self.found.append(str(values["data-track-id"]))
+        elif values.get("id") == "recommendations":
+            self.depth = 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.depth:
+            self.depth -= 1
+
+
+def test_dump_dom_after_scripts_holds_the_recommended_ids_in_order(served: ServedCatalogue, tmp_path) -> None:
+    track_id = served.clips[6].track_id
+    dom = subprocess.run(
+        [chromium_path(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path}", f"--virtual-time-budget={DUMP_DOM_BUDGET_MS}",
+         "--dump-dom", f"{served.url}/?track={track_id}"],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout
+    parser = _RecommendationIds()
+    parser.feed(dom)
+    assert parser.found == recommended(served, track_id)
+    assert len(parser.found) == 10
