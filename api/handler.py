@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Depends, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from aws_lambda_powertools.event_handler.openapi.params import Query
@@ -22,8 +22,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from api import tracks
 from api.constants import CORS_ALLOW_ORIGIN_DEFAULT, CORS_MAX_AGE_S, K_DEFAULT, K_MAX, K_MIN
 from api.errors import ApiError, error_response, json_response
-from api.index_cache import IndexCache, LoadedIndex
+from api.index_cache import IndexCache
 from api.recommend import TrackNotIndexedError, recommendations
+from api.served import ServedIndex
 from catalog.keys import TRACK_ID_PATTERN
 from catalog.settings import env_str, require_env
 from catalog.storage import TrackTable
@@ -55,20 +56,33 @@ def openapi_document() -> str:
     return OPENAPI_PATH.read_text(encoding="utf-8")
 
 
-def _serving_index() -> LoadedIndex:
-    index = index_cache.current()
+def current_index() -> ServedIndex | None:
+    """The index being served, or None before the first one is published."""
+    return index_cache.current()
+
+
+def served_index(index: Annotated[ServedIndex | None, Depends(current_index)]) -> ServedIndex:
+    """The dependency of every route that answers from the index: 503 until one is published."""
     if index is None:
         raise ApiError(503, "index_unavailable", "no recommendation index has been published yet; try again later")
     return index
 
 
+def _age_s(created_at: str, now: datetime) -> float | None:
+    try:
+        created = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return max(0.0, (now - created).total_seconds())
+
+
 @app.get("/recommendations")
 def get_recommendations(
     track_id: Annotated[str, Query(alias="trackId", pattern=TRACK_ID_PATTERN)],
+    index: Annotated[ServedIndex, Depends(served_index)],
     k: Annotated[int, Query(ge=K_MIN, le=K_MAX)] = K_DEFAULT,
     distinct_artists: Annotated[bool, Query(alias="distinctArtists")] = False,
 ) -> Response[str]:
-    index = _serving_index()
     try:
         body = recommendations(index, track_id, k, distinct_artists)
     except TrackNotIndexedError:
@@ -77,27 +91,28 @@ def get_recommendations(
 
 
 @app.get("/health")
-def get_health() -> Response[str]:
-    index = _serving_index()
-    manifest = index.manifest
-    age_s = index.age_s(datetime.now(UTC))
+def get_health(index: Annotated[ServedIndex, Depends(served_index)]) -> Response[str]:
+    age_s = _age_s(index.created_at, datetime.now(UTC))
     return json_response(
         200,
         {
             "status": "ok",
-            "indexVersion": manifest.version,
-            "count": manifest.count,
-            "model": manifest.model,
-            "dim": manifest.dim,
-            "createdAt": manifest.created_at,
+            "indexVersion": index.version,
+            "count": index.count,
+            "model": index.model,
+            "dim": index.dim,
+            "createdAt": index.created_at,
             "ageSeconds": None if age_s is None else round(age_s, 3),
         },
     )
 
 
 @app.get("/tracks/<trackId>")
-def get_track(trackId: TrackIdPath) -> Response[str]:  # noqa: N803 - the name is the OpenAPI path parameter's
-    return json_response(200, tracks.get_track(tracks_table(), trackId, index_cache.current()))
+def get_track(
+    trackId: TrackIdPath,  # noqa: N803 - the name is the OpenAPI path parameter's
+    index: Annotated[ServedIndex | None, Depends(current_index)],
+) -> Response[str]:
+    return json_response(200, tracks.get_track(tracks_table(), trackId, index))
 
 
 @app.put("/tracks/<trackId>")

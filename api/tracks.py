@@ -15,7 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from api.constants import SPOTIFY_ID_PATTERN
 from api.errors import ApiError
-from api.index_cache import LoadedIndex
+from api.served import ServedIndex
 from catalog.records import Status, TrackRecord
 from catalog.storage import TrackTable
 
@@ -48,7 +48,7 @@ def _ingest_function() -> IngestFunction:
     return ingest_track
 
 
-def track_view(record: TrackRecord, index: LoadedIndex | None) -> dict[str, Any]:
+def track_view(record: TrackRecord, index: ServedIndex | None) -> dict[str, Any]:
     """GET /tracks/{trackId}: metadata and status, never the embedding."""
     view: dict[str, Any] = {
         "trackId": record.track_id,
@@ -57,7 +57,7 @@ def track_view(record: TrackRecord, index: LoadedIndex | None) -> dict[str, Any]
         "title": record.title,
         "artists": list(record.artists),
         "album": record.album,
-        "indexed": index is not None and record.track_id in index.positions,
+        "indexed": index is not None and record.track_id in index,
     }
     optional: dict[str, Any] = {
         "isrc": record.isrc,
@@ -76,7 +76,7 @@ def track_view(record: TrackRecord, index: LoadedIndex | None) -> dict[str, Any]
     return view
 
 
-def get_track(table: TrackTable, track_id: str, index: LoadedIndex | None) -> dict[str, Any]:
+def get_track(table: TrackTable, track_id: str, index: ServedIndex | None) -> dict[str, Any]:
     record = table.get(track_id)
     if record is None:
         raise ApiError(404, "track_not_found", "no track with this id is known")

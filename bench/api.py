@@ -181,7 +181,6 @@ def cold_start(bucket: str, index_dir: Path, prefault: bool, events: list[dict[s
     p50, p99 = percentiles_ms(result["first_queries_s"])
     return {
         "index_fetch_and_load_s": loaded["seconds"],
-        "verify_and_map_s": loaded["verify_and_map_s"],
         "import_s": round(result["import_s"], 3),
         "first_request_s": round(result["first_request_s"], 3),
         "cold_start_s": round(result["import_s"] + result["first_request_s"], 3),

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from annoy import AnnoyIndex
 
-from catalog.bundle import LatestPointer, Manifest, sha256_file
+from catalog.bundle import LatestPointer, Manifest, Projection, TrackMeta, sha256_file
 from catalog.keys import new_index_version
 from catalog.records import utc_now_iso
 
@@ -57,15 +57,16 @@ def build_bundle(
     index.unload()
     version = version or new_index_version()
     tracks = [
-        {
-            "title": f"Song {i}",
-            "artists": (artists[i] if artists else [f"Artist {i}"]),
-            "album": f"Album {i // 3}",
-            "source": "spotify",
-            "preview_source": "deezer" if i % 2 else "spotify",
-            "tags": {"rock": 0.5, "guitar": 0.25},
-        }
-        for i in range(len(track_ids))
+        TrackMeta(
+            track_id=track_id,
+            title=f"Song {i}",
+            artists=tuple(artists[i] if artists else [f"Artist {i}"]),
+            album=f"Album {i // 3}",
+            source="spotify",
+            preview_source="deezer" if i % 2 else "spotify",
+            tags={"rock": 0.5, "guitar": 0.25},
+        ).to_dict()
+        for i, track_id in enumerate(track_ids)
     ]
     manifest = Manifest(
         version=version,
@@ -79,6 +80,7 @@ def build_bundle(
         ann_bytes=ann_path.stat().st_size,
         track_ids=list(track_ids),
         tracks=tracks,
+        projection=Projection.fit(vectors).to_dict(),
     )
     return manifest, ann_path
 

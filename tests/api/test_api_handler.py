@@ -333,3 +333,21 @@ def test_put_track_uses_the_crawlers_ingest_track_unless_replaced(api, monkeypat
 
     monkeypatch.setattr(tracks, "ingest", fake)
     assert tracks._ingest_function() is fake
+
+
+def test_routes_take_the_served_index_through_a_dependency(api, http_event, lambda_context, tmp_path) -> None:
+    from api_testkit import build_bundle, clustered_vectors, spotify_like_id
+
+    from api.index_cache import load_bundle
+
+    ids = [spotify_like_id(i) for i in range(12)]
+    manifest, _ = build_bundle(tmp_path / "override", ids, clustered_vectors(12))
+    served = load_bundle(tmp_path / "override", manifest, prefault=False)
+    api.app.dependency_overrides[api.current_index] = lambda: served
+    try:
+        status, body, _ = call(api, http_event("GET", "/health"), lambda_context)
+        assert (status, body["indexVersion"], body["count"]) == (200, manifest.version, 12)
+        status, body, _ = call(api, http_event("GET", "/recommendations", {"trackId": ids[1], "k": "3"}), lambda_context)
+        assert status == 200 and len(body["results"]) == 3 and body["indexVersion"] == manifest.version
+    finally:
+        api.app.dependency_overrides.clear()
