@@ -76,6 +76,7 @@ class TrackMeta:
             source=record.source.value,
             preview_source=record.preview_source.value if record.preview_source else None,
             tags=dict(top_tags),
+            descriptors=record.descriptors.to_json() if record.descriptors else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
