@@ -45,7 +45,7 @@ PROGRESS_EVERY_ITEMS = 10_000
 # DynamoDB reserved words, hence placeholders.
 _PROJECTED = (
     "track_id", "status", "source", "title", "artists", "album", "isrc", "duration_ms",
-    "preview_source", "embedding", "model", "dim", "tags",
+    "preview_source", "embedding", "model", "dim", "tags", "descriptors",
 )
 
 Progress = Callable[[str], None]
