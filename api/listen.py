@@ -26,6 +26,7 @@ from catalog.keys import local_track_id
 from catalog.records import PreviewSource, Source, TrackRecord
 from catalog.settings import env_float, env_str
 from catalog.storage import signing_client
+from crawler.settings import CrawlerSettings, InsecureEndpointError, check_url, host_allowed
 
 logger = Logger(child=True)
 
@@ -65,12 +66,11 @@ class UpstreamError(RuntimeError):
 class CrawlerLookup:
     """PreviewLookup on the crawler's own Spotify and Deezer clients and host allow-lists."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: CrawlerSettings) -> None:
         from crawler.deezer import DeezerClient
-        from crawler.settings import CrawlerSettings
 
-        self.settings = CrawlerSettings.from_env()
-        self.deezer = DeezerClient(self.settings)
+        self.settings = settings
+        self.deezer = DeezerClient(settings)
         self._spotify: Any | None = None
 
     def _catalog(self) -> Any:
@@ -109,8 +109,6 @@ class CrawlerLookup:
         return found.preview_url if found else ""
 
     def allowed(self, url: str, source: str) -> bool:
-        from crawler.settings import InsecureEndpointError, check_url, host_allowed
-
         try:
             check_url(url, self.settings.allow_http_loopback)
         except InsecureEndpointError:

@@ -40,6 +40,7 @@ def test_implementation_conforms_to_the_openapi_document(served_api, mode) -> No
         "GET /openapi.json",
         "GET /",
         "GET /map",
+        "GET /map/points",
         "GET /app/{name}",
         "GET /tracks/{trackId}/audio",
     }

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from api.web import CONTENT_SECURITY_POLICY, STATIC_DIR, assets
+from api.routes.web import CONTENT_SECURITY_POLICY, STATIC_DIR, assets
 
 
 def test_the_page_is_served_at_root_and_at_map_with_a_strict_content_security_policy(served_api) -> None:

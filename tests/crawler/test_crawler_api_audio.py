@@ -4,10 +4,7 @@ clients against the loopback fakes, local files crawled by the real crawler, and
 from __future__ import annotations
 
 import base64
-import importlib
 import json
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -30,21 +27,15 @@ TABLE_NAME = "Tracks"
 
 
 @pytest.fixture
-def api_handler(aws: None, user_secret: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def api_handler(aws: None, user_secret: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """api.handler as deployed: its dependencies read this test's environment, nothing overridden."""
+    import api.handler
+
     boto3.client("s3", region_name=REGION).create_bucket(Bucket=INDEX_BUCKET)
     monkeypatch.setenv("INDEX_BUCKET", INDEX_BUCKET)
     monkeypatch.delenv("LOCAL_AUDIO_FILES", raising=False)
-    from api import web
-
-    sys.modules.pop("api.handler", None)
-    web.preview_lookup.cache_clear()
-    web.listen_table.cache_clear()
-    try:
-        yield importlib.import_module("api.handler")
-    finally:
-        sys.modules.pop("api.handler", None)
-        web.preview_lookup.cache_clear()
-        web.listen_table.cache_clear()
+    assert api.handler.app.dependency_overrides == {}
+    return api.handler
 
 
 def listen(handler: Any, track_id: str) -> dict[str, Any]:
