@@ -165,7 +165,10 @@ export async function renderTrack(ctx, params) {
   continueButton.addEventListener("click", async () => {
     try {
       const playlist = await api("/playlists/continue", { method: "POST", json: { seeds: [trackId], length: PLAYLIST_LENGTH } });
-      extra.replaceChildren(section("Playlist from this track", trackList(ctx, playlist.results, { id: "playlist" })));
+      extra.replaceChildren(section("Playlist from this track",
+        h("p", {}, `Mean similarity from one track to the next: ${playlist.meanStepSimilarity.toFixed(3)}`),
+        trackList(ctx, playlist.tracks, { id: "playlist" })));
+      ctx.player.list = playlist.tracks;
     } catch (error) {
       ctx.showError(error);
     }
@@ -221,6 +224,8 @@ function pathPicker(ctx, fromId) {
 }
 
 // --- station ----------------------------------------------------------------------------------
+// The sliders stop below the API's limit (10): past a few times the other weights, one dominates anyway.
+const WEIGHT_MAX = 3;
 const WEIGHTS = [
   ["styleWeight", "Style (the seeds)"],
   ["likeWeight", "Likes"],
@@ -241,7 +246,7 @@ export async function renderStation(ctx, stationId) {
   async function refill() {
     const body = await api(`${path}/next`, { method: "POST", json: { n: STATION_BATCH } });
     if (!ctx.isCurrent()) return;
-    queue = body.results;
+    queue = body.tracks;
     draw();
   }
 
@@ -284,7 +289,7 @@ export async function renderStation(ctx, stationId) {
   for (const [name, text] of WEIGHTS) {
     const value = Number(station[name] ?? 0);
     const output = h("output", {}, value.toFixed(1));
-    const slider = h("input", { type: "range", name, min: "0", max: "2", step: "0.1", value: String(value), "aria-label": text });
+    const slider = h("input", { type: "range", name, min: "0", max: String(WEIGHT_MAX), step: "0.1", value: String(value), "aria-label": text });
     slider.addEventListener("input", () => { output.textContent = Number(slider.value).toFixed(1); });
     slider.addEventListener("change", async () => {
       try {
@@ -316,7 +321,7 @@ export async function renderPath(ctx, value) {
   }
   const body = await api(`/path?${new URLSearchParams({ from, to, length: PATH_LENGTH })}`);
   if (!ctx.isCurrent()) return;
-  const tracks = body.results;
+  const tracks = body.tracks;
   sessionStorage.setItem("trail", JSON.stringify({ kind: "path", ids: tracks.map((t) => t.trackId) }));
   ctx.view.append(
     h("p", {}, `From ${label(tracks[0])} to ${label(tracks[tracks.length - 1])}, one step at a time. `,

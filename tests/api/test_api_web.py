@@ -64,3 +64,21 @@ def test_the_lambda_package_carries_the_assets() -> None:
     makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
     assert re.search(r"build-ApiFunction:\n\t\$\(call build_function,api ", makefile)
     assert STATIC_DIR.parent.name == "api"
+
+
+def test_map_points_place_every_served_track_at_its_projection(served_api) -> None:
+    from catalog.bundle import Projection
+
+    url, bundle = served_api
+    response = requests.get(f"{url}/map/points", timeout=10)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["indexVersion"] == bundle.manifest.version
+    assert body["count"] == len(body["points"]) == bundle.manifest.count
+    assert [p["trackId"] for p in body["points"]] == bundle.manifest.track_ids
+    projection = Projection.from_dict(bundle.manifest.projection, bundle.manifest.dim)
+    expected = projection.apply(bundle.vectors)
+    for point, (x, y), meta in zip(body["points"], expected, bundle.manifest.metas(), strict=True):
+        assert abs(point["x"] - x) < 1e-3 and abs(point["y"] - y) < 1e-3
+        assert point["title"] == meta.title and point["artists"] == list(meta.artists)
+        assert point["tag"] == max(meta.tags, key=lambda t: (meta.tags[t], t))

@@ -8,79 +8,27 @@ and fails on any console error the page did not expect. Screenshots go to .local
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections import Counter
 from html.parser import HTMLParser
 from typing import Any
 
 import pytest
-import requests
-from webstack import CHROMIUM_FLAGS, SCREENSHOT_DIR, ServedCatalogue, chromium_path, served_catalogue
+from webstack import (
+    CHROMIUM_FLAGS,
+    READY,
+    Console,
+    ServedCatalogue,
+    api,
+    chromium_path,
+    ids,
+    open_view,
+    recommended,
+    shot,
+)
 
 pytestmark = [pytest.mark.model, pytest.mark.stack]
 
-READY = "body[data-ready=true]"
-TIMEOUT_MS = 20_000
 DUMP_DOM_BUDGET_MS = 5_000
-
-
-@pytest.fixture(scope="module")
-def served() -> Iterator[ServedCatalogue]:
-    with served_catalogue() as catalogue:
-        yield catalogue
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
-
-
-class Console:
-    """Every console error and uncaught exception of a page; a test names the ones it expects."""
-
-    def __init__(self, page: Any) -> None:
-        self.errors: list[str] = []
-        page.on("console", lambda message: self.errors.append(message.text) if message.type == "error" else None)
-        page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
-
-
-@pytest.fixture
-def page(browser: Any, served: ServedCatalogue) -> Iterator[Any]:
-    context = browser.new_context(base_url=served.url, viewport={"width": 1200, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.console = Console(page)
-    yield page
-    context.close()
-    assert page.console.errors == [], "the page logged errors"
-
-
-def open_view(page: Any, path: str) -> None:
-    page.goto(path)
-    page.wait_for_selector(READY)
-
-
-def ids(page: Any, selector: str) -> list[str]:
-    return page.eval_on_selector_all(f"{selector} [data-track-id]", "els => els.map(e => e.dataset.trackId)")
-
-
-def shot(page: Any, name: str, full_page: bool = True) -> None:
-    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT_DIR / f"{name}.png"), full_page=full_page)
-
-
-def api(served: ServedCatalogue, path: str, **params: Any) -> dict[str, Any]:
-    response = requests.get(served.url + path, params=params, timeout=30)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def recommended(served: ServedCatalogue, track_id: str) -> list[str]:
-    return [r["trackId"] for r in api(served, "/recommendations", trackId=track_id)["results"]]
 
 
 def test_track_view_lists_the_apis_recommendations_in_order_with_tags(page: Any, served: ServedCatalogue) -> None:
@@ -221,3 +169,23 @@ def test_dump_dom_after_scripts_holds_the_recommended_ids_in_order(served: Serve
     parser.feed(dom)
     assert parser.found == recommended(served, track_id)
     assert len(parser.found) == 10
+
+
+def test_the_map_places_every_track_and_a_click_opens_it(page: Any, served: ServedCatalogue) -> None:
+    points = api(served, "/map/points")["points"]
+    open_view(page, "/map")
+
+    assert sorted(ids(page, "#map")) == sorted(p["trackId"] for p in points)
+    assert page.locator("#map circle.point").count() == len(points) == len(served.clips)
+    legend = page.locator("#map-legend li").all_inner_texts()
+    counts = Counter(p["tag"] for p in points)
+    assert counts[legend[0]] == max(counts.values()), "the legend starts with the commonest top tag"
+    target = points[7]
+    dot = page.locator(f'#map circle[data-track-id="{target["trackId"]}"]')
+    dot.hover()
+    assert page.inner_text("#map-hover").startswith(target["title"])
+    shot(page, "map")
+    dot.click()
+    page.wait_for_url(f"**/?track={target['trackId']}")
+    page.wait_for_selector(READY)
+    assert ids(page, "#recommendations") == recommended(served, target["trackId"])

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import requests
+
 CHROMIUM = "/usr/bin/chromium"
 # Chromium on a machine with no network but loopback: no background connections, no GPU, no sandbox (root in CI).
 CHROMIUM_FLAGS = [
@@ -29,6 +31,8 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 INDEX_WAIT_S = 120.0
+READY = "body[data-ready=true]"
+TIMEOUT_MS = 20_000
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT_DIR = REPO_ROOT / ".local" / "screenshots"
 
@@ -46,6 +50,41 @@ class Clip:
 class ServedCatalogue:
     url: str
     clips: list[Clip]
+
+
+class Console:
+    """Every console error and uncaught exception of a page; a test names the ones it expects."""
+
+    def __init__(self, page: Any) -> None:
+        self.errors: list[str] = []
+        page.on("console", lambda message: self.errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
+
+
+def open_view(page: Any, path: str) -> None:
+    page.goto(path)
+    page.wait_for_selector(READY)
+
+
+def ids(page: Any, selector: str) -> list[str]:
+    """data-track-id of the elements under ``selector``, in document order."""
+    return page.eval_on_selector_all(f"{selector} [data-track-id]", "els => els.map(e => e.dataset.trackId)")
+
+
+def shot(page: Any, name: str, full_page: bool = True) -> None:
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT_DIR / f"{name}.png"), full_page=full_page)
+
+
+def api(served: ServedCatalogue, path: str, **params: Any) -> dict[str, Any]:
+    """The API's own answer, to compare the page with."""
+    response = requests.get(served.url + path, params=params, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def recommended(served: ServedCatalogue, track_id: str) -> list[str]:
+    return [r["trackId"] for r in api(served, "/recommendations", trackId=track_id)["results"]]
 
 
 def chromium_path() -> str:
