@@ -67,8 +67,8 @@ const player = {
   },
 };
 
-audio.addEventListener("play", () => { document.getElementById("play-toggle").textContent = "⏸"; });
-audio.addEventListener("pause", () => { document.getElementById("play-toggle").textContent = "▶"; });
+audio.addEventListener("play", () => { document.getElementById("play-toggle").textContent = "Pause"; });
+audio.addEventListener("pause", () => { document.getElementById("play-toggle").textContent = "Play"; });
 audio.addEventListener("ended", () => player.next());
 audio.addEventListener("error", () => {
   if (player.current) showMessage(`no playable audio for “${player.current.title}” on this server`);

@@ -5,7 +5,7 @@ import { api, hasRoute } from "./api.js";
 import { h, svg } from "./dom.js";
 
 const WIDTH = 1000;
-const HEIGHT = 640;
+const HEIGHT = 520;
 const PAD = 24;
 const PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324", "#469990", "#808000"];
 const OTHER = "#9aa0a6";
@@ -81,7 +81,7 @@ export async function renderMap(ctx, params) {
   ctx.view.append(
     h("p", {}, `${points.length} tracks; nearby points sound alike. Colour: top tag.`,
       trailPoints.length > 1 ? ` The line is the last ${shown.kind} you opened.` : ""),
-    h("div", { class: "map-wrap" }, plot, hover),
     legend,
+    h("div", { class: "map-wrap" }, plot, hover),
   );
 }
