@@ -1,7 +1,7 @@
 // The page's shell: which view the URL asks for, history (the back button works across views),
 // messages, the player and the keyboard shortcuts.
 
-import { ApiError } from "./api.js";
+import { ApiError, LOADING_DELAY_MS } from "./api.js";
 import { clear } from "./dom.js";
 import { label } from "./tracks.js";
 import * as views from "./views.js";
@@ -70,6 +70,18 @@ const player = {
 audio.addEventListener("play", () => { document.getElementById("play-toggle").textContent = "Pause"; });
 audio.addEventListener("pause", () => { document.getElementById("play-toggle").textContent = "Play"; });
 audio.addEventListener("ended", () => player.next());
+// Audio that takes a while to start says so, like every other slow answer.
+let audioTimer = null;
+audio.addEventListener("loadstart", () => {
+  clearTimeout(audioTimer);
+  audioTimer = setTimeout(() => document.getElementById("player").classList.add("buffering"), LOADING_DELAY_MS);
+});
+for (const done of ["playing", "pause", "error", "emptied"]) {
+  audio.addEventListener(done, () => {
+    clearTimeout(audioTimer);
+    document.getElementById("player").classList.remove("buffering");
+  });
+}
 audio.addEventListener("error", () => {
   if (player.current) showMessage(`no playable audio for “${player.current.title}” on this server`);
 });

@@ -35,7 +35,9 @@ def test_track_view_lists_the_apis_recommendations_in_order_with_tags(page: Any,
     query = served.clips[0]
     open_view(page, f"/?track={query.track_id}")
 
-    assert ids(page, "#recommendations") == recommended(served, query.track_id)
+    expected = recommended(served, query.track_id)
+    assert ids(page, "#recommendations") == expected
+    assert len(expected) == 10 and query.track_id not in expected, "the API's default k, the query left out"
     body = api(served, "/recommendations", trackId=query.track_id)
     assert page.inner_text("#track-title") == body["query"]["title"]
     assert page.locator("#tags li").count() == len(body["query"]["tags"])
