@@ -10,13 +10,14 @@ from annoy import AnnoyIndex
 
 from catalog.bundle import LatestPointer, Manifest, sha256_file
 from catalog.keys import new_index_version
+from catalog.model import MODEL_ID
 from catalog.records import utc_now_iso
 
 DIM = 16
 N_TREES = 10
 # Large enough that Annoy visits every item of a test index: results are exact.
 SEARCH_K = 100_000
-MODEL = "musicnn-msd-v1"
+MODEL = MODEL_ID
 
 
 def spotify_like_id(i: int) -> str:

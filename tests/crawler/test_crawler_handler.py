@@ -16,7 +16,8 @@ from crawler_fakes import Fakes, playlist_entry, spotify_id, spotify_track
 from crawler.handler import BadEventError, lambda_handler, split_playlists
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
-PARAM = "/soundslike/playlists"
+# Named as CloudFormation names a generated parameter: no leading slash.
+PARAM = "CFN-PlaylistsParameter-a1B2c3D4e5F6"
 PLAYLIST = spotify_id(11)  # the id in crawler_scheduled_input.json
 
 
