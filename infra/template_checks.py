@@ -40,7 +40,7 @@ from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 
 from catalog.model import MODEL_ID_VARIABLE, configured_model_id
-from infra.template import TEMPLATE_PATH, TemplateError, functions, load_template, resources_of_type
+from infra.template import TEMPLATE_PATH, TemplateError, code_root, functions, load_template, resources_of_type
 
 REGION = "us-east-1"
 PLACEHOLDER_CODE_URI = "s3://soundslike-template-checks/code.zip"
@@ -326,30 +326,30 @@ def locate_handlers(template_path: Path, repo_root: Path) -> tuple[list[Handler]
         environment = props.get("Environment", {}).get("Variables", {})
         if props.get("PackageType") == "Image":
             metadata = function.get("Metadata", {})
-            code_root = Path(repo_root) / str(metadata.get("DockerContext", "."))
-            dockerfile = code_root / str(metadata.get("Dockerfile", "Dockerfile"))
+            root = Path(repo_root) / str(metadata.get("DockerContext", "."))
+            dockerfile = root / str(metadata.get("Dockerfile", "Dockerfile"))
             command = props.get("ImageConfig", {}).get("Command")
             if not (isinstance(command, list) and command and isinstance(command[0], str)):
                 problems.append(f"{name}: ImageConfig.Command does not name the handler; cannot check it")
                 continue
             handler_spec = command[0]
         else:
-            code_uri, handler_spec = props.get("CodeUri"), props.get("Handler")
-            if not isinstance(code_uri, str) or "://" in code_uri or not (Path(repo_root) / code_uri).is_dir():
+            handler_spec, root = props.get("Handler"), code_root(function, repo_root)
+            if root is None or not root.is_dir():
                 problems.append(
-                    f"{name}: CodeUri {code_uri!r} is not a folder of {repo_root}; cannot check its handler"
+                    f"{name}: CodeUri {props.get('CodeUri')!r} is not a folder of {repo_root}; cannot check its handler"
                 )
                 continue
             if not isinstance(handler_spec, str):
                 problems.append(f"{name}: Handler {handler_spec!r} is not a string")
                 continue
-            code_root, dockerfile = Path(repo_root) / code_uri, None
+            dockerfile = None
         # Lambda's Python runtime accepts "pkg/module.func" as well as dots.
         module, _, attr = handler_spec.replace("/", ".").rpartition(".")
         if not module:
             problems.append(f"{name}: handler {handler_spec!r} is not of the form module.function")
             continue
-        handlers.append(Handler(name, code_root.resolve(), module, attr, environment, dockerfile))
+        handlers.append(Handler(name, root.resolve(), module, attr, environment, dockerfile))
     return handlers, problems
 
 
