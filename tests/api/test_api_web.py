@@ -7,6 +7,7 @@ and that nothing outside api/static/ can be reached.
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import requests
@@ -59,11 +60,15 @@ def test_every_file_the_page_loads_is_served() -> None:
     assert served - {"index.html"} == wanted, "a file in api/static that nothing loads"
 
 
-def test_the_lambda_package_carries_the_assets() -> None:
-    """build-ApiFunction copies the whole api/ folder, so the static files ship in the zip."""
-    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
-    assert re.search(r"build-ApiFunction:\n\t\$\(call build_function,api ", makefile)
-    assert STATIC_DIR.parent.name == "api"
+def test_the_lambda_package_carries_the_assets(tmp_path: Path) -> None:
+    """The ApiFunction's staged package (what sam build zips) holds every file the page serves."""
+    repo = Path(__file__).resolve().parents[2]
+    subprocess.run(["make", "-s", "stage-ApiFunction", f"STAGE_ROOT={tmp_path}"], cwd=repo, check=True,
+                   capture_output=True, timeout=120)
+    staged = tmp_path / "ApiFunction" / "api" / "static"
+    assert sorted(p.name for p in staged.iterdir()) == sorted(assets())
+    for name, asset in assets().items():
+        assert (staged / name).read_bytes() == asset.body
 
 
 def test_map_points_place_every_served_track_at_its_projection(served_api) -> None:
