@@ -86,9 +86,7 @@ def run(extract: bool, api_port: int | None) -> int:
     gateway = None
     api_url = None
     if api_port is not None:
-        from infra.http_gateway import serve
-
-        gateway = serve(stack.handler("ApiFunction"), host="127.0.0.1", port=api_port)
+        gateway = stack.serve_api(host="127.0.0.1", port=api_port)
         api_url = f"http://127.0.0.1:{gateway[0].server_address[1]}"
     state = {
         "ready": True,

@@ -173,6 +173,14 @@ class LocalStack:
                     else:
                         os.environ[key] = value
 
+    def serve_api(self, host: str = "127.0.0.1", port: int = 0, quiet: bool = True) -> tuple[Any, threading.Thread]:
+        """The loopback HTTP API: every HttpApi route in the template, each answered by its own function."""
+        from infra.http_gateway import API_FUNCTION, http_api_functions, serve
+
+        handlers = {name: self.handler(name) for name in http_api_functions(self.template)}
+        api = handlers.pop(API_FUNCTION)
+        return serve(api, host=host, port=port, quiet=quiet, also=handlers)
+
     def timeouts(self) -> dict[str, float]:
         return {name: float(f["Properties"].get("Timeout", 3)) for name, f in functions(self.template).items()}
 

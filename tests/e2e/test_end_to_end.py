@@ -57,7 +57,7 @@ def test_recommendations_follow_the_instrument_through_the_whole_local_pipeline(
     catalogue: Path, stack: LocalStack
 ) -> None:
     from crawler.pipeline import cli_crawler, crawl_sources
-    from infra.http_gateway import serve, shutdown
+    from infra.http_gateway import shutdown
 
     clips = json.loads((catalogue / "catalogue.json").read_text())["clips"]
     instrument_of = {local_track_id((catalogue / c["file"]).read_bytes()): c["instrument"] for c in clips}
@@ -78,7 +78,7 @@ def test_recommendations_follow_the_instrument_through_the_whole_local_pipeline(
 
         latest = wait_for_index(stack, len(clips))
 
-        gateway = serve(stack.handler("ApiFunction"), host="127.0.0.1", port=0)
+        gateway = stack.serve_api(host="127.0.0.1", port=0)
         api = f"http://127.0.0.1:{gateway[0].server_address[1]}"
         health = requests.get(f"{api}/health", timeout=30).json()
         assert health["indexVersion"] == latest["version"]
