@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 REQUIREMENTS := requirements-dev.txt requirements-nodeps.txt crawler/requirements.txt \
 	extractor/requirements.txt extractor/requirements-nodeps.txt \
-	annoy_service/requirements.txt api/requirements.txt
+	annoy_service/requirements.txt api/requirements.txt api/requirements-index.txt
 PORT ?= 8080
 PLAYLIST ?=
 export PYTHONPATH := $(CURDIR)

@@ -12,6 +12,7 @@ import boto3
 import pytest
 from api_testkit import (
     DIM,
+    MODEL,
     FakeClock,
     PublishedBundle,
     build_bundle,
@@ -166,6 +167,13 @@ def http_event() -> Callable[..., dict[str, Any]]:
 EXAMPLE_TRACK_ID = "4uLU6hMCjMI75M1A2tKUQC"
 
 
+@dataclasses.dataclass
+class FakeClipEmbedding:
+    vector: Any
+    tags: dict[str, float] = dataclasses.field(default_factory=lambda: {"rock": 0.5})
+    model: str = MODEL
+
+
 @pytest.fixture
 def served_api(
     api: Any, publish: Callable[..., PublishedBundle], use_ingest: Callable[[Callable[[str], Any]], None]
@@ -183,9 +191,17 @@ def served_api(
             Item=TrackRecord(track_id=track_id, source=Source.SPOTIFY, status=Status.READY, title=f"Song {i}").to_item()
         )
     use_ingest(fake_ingest)
-    server, thread = serve(api.lambda_handler)
+    # POST /recommendations/by-audio is ByAudioFunction's: the same index cache, and an
+    # embedder that answers any decodable clip with track 0's vector (no TensorFlow here).
+    from api import by_audio_handler, deps
+    from api.routes import by_audio
+
+    by_audio_handler.app.dependency_overrides[deps.index_cache] = api.app.dependency_overrides[deps.index_cache]
+    override(by_audio_handler.app, by_audio.audio_embedder, lambda samples: FakeClipEmbedding(bundle.vectors[0]))
+    server, thread = serve(api.lambda_handler, also={"ByAudioFunction": by_audio_handler.lambda_handler})
     host, port = server.server_address[:2]
     try:
         yield f"http://{host}:{port}", bundle
     finally:
         shutdown(server, thread)
+        by_audio_handler.app.dependency_overrides.clear()
