@@ -16,7 +16,6 @@ environment changes (the local stack, tests) gets fresh ones.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Any
@@ -27,11 +26,8 @@ from api.constants import INDEX_DIR_DEFAULT, INDEX_PREFAULT_DEFAULT, INDEX_RECHE
 from api.errors import ApiError
 from api.index_cache import IndexCache
 from api.served import ServedIndex
-from catalog.ingest import IngestOutcome
 from catalog.settings import env_float, env_str, require_env
 from catalog.storage import TrackTable, resource
-
-IngestFunction = Callable[[str], IngestOutcome]
 
 _TRUE = frozenset({"1", "true", "yes"})
 
@@ -86,10 +82,3 @@ def _table_on(dynamodb: Any, name: str) -> TrackTable:
 def tracks_table(config: Annotated[ApiSettings, Depends(settings)]) -> TrackTable:
     """The Tracks table; built once per container (building one costs over a millisecond)."""
     return _table_on(resource("dynamodb"), config.tracks_table)
-
-
-def ingest_function() -> IngestFunction:
-    """The crawler's ingest_track, imported on the first PUT so that GET requests never load spotipy."""
-    from crawler.pipeline import ingest_track
-
-    return ingest_track

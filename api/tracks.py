@@ -7,20 +7,23 @@ GET /tracks/{trackId} and to explain a 404.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from api.constants import SPOTIFY_ID_PATTERN
-from api.deps import IngestFunction
 from api.errors import ApiError
 from api.served import ServedIndex
-from catalog.ingest import IngestStatus, UpstreamUnavailableError
+from catalog.ingest import IngestOutcome, IngestStatus, UpstreamUnavailableError
 from catalog.records import Status, TrackRecord
 from catalog.storage import TrackTable
 
 logger = Logger(child=True)
+
+# The crawler's ingest_track, or a test's stand-in.
+IngestFunction = Callable[[str], IngestOutcome]
 
 _SPOTIFY_ID_RE = re.compile(SPOTIFY_ID_PATTERN)
 

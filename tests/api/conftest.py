@@ -108,14 +108,15 @@ def api(aws: None, tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
     """
     from api import deps, handler
     from api.index_cache import IndexCache
+    from api.routes import tracks
 
     cache = IndexCache(INDEX_BUCKET, directory=tmp_path / "index", recheck_s=60.0, clock=clock)
 
-    def no_crawler() -> deps.IngestFunction:
+    def no_crawler() -> Any:
         raise AssertionError("this test did not expect PUT /tracks to reach the crawler")
 
     override(handler.app, deps.index_cache, cache)
-    override(handler.app, deps.ingest_function, no_crawler)
+    override(handler.app, tracks.ingest_function, no_crawler)
     try:
         yield handler
     finally:
@@ -125,10 +126,10 @@ def api(aws: None, tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
 @pytest.fixture
 def use_ingest(api: Any) -> Callable[[Callable[[str], Any]], None]:
     """Make PUT /tracks/{trackId} call this function instead of the crawler."""
-    from api import deps
+    from api.routes import tracks
 
     def _use(ingest: Callable[[str], Any]) -> None:
-        override(api.app, deps.ingest_function, ingest)
+        override(api.app, tracks.ingest_function, ingest)
 
     return _use
 

@@ -270,14 +270,25 @@ def test_openapi_document_is_served_as_is(api, http_event, lambda_context) -> No
 
 
 def test_openapi_document_describes_exactly_the_routes_of_the_template_and_the_resolver(api) -> None:
-    from infra.http_gateway import routes_for_function
+    from api import by_audio_handler
+    from infra.http_gateway import http_api_functions, routes_for_function
     from infra.template import load_template
 
     document = json.loads((REPO_ROOT / "api" / "openapi.json").read_text())
     documented = {f"{method.upper()} {path}" for path, item in document["paths"].items() for method in item if method != "parameters"}
-    template_routes = {route.key for route in routes_for_function(load_template(), "ApiFunction")}
-    generated = api.app.get_openapi_schema().model_dump(by_alias=True, exclude_none=True)["paths"]
-    resolver_routes = {f"{method.upper()} {path}" for path, item in generated.items() for method in item}
+    template = load_template()
+    # The document describes the whole HttpApi: each route is served by exactly one function's resolver.
+    apps = {"ApiFunction": api.app, "ByAudioFunction": by_audio_handler.app}
+    assert set(http_api_functions(template)) == set(apps)
+    template_routes, resolver_routes = set(), set()
+    for function, app in apps.items():
+        routes = {route.key for route in routes_for_function(template, function)}
+        generated = app.get_openapi_schema().model_dump(by_alias=True, exclude_none=True)["paths"]
+        served = {f"{method.upper()} {path}" for path, item in generated.items() for method in item}
+        assert routes == served, function
+        assert not routes & template_routes, f"{function} routes a path another function routes"
+        template_routes |= routes
+        resolver_routes |= served
     assert documented == template_routes == resolver_routes
 
 
@@ -331,10 +342,10 @@ print(json.dumps({"status": response["statusCode"], "headers": response["headers
 
 
 def test_put_track_uses_the_crawlers_ingest_track(aws_env) -> None:
-    from api import deps
+    from api.routes import tracks
     from crawler.pipeline import ingest_track
 
-    assert deps.ingest_function() is ingest_track
+    assert tracks.ingest_function() is ingest_track
 
 
 def test_settings_are_read_per_request_and_what_they_build_is_kept(aws_env, monkeypatch) -> None:
