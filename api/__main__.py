@@ -42,8 +42,8 @@ def serve_command(args: argparse.Namespace) -> int:
     )
     host, port = server.server_address[:2]
     print(
-        f"soundslike API on http://{host}:{port}/ "
-        "(GET /health, /recommendations?trackId=..., POST /recommendations/by-audio, /openapi.json)",
+        f"soundslike web page on http://{host}:{port}/ (API: GET /health, /recommendations?trackId=..., "
+        "POST /recommendations/by-audio, /openapi.json)",
         flush=True,
     )
     stop = threading.Event()

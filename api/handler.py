@@ -14,13 +14,14 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from api.app import create_app
-from api.routes import recommendations, service, tracks
+from api.routes import recommendations, service, tracks, web
 
 logger = Logger()
 app = create_app(
     recommendations.router,
     tracks.router,
     service.router,
+    web.router,  # the web page, its assets, the map's points and GET /tracks/{trackId}/audio
 )
 
 

@@ -17,7 +17,6 @@ latency_p99_ms, extractor_p50_ms, vs_extractor.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import shutil
 import sys
