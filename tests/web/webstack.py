@@ -117,7 +117,7 @@ def served_catalogue() -> Iterator[ServedCatalogue]:
     from crawler.pipeline import cli_crawler, crawl_sources
     from demo.catalog import build
     from infra.cli import drain_extract_queue
-    from infra.http_gateway import serve, shutdown
+    from infra.http_gateway import shutdown
     from infra.stack import running_stack
 
     folder = build("small", None, progress=False).folder
@@ -137,7 +137,7 @@ def served_catalogue() -> Iterator[ServedCatalogue]:
             if report.dead:
                 raise AssertionError(f"{report.dead} clips were dead-lettered by the extractor")
             _wait_for_index(stack, len(clips))
-            gateway = serve(stack.handler("ApiFunction"), host="127.0.0.1", port=0)
+            gateway = stack.serve_api(host="127.0.0.1", port=0)
             yield ServedCatalogue(f"http://127.0.0.1:{gateway[0].server_address[1]}", clips)
         finally:
             if gateway is not None:
