@@ -12,9 +12,9 @@ Two sets, one run:
   ``composer_p10`` (leave-one-out, as before) for continuity.
 
 Every arm (raw musicnn, every candidate, the MFCC baseline) is scored through the
-same split protocol (bench/quality_arms.py): tracks or pieces split in halves,
-the transform fitted on one half and scored on the other, both ways, 5 seeded
-splits. The model's per-patch outputs are cached (bench/patch_cache.py), so the
+same cross-fitting protocol (bench/quality_arms.py): tracks or pieces split in
+halves, each half transformed by the fit on the other, the whole set ranked in
+one pool, 5 seeded splits. The model's per-patch outputs are cached (bench/patch_cache.py), so the
 arms cost no extraction of their own. Chance levels are those of a random
 ranking in the same pools.
 

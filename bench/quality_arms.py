@@ -3,11 +3,13 @@
 An *arm* turns per-clip features into searched vectors: a pooling of the
 patches (which model, layer, grid and statistic) and a catalogue-level
 transform fitted on other clips than the ones it is scored on. Every arm is
-scored with the same split protocol: the tracks (dev set) or pieces (demo
-catalogue) are split in two halves at random, the transform is fitted on one
-half and the metrics are computed among the clips of the other, both ways, over
-:data:`SPLITS` seeded splits; unfitted arms (raw musicnn, MFCC z-scored on the
-fit half) go through exactly the same pools.
+scored with the same cross-fitting protocol: the tracks (dev set) or pieces
+(demo catalogue) are split in two halves at random, each half's clips are
+transformed by the fit on the other half, and the metrics are computed over the
+whole set in one pool, over :data:`SPLITS` seeded splits; unfitted arms (raw
+musicnn, and MFCC z-scored per half) go through exactly the same protocol.
+Transforms map back onto their input's axes (ZCA), so vectors from the two
+fits are comparable.
 """
 
 from __future__ import annotations
@@ -89,7 +91,10 @@ def fit_whitening(raw: NDArray[np.floating], *, dims: int | None = None, shrinka
     # Shrinkage keeps every eigenvalue at least its share of the trace; the floor guards
     # against round-off (and unshrunk fits) only.
     values = np.maximum(eigenvalues[order], eigenvalues[order][0] * 1e-9)
-    return Whitening(mean, eigenvectors[:, order] / np.sqrt(values))
+    kept = eigenvectors[:, order]
+    # Rotated back onto the input's axes (ZCA): cosines are those of PCA whitening, and
+    # two fits on different halves map into comparable coordinates (cross-fitting needs that).
+    return Whitening(mean, (kept / np.sqrt(values)) @ kept.T)
 
 
 # -- metrics (per query; the caller averages) ----------------------------------------------
@@ -192,7 +197,7 @@ def centred_pca(feature: str, dims: int) -> Arm:
         data = unit(features[feature])
         mean = data[fit].mean(axis=0)
         _, _, vt = np.linalg.svd(data[fit] - mean, full_matrices=False)
-        return unit((data[score] - mean) @ vt[:dims].T)
+        return unit((data[score] - mean) @ vt[:dims].T @ vt[:dims])
 
     return arm
 
@@ -226,7 +231,8 @@ def pair_projection(feature: str, first: str, second: str, dims: int) -> Arm:
         b = transform.linear(unit(features[second][fit]))
         within = shrunk_covariance((a - b) / np.sqrt(2.0))
         values, vectors = np.linalg.eigh(within)
-        keep = vectors[:, np.argsort(values)[:dims]] / np.sqrt(np.sort(values)[:dims])
+        stable = vectors[:, np.argsort(values)[:dims]]
+        keep = (stable / np.sqrt(np.sort(values)[:dims])) @ stable.T  # back onto the whitened axes
         return unit(transform.linear(whole[score]) @ keep)
 
     return arm
@@ -235,41 +241,58 @@ def pair_projection(feature: str, first: str, second: str, dims: int) -> Arm:
 # -- scoring ----------------------------------------------------------------------------------
 
 
+def cross_fitted(arm: Arm, features: Features, groups: Sequence[str]) -> list[NDArray[np.float32]]:
+    """One set of vectors for every clip per split: each half transformed by the fit on the other half.
+
+    The whole set then forms one pool, as large as the catalogue, and no clip's
+    vector comes from a transform that saw it.
+    """
+    n = len(groups)
+    pairs = half_splits(groups)
+    sets = []
+    for a, b in zip(pairs[::2], pairs[1::2], strict=True):
+        vectors: NDArray[np.float32] | None = None
+        for fit, score in (a, b):
+            part = arm(features, fit, score)
+            if vectors is None:
+                vectors = np.zeros((n, part.shape[1]), np.float32)
+            vectors[score] = part
+        assert vectors is not None
+        sets.append(vectors)
+    return sets
+
+
 def score_dev(
     arm: Arm, features: Features, tracks: Sequence[str], sources: Sequence[str], transductive: bool = False
 ) -> tuple[Scores, Scores]:
-    """(the arm's mean scores, chance) on the dev set over every split and direction.
+    """(the arm's mean scores over the splits, chance) on the whole dev set, cross-fitted by track halves.
 
-    ``transductive``: one pool of every clip, the transform fitted on those same
-    clips (no labels are used in any fit), as an index base built over them would be.
+    ``transductive``: the transform fitted on every clip at once (no labels are
+    used in any fit), as an index base built over this catalogue would be.
     """
     track_array, source_array = np.asarray(tracks), np.asarray(sources)
-    hits, rrs, p10s, chance_hit, chance_rr, chance_p10 = [], [], [], [], [], []
     every = np.arange(len(tracks))
-    for fit, score in [(every, every)] if transductive else half_splits(tracks):
-        order = order_by_similarity(arm(features, fit, score))
-        hit, rr = same_track(order, track_array[score])
-        p10, chance = label_precision(order, source_array[score], track_array[score])
+    sets = [arm(features, every, every)] if transductive else cross_fitted(arm, features, tracks)
+    hits, rrs, p10s = [], [], []
+    for vectors in sets:
+        order = order_by_similarity(vectors)
+        hit, rr = same_track(order, track_array)
+        p10, chance = label_precision(order, source_array, track_array)
         hits.append(hit.mean())
         rrs.append(rr.mean())
         p10s.append(p10.mean())
-        ch, cr = same_track_chance(len(score))
-        chance_hit.append(ch)
-        chance_rr.append(cr)
-        chance_p10.append(chance.mean())
+    chance_hit, chance_rr = same_track_chance(len(tracks))
     return (
         Scores(float(np.mean(hits)), float(np.mean(rrs)), float(np.mean(p10s)), None),
-        Scores(float(np.mean(chance_hit)), float(np.mean(chance_rr)), float(np.mean(chance_p10)), None),
+        Scores(chance_hit, chance_rr, float(chance.mean()), None),
     )
 
 
 def score_demo(arm: Arm, features: Features, pieces: Sequence[str], instruments: Sequence[str]) -> tuple[float, float]:
-    """(the arm's instrument_p10, chance) on the demo catalogue, same piece excluded, over every split."""
+    """(the arm's instrument_p10, chance) on the whole demo catalogue, same piece excluded, cross-fitted by piece halves."""
     piece_array, instrument_array = np.asarray(pieces), np.asarray(instruments)
-    p10s, chances = [], []
-    for fit, score in half_splits(pieces):
-        order = order_by_similarity(arm(features, fit, score))
-        p10, chance = label_precision(order, instrument_array[score], piece_array[score])
+    p10s = []
+    for vectors in cross_fitted(arm, features, pieces):
+        p10, chance = label_precision(order_by_similarity(vectors), instrument_array, piece_array)
         p10s.append(p10.mean())
-        chances.append(chance.mean())
-    return float(np.mean(p10s)), float(np.mean(chances))
+    return float(np.mean(p10s)), float(chance.mean())

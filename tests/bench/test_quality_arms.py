@@ -103,4 +103,6 @@ def test_whitening_refuses_too_few_vectors_and_impossible_dims() -> None:
         fit_whitening(catalogue(n=7))
     with pytest.raises(ValueError, match="dims must be between 1 and 12"):
         fit_whitening(catalogue(), dims=13)
-    assert fit_whitening(catalogue(), dims=4).apply(catalogue()[:3]).shape == (3, 4)
+    reduced = fit_whitening(catalogue(), dims=4)
+    assert reduced.apply(catalogue()[:3]).shape == (3, 12)  # back on the input's axes (ZCA)
+    assert np.linalg.matrix_rank(reduced.matrix) == 4
