@@ -18,13 +18,13 @@ from annoy_service.builder import (
     search_k_for,
 )
 from annoy_service.publisher import Announcer, IndexStore, publish
-from catalog.bundle import Manifest, sha256_file
+from catalog.bundle import Manifest, Projection, sha256_file
 from catalog.keys import ANN_FILENAME, new_index_version
+from catalog.model import configured_model_id
 from catalog.records import utc_now_iso
-from catalog.settings import env_int, env_str, require_env
+from catalog.settings import env_int, require_env
 from catalog.storage import TrackTable
 
-DEFAULT_MODEL_ID = "musicnn-msd-v1"
 DEFAULT_KEEP_VERSIONS = 5
 
 
@@ -112,6 +112,7 @@ def rebuild_and_publish(
             tracks=ready.metadata,
             skipped=ready.skipped,
             content_sha256=fingerprint,
+            projection=Projection.fit(ready.vectors).to_dict(),
         )
         if progress:
             progress(f"uploading index {version} ({manifest.ann_bytes / 1e6:.1f} MB)")
@@ -146,6 +147,6 @@ class Settings:
             table=require_env("TRACKS_TABLE"),
             bucket=require_env("INDEX_BUCKET"),
             topic_arn=require_env("INDEX_TOPIC_ARN"),
-            model_id=env_str("MODEL_ID", DEFAULT_MODEL_ID),
+            model_id=configured_model_id(),
             keep_versions=env_int("INDEX_KEEP_VERSIONS", DEFAULT_KEEP_VERSIONS),
         )

@@ -58,6 +58,7 @@ from bench.quality_arms import (  # noqa: E402
     whitened,
     zscored,
 )
+from catalog.model import MODEL_ID  # noqa: E402
 from demo.catalog import build, read_catalogue  # noqa: E402
 
 K = 10
@@ -270,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     def r4(value: float | None) -> float | None:
         return None if value is None else round(value, 4)
 
-    summary: dict[str, object] = {"mode": mode, "k": K, "served_arm": SERVED}
+    summary: dict[str, object] = {"mode": mode, "k": K, "model": MODEL_ID, "served_arm": SERVED}
     for key in keys:
         summary[key] = r4(rows[SERVED][key])
         summary[f"{key}_chance"] = r4(chance.get(key))
