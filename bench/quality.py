@@ -42,8 +42,6 @@ from numpy.typing import NDArray
 # Run as a script (python bench/quality.py), the repo root is not on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import librosa  # noqa: E402
-
 from bench import devset  # noqa: E402
 from bench.quality_arms import (  # noqa: E402
     Arm,
@@ -62,9 +60,6 @@ from catalog.model import MODEL_ID  # noqa: E402
 from demo.catalog import build, read_catalogue  # noqa: E402
 
 K = 10
-MFCC_SAMPLE_RATE_HZ = 22_050
-N_MFCC = 20
-RANDOM_SEED = 7
 
 
 def precision_at_k(vectors: NDArray[np.float32], labels: Sequence[str], k: int = K) -> NDArray[np.float64]:
@@ -91,17 +86,6 @@ def chance_at_k(labels: Sequence[str]) -> NDArray[np.float64]:
     label_array = np.asarray(labels)
     counts = {label: int((label_array == label).sum()) for label in set(labels)}
     return np.array([(counts[label] - 1) / (len(labels) - 1) for label in labels])
-
-
-def mfcc_features(path: Path) -> NDArray[np.float32]:
-    samples, rate = librosa.load(path, sr=MFCC_SAMPLE_RATE_HZ, mono=True)
-    mfcc = librosa.feature.mfcc(y=samples, sr=rate, n_mfcc=N_MFCC)
-    return np.concatenate([mfcc.mean(axis=1), mfcc.std(axis=1)]).astype(np.float32)
-
-
-def zscore(features: NDArray[np.float32]) -> NDArray[np.float32]:
-    std = features.std(axis=0)
-    return ((features - features.mean(axis=0)) / np.where(std > 0, std, 1.0)).astype(np.float32)
 
 
 def pool_features(patches: Sequence[dict[str, NDArray[np.float32]]], prefix: str) -> dict[str, NDArray[np.float32]]:

@@ -12,6 +12,7 @@ from bench.quality_arms import (
     order_by_similarity,
     same_track,
     same_track_chance,
+    zscored,
 )
 
 # Six clips on a line of angles: the nearest neighbour of each is known exactly.
@@ -106,3 +107,12 @@ def test_whitening_refuses_too_few_vectors_and_impossible_dims() -> None:
     reduced = fit_whitening(catalogue(), dims=4)
     assert reduced.apply(catalogue()[:3]).shape == (3, 12)  # back on the input's axes (ZCA)
     assert np.linalg.matrix_rank(reduced.matrix) == 4
+
+
+def test_the_mfcc_baseline_is_z_scored_with_the_fit_halfs_statistics_only() -> None:
+    features = {"mfcc": np.array([[1, 100, 5], [3, 300, 5], [10, 0, 5], [-10, 0, 5]], dtype=np.float32)}
+    fit, score = np.array([0, 1]), np.array([2, 3])
+    vectors = zscored("mfcc")(features, fit, score)
+    # Fit half: means (2, 200, 5), deviations (1, 100, 0 -> 1); the constant column stays finite.
+    expected = np.array([[8, -2, 0], [-12, -2, 0]], dtype=np.float64)
+    np.testing.assert_allclose(vectors, expected / np.linalg.norm(expected, axis=1, keepdims=True), rtol=1e-6)
