@@ -95,5 +95,3 @@ LOUDNESS_RANGE_PERCENTILES = (10.0, 95.0)
 ENERGY_LEVEL_LUFS = (-40.0, -5.0)
 ENERGY_ONSETS_PER_S = 8.0
 ENERGY_BRIGHTNESS_HZ = 4000.0
-# Danceability: a beat-interval coefficient of variation of this much halves steadiness (e^-1 ≈ 0.37 at 0.1).
-BEAT_STEADINESS_CV = 0.1

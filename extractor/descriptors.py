@@ -15,6 +15,7 @@ import functools
 from dataclasses import dataclass
 
 import librosa
+import librosa.decompose  # imported now, not on the first clip: a cold-start cost, once
 import numpy as np
 import scipy.ndimage
 import scipy.signal
@@ -24,7 +25,6 @@ from pyloudnorm.iirfilter import IIRfilter
 from catalog.descriptors import Descriptors, Mode
 from extractor.audio import DecodedClip
 from extractor.constants import (
-    BEAT_STEADINESS_CV,
     ENERGY_BRIGHTNESS_HZ,
     ENERGY_LEVEL_LUFS,
     ENERGY_ONSETS_PER_S,
@@ -72,7 +72,7 @@ _MINOR_PROFILE = np.array([5.0, 2.0, 3.5, 4.5, 2.0, 4.0, 2.0, 4.5, 3.5, 2.0, 1.5
 class Tempo:
     bpm: float
     confidence: float
-    beats: NDArray[np.int64]  # beat frames of the onset envelope
+    beats: NDArray[np.int64]  # frames of the beat grid
 
 
 def onset_envelope(mel: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -109,24 +109,29 @@ def _refined_period(ac: NDArray[np.float64], lag: float) -> float:
     return float(np.median(periods)) if periods else lag
 
 
-def level_support(envelope: NDArray[np.float32], period: float) -> float:
-    """How strong the onsets on every other beat of a pulse are against those on the rest, 0..1.
-
-    Near 1 when every beat of the pulse carries onsets as strong as its neighbours' (the
-    pulse is a felt beat level); near 0 when every other beat is empty (it is a subdivision).
-    The pulse's phase is the one that puts the most onset strength on it.
-    """
+def beat_grid(envelope: NDArray[np.float32], period: float) -> NDArray[np.int64]:
+    """Frames of a pulse with ``period`` (frames) over the clip, at the phase that puts the most onset strength on it."""
     peaks = scipy.ndimage.maximum_filter1d(envelope, size=3)
     beats = np.arange(0.0, envelope.size - period, period)
-    if beats.size < 4:
-        return 0.0
     best: tuple[float, NDArray[np.int64]] = (-1.0, np.zeros(0, np.int64))
     for phase in range(int(np.ceil(period))):
         grid = np.minimum(np.round(beats + phase).astype(np.int64), envelope.size - 1)
         score = float(peaks[grid].sum())
         if score > best[0]:
             best = (score, grid)
-    grid = best[1]
+    return best[1]
+
+
+def level_support(envelope: NDArray[np.float32], period: float) -> float:
+    """How strong the onsets on every other beat of a pulse are against those on the rest, 0..1.
+
+    Near 1 when every beat of the pulse carries onsets as strong as its neighbours' (the
+    pulse is a felt beat level); near 0 when every other beat is empty (it is a subdivision).
+    """
+    grid = beat_grid(envelope, period)
+    if grid.size < 4:
+        return 0.0
+    peaks = scipy.ndimage.maximum_filter1d(envelope, size=3)
     even, odd = float(peaks[grid[0::2]].mean()), float(peaks[grid[1::2]].mean())
     strong = max(even, odd)
     return min(even, odd) / strong if strong > 0 else 0.0
@@ -135,7 +140,7 @@ def level_support(envelope: NDArray[np.float32], period: float) -> float:
 def tempo(envelope: NDArray[np.float32]) -> Tempo:
     """Global tempo: the onset autocorrelation's best period (librosa's tempo prior), refined below a
     frame, then moved to the fastest octave level within TEMPO_MIN_BPM..TEMPO_MAX_BPM that is felt as a
-    beat (:func:`level_support` ≥ TEMPO_LEVEL_SUPPORT); beats tracked at that tempo.
+    beat (:func:`level_support` ≥ TEMPO_LEVEL_SUPPORT), with its beat grid.
 
     The confidence is the normalised autocorrelation at the beat period (1 for a
     perfectly periodic envelope, near 0 for no pulse).
@@ -166,12 +171,8 @@ def tempo(envelope: NDArray[np.float32]) -> Tempo:
         if level_support(envelope, level) >= TEMPO_LEVEL_SUPPORT:
             period = level
             break
-    bpm = FRAMES_PER_S * 60.0 / period
     confidence = float(np.clip(np.interp(period, np.arange(ac.size), ac), 0.0, 1.0))
-    _, beats = librosa.beat.beat_track(
-        onset_envelope=envelope, sr=SAMPLE_RATE_HZ, hop_length=HOP_LENGTH, bpm=bpm, units="frames"
-    )
-    return Tempo(bpm=bpm, confidence=confidence, beats=np.asarray(beats, dtype=np.int64))
+    return Tempo(bpm=FRAMES_PER_S * 60.0 / period, confidence=confidence, beats=beat_grid(envelope, period))
 
 
 @functools.lru_cache(maxsize=1)
@@ -303,16 +304,14 @@ def danceability(envelope: NDArray[np.float32], beat: Tempo) -> float:
     """√(beat strength × regularity), 0..1.
 
     Strength: 1 − mean(envelope) / mean(envelope on the beats), how far the beats stand
-    out; regularity: the pulse clarity (tempo confidence) times the steadiness of the
-    beat intervals, exp(−cv / BEAT_STEADINESS_CV).
+    out of the rest; regularity: the pulse clarity (the tempo confidence), how much the
+    onset pattern repeats from one beat to the next.
     """
-    if beat.beats.size < 3 or float(envelope.mean()) <= 0:
+    if beat.beats.size < 2 or float(envelope.mean()) <= 0:
         return 0.0
-    on_beats = float(envelope[beat.beats].mean())
+    on_beats = float(scipy.ndimage.maximum_filter1d(envelope, size=3)[beat.beats].mean())
     strength = float(np.clip(1.0 - float(envelope.mean()) / on_beats, 0.0, 1.0)) if on_beats > 0 else 0.0
-    intervals = np.diff(beat.beats).astype(np.float64)
-    steadiness = float(np.exp(-(intervals.std() / intervals.mean()) / BEAT_STEADINESS_CV))
-    return float(np.sqrt(strength * beat.confidence * steadiness))
+    return float(np.sqrt(strength * beat.confidence))
 
 
 def energy(lufs: float, onsets_per_s: float, centroid_hz: float) -> float:
