@@ -1,9 +1,9 @@
 """Query by audio: an uploaded clip → the tracks in the served index that sound like it.
 
-The clip goes through exactly the extractor's path (``extractor.audio.decode``,
-the same log-mel front end, model and pooling in ``Embedder.embed_samples``),
-then through the served index's catalogue-level transform, so an uploaded copy
-of an indexed track lands on that track. The upload is never stored.
+The clip goes through exactly the extractor's path (``extractor.audio.decode_clip``,
+then ``extractor.analysis.analyse``: the same log-mel front end, model, pooling
+and descriptors), then through the served index's catalogue-level transform, so
+an uploaded copy of an indexed track lands on that track. The upload is never stored.
 
 TensorFlow is imported only by the function that serves this route (built
 from the extractor's image); this module itself needs librosa and soundfile
@@ -19,13 +19,16 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from api.recommend import track_summary
-from api.served import Accept, ServedIndex
+from api.descriptor_filters import DescriptorFilter
+from api.recommend import all_of, distinct_artists_filter, track_summary
+from api.served import ServedIndex
+from catalog.bundle import TrackMeta
 from extractor.audio import (
+    DecodedClip,
     SilentAudioError,
     TooShortAudioError,
     UndecodableAudioError,
-    decode,
+    decode_clip,
 )
 from extractor.constants import SAMPLE_RATE_HZ
 
@@ -94,7 +97,21 @@ class ClipEmbedding(Protocol):
     model: str
 
 
-ClipEmbedder = Callable[[npt.NDArray[np.float32]], ClipEmbedding]
+class ClipDescriptors(Protocol):
+    def to_json(self) -> dict[str, Any]: ...
+
+
+class ClipAnalysis(Protocol):
+    """What the extractor's analysis returns (``extractor.analysis.Analysis``)."""
+
+    embedding: ClipEmbedding
+    descriptors: ClipDescriptors
+
+
+ClipAnalyser = Callable[[DecodedClip], ClipAnalysis]
+
+# The upload stands for no track: an artist cap starts from nobody.
+_NO_TRACK = TrackMeta(track_id="upload", title="", artists=())
 
 
 @dataclass(frozen=True)
@@ -145,21 +162,26 @@ def check_upload(body: bytes, content_type: str | None, limits: UploadLimits) ->
     return found
 
 
-def decode_upload(body: bytes, limits: UploadLimits) -> tuple[npt.NDArray[np.float32], float]:
-    """(samples of the first ``max_seconds`` at the model's rate, the upload's full duration in s)."""
+def decode_upload(body: bytes, limits: UploadLimits) -> tuple[DecodedClip, float]:
+    """(the clip's first ``max_seconds``, decoded as the extractor decodes; the upload's full duration in s)."""
     try:
-        samples = decode(body)
+        clip = decode_clip(body)
     except (TooShortAudioError, SilentAudioError) as exc:
         raise UnembeddableAudioError(str(exc)) from None
     except UndecodableAudioError:
         raise NotAudioError("the body could not be decoded as audio (mp3, wav, ogg or flac expected)") from None
-    duration_s = samples.size / SAMPLE_RATE_HZ
-    return samples[: int(limits.max_seconds * SAMPLE_RATE_HZ)], duration_s
+    duration_s = clip.samples.size / SAMPLE_RATE_HZ
+    head = DecodedClip(
+        samples=clip.samples[: int(limits.max_seconds * SAMPLE_RATE_HZ)],
+        native=clip.native[: int(limits.max_seconds * clip.native_rate_hz)],
+        native_rate_hz=clip.native_rate_hz,
+    )
+    return head, duration_s
 
 
-def embed_upload(embedder: ClipEmbedder, samples: npt.NDArray[np.float32]) -> ClipEmbedding:
+def analyse_upload(analyser: ClipAnalyser, clip: DecodedClip) -> ClipAnalysis:
     try:
-        return embedder(samples)
+        return analyser(clip)
     except (TooShortAudioError, SilentAudioError) as exc:
         raise UnembeddableAudioError(str(exc)) from None
     except ValueError:
@@ -169,18 +191,21 @@ def embed_upload(embedder: ClipEmbedder, samples: npt.NDArray[np.float32]) -> Cl
 
 def recommendations_by_audio(
     index: ServedIndex,
-    embedder: ClipEmbedder,
+    analyser: ClipAnalyser,
     body: bytes,
     content_type: str | None,
     k: int,
     *,
     limits: UploadLimits = UploadLimits(),
-    accept: Accept | None = None,
+    distinct_artists: bool = False,
+    filters: DescriptorFilter | None = None,
 ) -> dict[str, Any]:
-    """The body of POST /recommendations/by-audio: ``accept`` is the list policy, as for GET."""
+    """The body of POST /recommendations/by-audio: the filters of GET /recommendations, relative to the upload."""
     audio_format = check_upload(body, content_type, limits)
-    samples, duration_s = decode_upload(body, limits)
-    embedding = embed_upload(embedder, samples)
+    clip, duration_s = decode_upload(body, limits)
+    analysis = analyse_upload(analyser, clip)
+    embedding = analysis.embedding
+    descriptors = analysis.descriptors.to_json()
     if embedding.model != index.model:
         raise ModelMismatchError(
             f"this function embeds with {embedding.model} but the index being served holds {index.model} vectors"
@@ -190,9 +215,14 @@ def recommendations_by_audio(
         "source": "upload",
         "format": audio_format,
         "durationMs": round(duration_s * 1000),
-        "durationUsedMs": round(samples.size / SAMPLE_RATE_HZ * 1000),
+        "durationUsedMs": round(clip.samples.size / SAMPLE_RATE_HZ * 1000),
         "tags": embedding.tags,
+        "descriptors": descriptors,
     }
+    accept = all_of(
+        filters.accept(descriptors) if filters else None,
+        distinct_artists_filter(_NO_TRACK) if distinct_artists else None,
+    )
     neighbours = index.search(vector, k, accept=accept)
     return {
         "indexVersion": index.version,

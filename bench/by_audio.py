@@ -5,7 +5,7 @@ stream → annoy_service → published index); then every clip is uploaded back 
 ByAudioFunction's handler as an API Gateway event, whole and as a random 10 s
 excerpt re-encoded to mp3 at 128 kbps. Latency is the warm handler on a 30 s
 mp3, against the extractor's own per-clip time (decode + embed of the same
-bytes with the same Embedder) measured in the same run.
+bytes with the same Embedder: decode_clip + analyse) measured in the same run.
 
     .venv/bin/python bench/by_audio.py            # the 72-clip demo catalogue
     .venv/bin/python bench/by_audio.py --quick    # 12 clips of the small catalogue
@@ -131,14 +131,15 @@ def main(argv: list[str] | None = None) -> int:
         # Latency, warm, interleaved with the extractor's own path on the same bytes so that
         # load on this shared machine affects both alike.
         from api.routes.by_audio import _embedder
-        from extractor.audio import decode
+        from extractor.analysis import analyse
+        from extractor.audio import decode_clip
 
         embedder = _embedder()
         handler_s, extractor_s = [], []
         for i in range(LATENCY_RUNS if not args.quick else 8):
             body = bodies[i % len(bodies)]
             started = time.perf_counter()
-            embedder.embed_samples(decode(body))
+            analyse(embedder, decode_clip(body))
             extractor_s.append(time.perf_counter() - started)
             started = time.perf_counter()
             ask(body)

@@ -19,22 +19,18 @@ from api.audio_query import (
     MAX_SECONDS_DEFAULT,
     MAX_UPLOAD_BYTES_DEFAULT,
     AudioQueryError,
-    ClipEmbedder,
+    ClipAnalyser,
     UploadLimits,
     recommendations_by_audio,
 )
 from api.constants import K_DEFAULT, K_MAX, K_MIN
 from api.deps import served_index
+from api.descriptor_filters import parse_filters
 from api.errors import ApiError, json_response
-from api.recommend import distinct_artists_filter
 from api.served import ServedIndex
-from catalog.bundle import TrackMeta
 from catalog.settings import env_float
 
 router = APIGatewayHttpRouter()
-
-# The upload stands for no track: an artist cap starts from nobody.
-_NO_TRACK = TrackMeta(track_id="upload", title="", artists=())
 
 
 # Dependencies of this route only: they live here, not in api.deps, because they need
@@ -55,9 +51,12 @@ def _embedder() -> Any:
     return Embedder()
 
 
-def audio_embedder() -> ClipEmbedder:
-    """The extractor's own embedder, built once per container: samples → raw embedding and tags."""
-    return _embedder().embed_samples
+def audio_analyser() -> ClipAnalyser:
+    """The extractor's own analysis with its embedder (built once per container): embedding, tags, descriptors."""
+    from extractor.analysis import analyse
+
+    embedder = _embedder()
+    return lambda clip: analyse(embedder, clip)
 
 
 def _body_bytes(body: str | None, is_base64: bool) -> bytes:
@@ -75,17 +74,20 @@ def _body_bytes(body: str | None, is_base64: bool) -> bytes:
 @router.post("/recommendations/by-audio")
 def post_recommendations_by_audio(
     index: Annotated[ServedIndex, Depends(served_index)],
-    embedder: Annotated[ClipEmbedder, Depends(audio_embedder)],
+    analyser: Annotated[ClipAnalyser, Depends(audio_analyser)],
     limits: Annotated[UploadLimits, Depends(upload_limits)],
     k: Annotated[int, Query(ge=K_MIN, le=K_MAX)] = K_DEFAULT,
     distinct_artists: Annotated[bool, Query(alias="distinctArtists")] = False,
 ) -> Response[str]:
     event = router.current_event
+    # minTempo, maxTempo, tempoOctaves, key (compatible with the upload's), minLoudness,
+    # maxLoudness, mode: parsed as for GET /recommendations.
+    filters = parse_filters(event.query_string_parameters or {})
     body = _body_bytes(event.body, event.is_base64_encoded)
-    accept = distinct_artists_filter(_NO_TRACK) if distinct_artists else None
     try:
         answer = recommendations_by_audio(
-            index, embedder, body, event.headers.get("content-type"), k, limits=limits, accept=accept
+            index, analyser, body, event.headers.get("content-type"), k,
+            limits=limits, distinct_artists=distinct_artists, filters=filters,
         )
     except AudioQueryError as exc:
         raise ApiError(exc.status, exc.code, str(exc)) from None

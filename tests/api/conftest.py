@@ -178,6 +178,18 @@ class FakeClipEmbedding:
     model: str = MODEL
 
 
+@dataclasses.dataclass
+class FakeClipDescriptors:
+    def to_json(self) -> dict[str, Any]:
+        return {"tempoBpm": 100.0, "mode": "minor", "camelot": "8A", "loudnessLufs": -14.0}
+
+
+@dataclasses.dataclass
+class FakeClipAnalysis:
+    embedding: FakeClipEmbedding
+    descriptors: FakeClipDescriptors = dataclasses.field(default_factory=FakeClipDescriptors)
+
+
 @pytest.fixture
 def served_api(
     api: Any, publish: Callable[..., PublishedBundle], use_ingest: Callable[[Callable[[str], Any]], None]
@@ -201,7 +213,7 @@ def served_api(
     from api.routes import by_audio
 
     by_audio_handler.app.dependency_overrides[deps.index_cache] = api.app.dependency_overrides[deps.index_cache]
-    override(by_audio_handler.app, by_audio.audio_embedder, lambda samples: FakeClipEmbedding(bundle.vectors[0]))
+    override(by_audio_handler.app, by_audio.audio_analyser, lambda clip: FakeClipAnalysis(FakeClipEmbedding(bundle.vectors[0])))
     server, thread = serve(api.lambda_handler, also={"ByAudioFunction": by_audio_handler.lambda_handler})
     host, port = server.server_address[:2]
     try:

@@ -50,15 +50,33 @@ class FakeEmbedding:
     model: str = MODEL
 
 
+UPLOAD_DESCRIPTORS = {"tempoBpm": 120.0, "mode": "major", "camelot": "8B", "loudnessLufs": -12.0}
+
+
+@dataclass
+class FakeDescriptors:
+    def to_json(self) -> dict[str, Any]:
+        return dict(UPLOAD_DESCRIPTORS)
+
+
+@dataclass
+class FakeAnalysis:
+    embedding: FakeEmbedding
+    descriptors: FakeDescriptors
+
+
 @dataclass
 class FakeEmbedder:
+    """Stands in for the extractor's analysis: any clip "sounds like" ``vector``."""
+
     vector: np.ndarray
     model: str = MODEL
     seen_samples: list[int] = field(default_factory=list)
 
-    def __call__(self, samples: np.ndarray) -> FakeEmbedding:
-        self.seen_samples.append(int(samples.size))
-        return FakeEmbedding(self.vector, {"piano": 0.5}, self.model)
+    def __call__(self, clip: Any) -> FakeAnalysis:
+        self.seen_samples.append(int(clip.samples.size))
+        assert clip.native.shape[0] == round(clip.samples.size * clip.native_rate_hz / SAMPLE_RATE_HZ)
+        return FakeAnalysis(FakeEmbedding(self.vector, {"piano": 0.5}, self.model), FakeDescriptors())
 
 
 @pytest.fixture
@@ -92,7 +110,7 @@ def served(by_audio: Any, publish: Callable[..., PublishedBundle]) -> tuple[Publ
 
     bundle = publish(n=40)
     embedder = FakeEmbedder(bundle.vectors[TARGET])
-    override(by_audio.app, route.audio_embedder, embedder)
+    override(by_audio.app, route.audio_analyser, embedder)
     return bundle, embedder
 
 
@@ -109,7 +127,7 @@ def test_the_upload_finds_the_track_it_embeds_closest_to_first(
     answer = response.json()
     assert answer["indexVersion"] == bundle.manifest.version and answer["model"] == MODEL
     assert answer["query"] == {"source": "upload", "format": "wav", "durationMs": 5000, "durationUsedMs": 5000,
-                               "tags": {"piano": 0.5}}
+                               "tags": {"piano": 0.5}, "descriptors": UPLOAD_DESCRIPTORS}
     results = answer["results"]
     assert [r["trackId"] for r in results][0] == bundle.manifest.track_ids[TARGET]
     assert results[0]["similarity"] == pytest.approx(1.0, abs=1e-5)
@@ -185,7 +203,7 @@ def test_a_function_whose_model_is_not_the_index_model_answers_503(
     from api.routes import by_audio as route
 
     bundle = publish(n=20)
-    override(by_audio.app, route.audio_embedder, FakeEmbedder(bundle.vectors[0], model="musicnn-other-v9"))
+    override(by_audio.app, route.audio_analyser, FakeEmbedder(bundle.vectors[0], model="musicnn-other-v9"))
     response = post(gateway, tone_wav(4.0))
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "model_mismatch"
@@ -194,10 +212,23 @@ def test_a_function_whose_model_is_not_the_index_model_answers_503(
 def test_no_index_yet_is_503(by_audio: Any, gateway: str) -> None:
     from api.routes import by_audio as route
 
-    override(by_audio.app, route.audio_embedder, FakeEmbedder(np.ones(16, np.float32)))
+    override(by_audio.app, route.audio_analyser, FakeEmbedder(np.ones(16, np.float32)))
     response = post(gateway, tone_wav(4.0))
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "index_unavailable"
+
+
+def test_descriptor_filters_apply_as_for_get_recommendations(
+    gateway: str, served: tuple[PublishedBundle, FakeEmbedder]
+) -> None:
+    # The test bundle's tracks carry no descriptors: an active filter lets none of them through.
+    assert len(post(gateway, tone_wav(4.0), k=5).json()["results"]) == 5
+    for params in ({"minTempo": 100}, {"key": "compatible"}, {"mode": "minor"}):
+        response = post(gateway, tone_wav(4.0), k=5, **params)
+        assert response.status_code == 200, response.text
+        assert response.json()["results"] == []
+    bad = post(gateway, tone_wav(4.0), minTempo=130, maxTempo=120)
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_filter"
 
 
 def test_k_is_validated_like_get_recommendations(gateway: str, served: tuple[PublishedBundle, FakeEmbedder]) -> None:
