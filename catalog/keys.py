@@ -18,6 +18,11 @@ INDEX_PREFIX = "index/"
 LATEST_KEY = f"{INDEX_PREFIX}LATEST.json"
 ANN_FILENAME = "tracks.ann"
 MANIFEST_FILENAME = "manifest.json"
+VECTORS_FILENAME = "vectors.f32"
+META_FILENAME = "meta.sqlite"
+SPACE_FILENAME = "space.npz"
+DELTAS_DIRNAME = "deltas"
+DELTA_SEQUENCE_DIGITS = 8
 
 AUDIO_EXTENSIONS = ("mp3", "ogg", "flac", "wav", "m4a")
 
@@ -72,9 +77,14 @@ def bundle_prefix(version: str) -> str:
     return f"{INDEX_PREFIX}{version}/"
 
 
-def ann_key(version: str) -> str:
-    return bundle_prefix(version) + ANN_FILENAME
-
-
 def manifest_key(version: str) -> str:
     return bundle_prefix(version) + MANIFEST_FILENAME
+
+
+def deltas_prefix(base_version: str) -> str:
+    return f"{bundle_prefix(base_version)}{DELTAS_DIRNAME}/"
+
+
+def delta_key(base_version: str, sequence: int) -> str:
+    """Zero-padded, so that listing a base's deltas returns them in sequence order."""
+    return f"{deltas_prefix(base_version)}{sequence:0{DELTA_SEQUENCE_DIGITS}d}.npz"

@@ -10,9 +10,12 @@ from typing import Any
 import boto3
 import numpy as np
 
-from annoy_service.publisher import Announcer, IndexStore
+from annoy_service.publisher import Announcer
+from annoy_service.service import Indexer, Settings
+from catalog.bundle_store import BundleStore
 from catalog.records import PreviewSource, Source, Status, TrackRecord, encode_embedding
 from catalog.storage import TrackTable
+from infra.pump import stream_event_record
 
 REGION = "us-east-1"
 MODEL = "musicnn-msd-v1"
@@ -24,14 +27,62 @@ def load_event(name: str) -> dict[str, Any]:
     return json.loads((EVENTS_DIR / f"{name}.json").read_text())
 
 
+class StreamReader:
+    """The table's real DynamoDB stream, read as Lambda delivers it (the local pump's converter)."""
+
+    def __init__(self, table_name: str) -> None:
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        self.arn = ddb.describe_table(TableName=table_name)["Table"]["LatestStreamArn"]
+        self.streams = boto3.client("dynamodbstreams", region_name=REGION)
+        self.iterators: dict[str, str | None] = {}
+
+    def batch(self) -> dict[str, Any]:
+        """Every record written since the last call, as one stream event."""
+        shards = self.streams.describe_stream(StreamArn=self.arn)["StreamDescription"]["Shards"]
+        for shard in shards:
+            if shard["ShardId"] not in self.iterators:
+                self.iterators[shard["ShardId"]] = self.streams.get_shard_iterator(
+                    StreamArn=self.arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+                )["ShardIterator"]
+        records: list[dict[str, Any]] = []
+        for shard_id, iterator in self.iterators.items():
+            while iterator:
+                response = self.streams.get_records(ShardIterator=iterator, Limit=1000)
+                iterator = response.get("NextShardIterator")
+                records.extend(stream_event_record(r, self.arn) for r in response.get("Records", []))
+                if not response.get("Records"):
+                    break
+            self.iterators[shard_id] = iterator
+        return {"Records": records}
+
+
 @dataclass
 class Stack:
     table: TrackTable
-    store: IndexStore
+    store: BundleStore
     announcer: Announcer
     bucket: str
     queue_url: str
     rng: np.random.Generator
+    stream: StreamReader
+    topic_arn: str
+
+    def settings(self, **overrides: Any) -> Settings:
+        """Test settings: few trees (quick builds), no debounce and no compaction unless a test sets them."""
+        return Settings(**{"table": "Tracks", "bucket": self.bucket, "topic_arn": self.topic_arn,
+                           "n_trees": 5, "debounce_s": 0.0, "compact_items": 10**9, "compact_share": 10.0, **overrides})
+
+    def indexer(self, **overrides: Any) -> Indexer:
+        hooks = {name: overrides.pop(name) for name in ("clock", "sleep", "workdir") if name in overrides}
+        return Indexer(self.settings(**overrides), self.table, self.store, self.announcer, **hooks)
+
+    def mark_ready(self, track_id: str, vector: Any = None, **fields: Any) -> np.ndarray:
+        """The extractor's write: the raw vector it stored, as float32."""
+        embedding = encode_embedding(self.rng.standard_normal(DIM) if vector is None else vector)
+        self.table.mark_ready(track_id, embedding=embedding, dim=DIM, model=MODEL, tags=fields.pop("tags", {"rock": 0.9}),
+                              fallback=TrackRecord(track_id=track_id, source=Source.SPOTIFY,
+                                                   title=fields.pop("title", f"title of {track_id}"), artists=["Someone"]))
+        return np.frombuffer(embedding, dtype="<f4").copy()
 
     def put_ready(self, track_id: str, vector: Any = None, model: str = MODEL, dim: int = DIM, **fields: Any) -> bytes:
         item = self.ready_item(track_id, vector, model, dim, **fields)
