@@ -15,7 +15,7 @@ from annoy_service.service import Indexer, Settings
 from catalog.bundle_store import BundleStore
 from catalog.records import PreviewSource, Source, Status, TrackRecord, encode_embedding
 from catalog.storage import TrackTable
-from infra.pump import stream_event_record
+from infra.pump import StreamReader
 
 REGION = "us-east-1"
 MODEL = "musicnn-msd-v1"
@@ -25,35 +25,6 @@ EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
 
 def load_event(name: str) -> dict[str, Any]:
     return json.loads((EVENTS_DIR / f"{name}.json").read_text())
-
-
-class StreamReader:
-    """The table's real DynamoDB stream, read as Lambda delivers it (the local pump's converter)."""
-
-    def __init__(self, table_name: str) -> None:
-        ddb = boto3.client("dynamodb", region_name=REGION)
-        self.arn = ddb.describe_table(TableName=table_name)["Table"]["LatestStreamArn"]
-        self.streams = boto3.client("dynamodbstreams", region_name=REGION)
-        self.iterators: dict[str, str | None] = {}
-
-    def batch(self) -> dict[str, Any]:
-        """Every record written since the last call, as one stream event."""
-        shards = self.streams.describe_stream(StreamArn=self.arn)["StreamDescription"]["Shards"]
-        for shard in shards:
-            if shard["ShardId"] not in self.iterators:
-                self.iterators[shard["ShardId"]] = self.streams.get_shard_iterator(
-                    StreamArn=self.arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-                )["ShardIterator"]
-        records: list[dict[str, Any]] = []
-        for shard_id, iterator in self.iterators.items():
-            while iterator:
-                response = self.streams.get_records(ShardIterator=iterator, Limit=1000)
-                iterator = response.get("NextShardIterator")
-                records.extend(stream_event_record(r, self.arn) for r in response.get("Records", []))
-                if not response.get("Records"):
-                    break
-            self.iterators[shard_id] = iterator
-        return {"Records": records}
 
 
 @dataclass

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import boto3
 import numpy as np
 import pytest
-from annoy_helpers import REGION, Stack, StreamReader
+from annoy_helpers import REGION, Stack
 from moto import mock_aws
 
 from annoy_service import handler
@@ -16,6 +16,7 @@ from catalog import storage
 from catalog.bundle_store import BundleStore
 from catalog.storage import TrackTable
 from infra.context import LocalLambdaContext
+from infra.pump import StreamReader
 from infra.resources import template_table_params
 
 
@@ -59,7 +60,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
             bucket="index-bucket",
             queue_url=queue_url,
             rng=np.random.default_rng(7),
-            stream=StreamReader("Tracks"),
+            stream=StreamReader("Tracks", ddb, boto3.client("dynamodbstreams", region_name=REGION)),
             topic_arn=topic_arn,
         )
         storage.client.cache_clear()

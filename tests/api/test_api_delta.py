@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import numpy as np
 import pytest
-from api_testkit import MODEL, PublishedBundle, clustered_vectors, spotify_like_id, sample_meta
+from api_testkit import MODEL, PublishedBundle, clustered_vectors, sample_meta, spotify_like_id
 
 from api.index_cache import IndexCache
 from catalog.bundle import SERVING_FILES, Delta
