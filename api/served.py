@@ -160,7 +160,9 @@ class ServedIndex:
         delta_sims = self._delta.vectors @ query
         delta_order = np.argsort(-delta_sims, kind="stable")
         delta_at = 0
-        base = self._base_candidates(query, k + len(exclude) + len(self._hidden_items) + (0 if accept is None else 3 * k))
+        # Enough for k when nothing is filtered out; the candidates widen themselves if more are needed.
+        want = k + len(exclude) + min(len(self._hidden_items), k) + (0 if accept is None else 3 * k)
+        base = self._base_candidates(query, want)
         next_base = next(base, None)
         picked: list[Neighbour] = []
         while len(picked) < k:

@@ -25,8 +25,6 @@ KEYS = {
     "index": ("recall_at_10", "recall_at_100", "speedup_vs_exact_100k", "build_s_1m", "voyager"),
     "api": ("speedup_vs_download", "p50_ms_10k", "p99_ms_10k", "cold_start_s_10k", "metadata_open_ms_10k",
             "peak_rss_mb_10k", "p99_ms_delta_10k"),
-    "rebuild": ("items_read_per_change", "delta_publish_s", "full_rebuild_s", "delta_vs_full",
-                "time_to_recommendable_s", "compaction_s", "compaction_reads"),
     "quality": ("instrument_p10", "instrument_chance", "mfcc_instrument_p10", "composer_p10"),
 }
 
