@@ -14,11 +14,17 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from threadpoolctl import threadpool_limits
 
 from api.constants import CORS_ALLOW_ORIGIN_DEFAULT, CORS_MAX_AGE_S
 from api.errors import ApiError, error_response
 from api.routes import recommendations, service, tracks
 from catalog.settings import env_str
+
+# The exact search over the index delta is one small matrix-vector product per request: a second
+# BLAS thread only adds synchronisation (on a loaded 2-core host, 10k x 200: 72 ms with 2 OpenBLAS
+# threads, 13 ms with 1; bench/RESULTS.md, "bench/index.py").
+threadpool_limits(limits=1)
 
 logger = Logger()
 app = APIGatewayHttpResolver(

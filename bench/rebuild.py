@@ -95,7 +95,7 @@ def measure(n: int, quick: bool, debounce_s: float, recheck_s: float) -> dict[st
     from api.recommend import recommendations
     from catalog import storage
     from catalog.bundle_store import BundleStore
-    from catalog.records import encode_embedding
+    from catalog.records import Source, TrackRecord, encode_embedding
     from catalog.storage import TrackTable
     from infra.pump import StreamReader
     from infra.resources import template_table_params
@@ -133,7 +133,9 @@ def measure(n: int, quick: bool, debounce_s: float, recheck_s: float) -> dict[st
 
         def extract(ids: list[str], vectors: np.ndarray) -> None:
             for track_id, vector in zip(ids, vectors, strict=True):
-                table.mark_ready(track_id, embedding=encode_embedding(vector), dim=DIM, model=MODEL, tags={"pop": 0.5})
+                crawled = TrackRecord(track_id=track_id, source=Source.SPOTIFY, title=f"New {track_id}", artists=["New"])
+                table.mark_ready(track_id, embedding=encode_embedding(vector), dim=DIM, model=MODEL, tags={"pop": 0.5},
+                                 fallback=crawled)
 
         extract(new_ids, new_vectors)
         changes = stream_changes(DynamoDBStreamEvent(stream.batch()).records, MODEL)
