@@ -39,12 +39,12 @@ from catalog.bundle import (
 )
 from catalog.bundle_store import BundleStore, LatestMovedError, LatestRead
 from catalog.keys import new_index_version
-from catalog.settings import env_float, env_int, env_str, require_env
+from catalog.model import MODEL_ID, configured_model_id
+from catalog.settings import env_float, env_int, require_env
 from catalog.storage import TrackTable
 
 logger = Logger(child=True)
 
-DEFAULT_MODEL_ID = "musicnn-msd-v1"
 DEFAULT_KEEP_VERSIONS = 5
 # At most one delta publication per this many seconds; changes arriving meanwhile coalesce.
 DEFAULT_DEBOUNCE_S = 30.0
@@ -116,7 +116,7 @@ class Settings:
     table: str
     bucket: str
     topic_arn: str
-    model_id: str = DEFAULT_MODEL_ID
+    model_id: str = MODEL_ID
     keep_versions: int = DEFAULT_KEEP_VERSIONS
     debounce_s: float = DEFAULT_DEBOUNCE_S
     compact_items: int = DEFAULT_COMPACT_ITEMS
@@ -129,7 +129,7 @@ class Settings:
             table=require_env("TRACKS_TABLE"),
             bucket=require_env("INDEX_BUCKET"),
             topic_arn=require_env("INDEX_TOPIC_ARN"),
-            model_id=env_str("MODEL_ID", DEFAULT_MODEL_ID),
+            model_id=configured_model_id(),
             keep_versions=env_int("INDEX_KEEP_VERSIONS", DEFAULT_KEEP_VERSIONS),
             debounce_s=env_float("INDEX_DEBOUNCE_S", DEFAULT_DEBOUNCE_S),
             compact_items=env_int("INDEX_COMPACT_ITEMS", DEFAULT_COMPACT_ITEMS),

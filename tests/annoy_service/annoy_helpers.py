@@ -13,12 +13,13 @@ import numpy as np
 from annoy_service.publisher import Announcer
 from annoy_service.service import Indexer, Settings
 from catalog.bundle_store import BundleStore
+from catalog.model import MODEL_ID
 from catalog.records import PreviewSource, Source, Status, TrackRecord, encode_embedding
 from catalog.storage import TrackTable
 from infra.pump import StreamReader
 
 REGION = "us-east-1"
-MODEL = "musicnn-msd-v1"
+MODEL = MODEL_ID
 DIM = 200
 EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
 
