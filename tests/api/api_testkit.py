@@ -69,10 +69,15 @@ def build_bundle(
     vectors: np.ndarray,
     *,
     artists: list[list[str]] | None = None,
+    descriptors: list[dict[str, Any] | None] | None = None,
     version: str | None = None,
 ) -> BaseManifest:
     """A base written by the bundle's one writer, as the annoy_service writes it."""
-    metas = [sample_meta(track_id, i, artists[i] if artists else None).to_json() for i, track_id in enumerate(track_ids)]
+    metas = [
+        dataclasses.replace(sample_meta(track_id, i, artists[i] if artists else None),
+                            descriptors=descriptors[i] if descriptors else None).to_json()
+        for i, track_id in enumerate(track_ids)
+    ]
     return write_base(
         directory,
         [BaseRows(list(track_ids), metas, np.asarray(vectors, np.float32))],

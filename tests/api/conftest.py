@@ -71,11 +71,12 @@ def publish(aws: None, tmp_path: Path) -> Callable[..., PublishedBundle]:
         artists: list[list[str]] | None = None,
         tamper: str | None = None,
         ids: list[str] | None = None,
+        descriptors: list[dict[str, Any] | None] | None = None,
     ) -> PublishedBundle:
         track_ids = ids or [spotify_like_id(i) for i in range(n)]
         vectors = clustered_vectors(len(track_ids), dim, seed)
         directory = tmp_path / f"build-{seed}-{tamper}-{len(track_ids)}"
-        manifest = build_bundle(directory, track_ids, vectors, artists=artists)
+        manifest = build_bundle(directory, track_ids, vectors, artists=artists, descriptors=descriptors)
         store = BundleStore(INDEX_BUCKET)
         manifest_sha = store.upload_base(directory, manifest)
         s3 = boto3.client("s3")
