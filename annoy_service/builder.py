@@ -45,7 +45,7 @@ PROGRESS_EVERY_ITEMS = 10_000
 # DynamoDB reserved words, hence placeholders.
 _PROJECTED = (
     "track_id", "status", "source", "title", "artists", "album", "isrc", "duration_ms",
-    "preview_source", "embedding", "model", "dim", "tags",
+    "preview_source", "embedding", "model", "dim", "tags", "spotify_id", "deezer_id",
 )
 
 Progress = Callable[[str], None]
@@ -71,6 +71,7 @@ def _manifest_entry(record: TrackRecord) -> dict[str, Any]:
         "source": record.source.value,
         "preview_source": record.preview_source.value if record.preview_source else None,
         "tags": dict(top_tags),
+        "refs": record.refs,
     }
 
 

@@ -13,15 +13,15 @@ from typing import Any, Protocol
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from api.constants import SPOTIFY_ID_PATTERN
 from api.errors import ApiError
 from api.index_cache import LoadedIndex
+from catalog.keys import DEEZER_ID_PREFIX, INGESTABLE_ID_PATTERN
 from catalog.records import Status, TrackRecord
 from catalog.storage import TrackTable
 
 logger = Logger(child=True)
 
-_SPOTIFY_ID_RE = re.compile(SPOTIFY_ID_PATTERN)
+_INGESTABLE_ID_RE = re.compile(INGESTABLE_ID_PATTERN)
 
 
 class IngestOutcome(Protocol):
@@ -64,6 +64,7 @@ def track_view(record: TrackRecord, index: LoadedIndex | None) -> dict[str, Any]
         "durationMs": record.duration_ms,
         "previewSource": record.preview_source.value if record.preview_source else None,
         "playlists": sorted(record.playlists),
+        "refs": record.refs,
         "model": record.model,
         "dim": record.dim,
         "tags": record.tags,
@@ -102,9 +103,10 @@ def not_indexed_error(table: TrackTable, track_id: str) -> ApiError:
 
 
 def request_ingest(track_id: str) -> tuple[int, dict[str, Any]]:
-    """PUT /tracks/{trackId}: (HTTP status, body) for asking the crawler to ingest one Spotify track."""
-    if not _SPOTIFY_ID_RE.fullmatch(track_id):
-        raise ApiError(400, "invalid_track_id", "a Spotify track id is 22 letters and digits")
+    """PUT /tracks/{trackId}: (HTTP status, body) for asking the crawler to ingest one Spotify
+    track (22 letters and digits) or one Deezer track (dz- and Deezer's numeric id)."""
+    if not _INGESTABLE_ID_RE.fullmatch(track_id):
+        raise ApiError(400, "invalid_track_id", "expected a Spotify track id (22 letters and digits) or dz- and a Deezer track number")
     try:
         outcome = _ingest_function()(track_id)
     except Exception as exc:
@@ -122,5 +124,7 @@ def request_ingest(track_id: str) -> tuple[int, dict[str, Any]]:
     if outcome.status == "no_preview":
         raise ApiError(422, "no_preview", "no audio preview can be found for this track on Spotify or Deezer")
     if outcome.status == "not_found":
+        if track_id.startswith(DEEZER_ID_PREFIX):
+            raise ApiError(404, "deezer_track_not_found", "Deezer has no track with this id")
         raise ApiError(404, "spotify_track_not_found", "Spotify has no track with this id")
     raise ApiError(502, "ingest_unavailable", "the crawler gave an answer the API does not know")
