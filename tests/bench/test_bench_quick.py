@@ -20,7 +20,7 @@ QUICK_TIMEOUT_S = 240
 
 KEYS = {
     "extract": ("clips_per_s", "clips_per_s_batch16", "vs_original_batch16", "peak_rss_mb"),
-    "crawl": ("tracks_per_s", "speedup_vs_sequential"),
+    "crawl": ("tracks_per_s", "speedup_vs_sequential", "deezer_tracks_per_s", "deezer_speedup_vs_sequential"),
     # The 100k / 1M figures come from the full run only; --quick reports them as null.
     "index": ("recall_at_10", "speedup_vs_exact_100k", "build_s_1m"),
     "api": ("speedup_vs_download", "p50_ms_10k", "p99_ms_10k", "cold_start_s_10k"),
