@@ -19,6 +19,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from catalog.descriptors import Descriptors
 from catalog.keys import preview_key
 from catalog.records import Status, TrackRecord, tags_to_item, utc_now_iso
 
@@ -324,19 +325,23 @@ class TrackTable:
         dim: int,
         model: str,
         tags: Mapping[str, float],
+        descriptors: Descriptors | None = None,
         fallback: TrackRecord | None = None,
     ) -> None:
-        """Store the embedding; metadata from ``fallback`` fills only what the item lacks."""
+        """Store the embedding (and descriptors); metadata from ``fallback`` fills only what the item lacks."""
+        always: dict[str, Any] = {
+            "status": Status.READY.value,
+            "embedding": embedding,
+            "dim": dim,
+            "model": model,
+            "tags": tags_to_item(tags),
+            "extracted_at": utc_now_iso(),
+        }
+        if descriptors is not None:
+            always["descriptors"] = descriptors.to_item()
         self._update(
             track_id,
-            always={
-                "status": Status.READY.value,
-                "embedding": embedding,
-                "dim": dim,
-                "model": model,
-                "tags": tags_to_item(tags),
-                "extracted_at": utc_now_iso(),
-            },
+            always=always,
             if_absent=self._metadata_defaults(fallback),
             remove=("error",),
         )

@@ -33,8 +33,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
+import requests
+from botocore.exceptions import BotoCoreError, ClientError
+
+from catalog.ingest import IngestOutcome, IngestStatus, UpstreamUnavailableError
 from catalog.keys import LOCAL_ID_HEX_CHARS, LOCAL_ID_PREFIX, deezer_number, deezer_track_id, local_track_id, preview_key
 from catalog.records import PreviewSource, Source, Status, TrackRecord, utc_now_iso
 from catalog.settings import env_str, require_env
@@ -58,6 +62,7 @@ from crawler.spotify import (
     PlaylistListing,
     RateLimitedError,
     SpotifyCatalog,
+    SpotifyConfigError,
     SpotifyError,
     SpotifyTrack,
     catalog_from_store,
@@ -651,21 +656,13 @@ def crawl_sources(crawler: Crawler, refs: Iterable[str], progress: Progress | No
 # -- the API's PUT /tracks/{trackId} --------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class IngestOutcome:
-    track_id: str
-    status: Literal["queued", "known", "no_preview", "not_found"]
-    track_status: str | None  # the item's status when known: pending|ready|failed
-    message: str
-
-
-def _ingest_result(track_id: str, result: TrackResult, previous: str | None) -> IngestOutcome:
+def _ingest_result(track_id: str, result: TrackResult, previous: Status | None) -> IngestOutcome:
     if result.outcome is Outcome.NEW:
-        return IngestOutcome(result.track_id, "queued", Status.PENDING.value, f"preview from {result.preview_source} queued for extraction")
+        return IngestOutcome(result.track_id, IngestStatus.QUEUED, Status.PENDING, f"preview from {result.preview_source} queued for extraction")
     if result.outcome is Outcome.KNOWN:
         note = "" if result.track_id == track_id else f" as {result.track_id} (the same recording)"
-        return IngestOutcome(result.track_id, "known", result.status or Status.PENDING.value, f"track is already known{note}")
-    return IngestOutcome(track_id, "no_preview", previous, f"no preview found: {result.detail}")
+        return IngestOutcome(result.track_id, IngestStatus.KNOWN, Status(result.status or Status.PENDING), f"track is already known{note}")
+    return IngestOutcome(track_id, IngestStatus.NO_PREVIEW, previous, f"no preview found: {result.detail}")
 
 
 def ingest_spotify_track(crawler: Crawler, track_id: str) -> IngestOutcome:
@@ -673,13 +670,13 @@ def ingest_spotify_track(crawler: Crawler, track_id: str) -> IngestOutcome:
     when Spotify cannot answer, and storage errors as they come."""
     existing = crawler.table.get(track_id)
     if existing is not None and is_settled(existing.status.value, existing.crawled_at, stale_before(crawler)):
-        return IngestOutcome(track_id, "known", existing.status.value, f"track is already {existing.status.value}")
-    previous = existing.status.value if existing else None
+        return IngestOutcome(track_id, IngestStatus.KNOWN, existing.status, f"track is already {existing.status.value}")
+    previous = existing.status if existing else None
     if not is_spotify_track_id(track_id):
-        return IngestOutcome(track_id, "not_found", previous, "not a Spotify track id (22 letters and digits); local tracks come in through make crawl")
+        return IngestOutcome(track_id, IngestStatus.NOT_FOUND, previous, "not a Spotify track id (22 letters and digits); local tracks come in through make crawl")
     track = crawler.spotify.track(track_id)
     if track is None:
-        return IngestOutcome(track_id, "not_found", previous, "Spotify does not know this track")
+        return IngestOutcome(track_id, IngestStatus.NOT_FOUND, previous, "Spotify does not know this track")
     return _ingest_result(track_id, process_spotify_track(crawler, track, "", None), previous)
 
 
@@ -687,17 +684,27 @@ def ingest_deezer_track(crawler: Crawler, track_id: str) -> IngestOutcome:
     """Ingest one Deezer-only track (``dz-{id}``) now; raises DeezerError when Deezer cannot answer."""
     existing = crawler.table.get(track_id)
     if existing is not None and is_settled(existing.status.value, existing.crawled_at, stale_before(crawler)):
-        return IngestOutcome(track_id, "known", existing.status.value, f"track is already {existing.status.value}")
-    previous = existing.status.value if existing else None
+        return IngestOutcome(track_id, IngestStatus.KNOWN, existing.status, f"track is already {existing.status.value}")
+    previous = existing.status if existing else None
     number = deezer_number(track_id)
     track = crawler.deezer.track(number) if number is not None else None
     if track is None:
-        return IngestOutcome(track_id, "not_found", previous, "Deezer does not know this track")
+        return IngestOutcome(track_id, IngestStatus.NOT_FOUND, previous, "Deezer does not know this track")
     return _ingest_result(track_id, process_deezer_track(crawler, track, "", None), previous)
 
 
 def ingest_track(track_id: str) -> IngestOutcome:
-    """One track now (Spotify id, or ``dz-`` id for Deezer), with this container's cached crawler."""
-    if deezer_number(track_id) is not None:
-        return ingest_deezer_track(default_crawler(), track_id)
-    return ingest_spotify_track(default_crawler(), track_id)
+    """One track now (a Spotify id, or ``dz-`` and a Deezer id), with this container's cached crawler.
+
+    Raises UpstreamUnavailableError when Spotify, Deezer or AWS cannot answer. Missing or
+    refused Spotify credentials are this deployment's fault, not the upstream's, and
+    propagate as SpotifyConfigError.
+    """
+    try:
+        if deezer_number(track_id) is not None:
+            return ingest_deezer_track(default_crawler(), track_id)
+        return ingest_spotify_track(default_crawler(), track_id)
+    except SpotifyConfigError:
+        raise
+    except (SpotifyError, DeezerError, requests.RequestException, ClientError, BotoCoreError) as exc:
+        raise UpstreamUnavailableError(f"ingesting {track_id}: {exc}") from exc
