@@ -21,6 +21,8 @@ INGESTABLE_ID_PATTERN = r"^(?:[0-9A-Za-z]{22}|dz-[1-9][0-9]{0,18})$"
 _DEEZER_TRACK_ID_RE = re.compile(DEEZER_TRACK_ID_PATTERN)
 
 PREVIEW_PREFIX = "previews/"
+# Copies of local files kept for listening (opt-in): outside previews/, so no extraction is triggered.
+LISTEN_PREFIX = "listen/"
 INDEX_PREFIX = "index/"
 LATEST_KEY = f"{INDEX_PREFIX}LATEST.json"
 ANN_FILENAME = "tracks.ann"
@@ -66,6 +68,11 @@ def preview_key(track_id: str, ext: str) -> str:
     if ext not in AUDIO_EXTENSIONS:
         raise ValueError(f"unsupported audio extension {ext!r}; expected one of {AUDIO_EXTENSIONS}")
     return f"{PREVIEW_PREFIX}{track_id}.{ext}"
+
+
+def listen_key(track_id: str, ext: str) -> str:
+    """listen/{track_id}.{ext}: the same rules as a preview key, under its own prefix."""
+    return LISTEN_PREFIX + preview_key(track_id, ext)[len(PREVIEW_PREFIX):]
 
 
 def parse_preview_key(key: str) -> tuple[str, str]:

@@ -100,6 +100,9 @@ class CrawlerSettings:
     deezer_max_rps: float = DEEZER_MAX_RPS_DEFAULT
     deezer_quota_cooldown_s: float = DEEZER_QUOTA_COOLDOWN_S_DEFAULT
     storage_error_limit: int = STORAGE_ERROR_LIMIT_DEFAULT
+    # Opt-in for a deployed stack: keep a copy of each local file at listen/{id}.{ext} so the page can
+    # play it through a presigned URL (the extractor deletes previews/ after embedding).
+    keep_local_previews: bool = False
 
     def __post_init__(self) -> None:
         for url in (self.spotify_api_url, self.spotify_accounts_url, self.deezer_api_url):
@@ -145,4 +148,5 @@ class CrawlerSettings:
             deezer_quota_cooldown_s=env_float("DEEZER_QUOTA_COOLDOWN_S", DEEZER_QUOTA_COOLDOWN_S_DEFAULT),
             storage_error_limit=env_int("STORAGE_ERROR_LIMIT", STORAGE_ERROR_LIMIT_DEFAULT),
             allow_http_loopback=env_str("CRAWLER_ALLOW_HTTP_LOOPBACK", "").lower() in _TRUE,
+            keep_local_previews=env_str("KEEP_LOCAL_PREVIEWS", "").lower() in _TRUE,
         )

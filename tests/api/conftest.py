@@ -69,10 +69,13 @@ def publish(aws: None, tmp_path: Path) -> Callable[..., PublishedBundle]:
         artists: list[list[str]] | None = None,
         tamper: str | None = None,
         ids: list[str] | None = None,
+        descriptors: list[dict[str, Any] | None] | None = None,
     ) -> PublishedBundle:
         track_ids = ids or [spotify_like_id(i) for i in range(n)]
         vectors = clustered_vectors(len(track_ids), dim, seed)
-        manifest, ann_path = build_bundle(tmp_path / f"build-{seed}-{tamper}", track_ids, vectors, artists=artists)
+        manifest, ann_path = build_bundle(
+            tmp_path / f"build-{seed}-{tamper}", track_ids, vectors, artists=artists, descriptors=descriptors
+        )
         ann_bytes = ann_path.read_bytes()
         if tamper == "checksum":
             ann_bytes = ann_bytes[:-1] + bytes([ann_bytes[-1] ^ 0xFF])

@@ -171,6 +171,11 @@ def test_routes_come_from_the_api_function_in_template_yaml() -> None:
         "GET /tracks/{trackId}",
         "PUT /tracks/{trackId}",
         "GET /openapi.json",
+        "GET /",
+        "GET /map",
+        "GET /map/points",
+        "GET /app/{name}",
+        "GET /tracks/{trackId}/audio",
     }
 
 
