@@ -254,7 +254,7 @@ class DeezerClient:
     def by_id(self, deezer_id: str | int) -> DeezerTrack | None:
         """The track by its Deezer id, with a freshly signed preview URL (they expire)."""
         body = self._get("track/" + quote(str(deezer_id).strip(), safe=""))
-        return _track(body) if body else None
+        return _with_preview(body)
 
     def search(self, title: str, artists: list[str]) -> DeezerTrack | None:
         """The first result whose artist and title both match after normalisation."""
