@@ -34,7 +34,7 @@ PROGRESS_EVERY_ITEMS = 10_000
 # DynamoDB reserved words, hence placeholders.
 _PROJECTED = (
     "track_id", "status", "source", "title", "artists", "album", "isrc", "duration_ms",
-    "preview_source", "embedding", "model", "dim", "tags", "descriptors",
+    "preview_source", "embedding", "model", "dim", "tags", "descriptors", "spotify_id", "deezer_id",
 )
 
 Progress = Callable[[str], None]

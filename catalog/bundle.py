@@ -131,6 +131,7 @@ class TrackMeta:
             preview_source=record.preview_source.value if record.preview_source else None,
             tags=dict(top_tags),
             descriptors=record.descriptors.to_json() if record.descriptors else None,
+            refs=record.refs,
         )
 
     def to_dict(self) -> dict[str, Any]:
