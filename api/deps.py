@@ -22,9 +22,9 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Depends
 
-from api.constants import INDEX_DIR_DEFAULT, INDEX_PREFAULT_DEFAULT, INDEX_RECHECK_S_DEFAULT
+from api.constants import INDEX_PREFAULT_DEFAULT, INDEX_RECHECK_S_DEFAULT
 from api.errors import ApiError
-from api.index_cache import IndexCache
+from api.index_cache import IndexCache, default_index_dir
 from api.served import ServedIndex
 from catalog.settings import env_float, env_str, require_env
 from catalog.storage import TrackTable, resource
@@ -36,7 +36,7 @@ _TRUE = frozenset({"1", "true", "yes"})
 class ApiSettings:
     index_bucket: str
     tracks_table: str
-    index_dir: str = INDEX_DIR_DEFAULT
+    index_dir: str = ""
     index_recheck_s: float = INDEX_RECHECK_S_DEFAULT
     index_prefault: bool = INDEX_PREFAULT_DEFAULT
 
@@ -45,7 +45,7 @@ def settings() -> ApiSettings:
     return ApiSettings(
         index_bucket=require_env("INDEX_BUCKET"),
         tracks_table=require_env("TRACKS_TABLE"),
-        index_dir=env_str("INDEX_DIR", INDEX_DIR_DEFAULT),
+        index_dir=env_str("INDEX_DIR", default_index_dir()),
         index_recheck_s=env_float("INDEX_RECHECK_S", INDEX_RECHECK_S_DEFAULT),
         index_prefault=env_str("INDEX_PREFAULT", str(INDEX_PREFAULT_DEFAULT)).lower() in _TRUE,
     )
@@ -53,7 +53,7 @@ def settings() -> ApiSettings:
 
 @cache
 def _index_cache_for(bucket: str, directory: str, recheck_s: float, prefault: bool) -> IndexCache:
-    return IndexCache(bucket, directory=directory, recheck_s=recheck_s, prefault=prefault)
+    return IndexCache(bucket, directory=directory or None, recheck_s=recheck_s, prefault=prefault)
 
 
 def index_cache(config: Annotated[ApiSettings, Depends(settings)]) -> IndexCache:

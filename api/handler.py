@@ -12,9 +12,15 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from threadpoolctl import threadpool_limits
 
 from api.app import create_app
 from api.routes import recommendations, service, tracks, web
+
+# The exact search over the index delta is one small matrix-vector product per request: a second
+# BLAS thread only adds synchronisation (on a loaded 2-core host, 10k x 200: 72 ms with 2 OpenBLAS
+# threads, 13 ms with 1; bench/RESULTS.md, "bench/index.py").
+threadpool_limits(limits=1)
 
 logger = Logger()
 app = create_app(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +25,9 @@ from api_testkit import (
 from moto import mock_aws
 
 from catalog.bundle import LatestPointer
-from catalog.keys import LATEST_KEY
+from catalog.bundle_store import BundleStore
+from catalog.keys import ANN_FILENAME, bundle_prefix
+from catalog.records import utc_now_iso
 from infra.context import LocalLambdaContext
 from infra.resources import template_table_params
 
@@ -60,7 +63,7 @@ def aws(aws_env: None) -> Iterator[None]:
 
 @pytest.fixture
 def publish(aws: None, tmp_path: Path) -> Callable[..., PublishedBundle]:
-    """Upload a bundle and point LATEST.json at it; ``tamper`` corrupts one part first."""
+    """Upload a base through BundleStore and point LATEST.json at it; ``tamper`` corrupts one part first."""
 
     def _publish(
         n: int = 50,
@@ -74,20 +77,24 @@ def publish(aws: None, tmp_path: Path) -> Callable[..., PublishedBundle]:
     ) -> PublishedBundle:
         track_ids = ids or [spotify_like_id(i) for i in range(n)]
         vectors = clustered_vectors(len(track_ids), dim, seed)
-        manifest, ann_path = build_bundle(
-            tmp_path / f"build-{seed}-{tamper}", track_ids, vectors, artists=artists, descriptors=descriptors
-        )
-        ann_bytes = ann_path.read_bytes()
-        if tamper == "checksum":
-            ann_bytes = ann_bytes[:-1] + bytes([ann_bytes[-1] ^ 0xFF])
-        if tamper == "dim":
-            manifest = dataclasses.replace(manifest, dim=dim + 1)
-        pointer = LatestPointer.for_manifest(manifest)
+        directory = tmp_path / f"build-{seed}-{tamper}-{len(track_ids)}"
+        manifest = build_bundle(directory, track_ids, vectors, artists=artists, descriptors=descriptors)
+        store = BundleStore(INDEX_BUCKET)
+        manifest_sha = store.upload_base(directory, manifest)
         s3 = boto3.client("s3")
-        s3.put_object(Bucket=INDEX_BUCKET, Key=manifest.ann_key, Body=ann_bytes)
-        s3.put_object(Bucket=INDEX_BUCKET, Key=manifest.manifest_key, Body=manifest.to_json())
-        s3.put_object(Bucket=INDEX_BUCKET, Key=LATEST_KEY, Body=pointer.to_json())
-        return PublishedBundle(manifest, pointer, vectors)
+        if tamper == "checksum":
+            ann = (directory / ANN_FILENAME).read_bytes()
+            s3.put_object(Bucket=INDEX_BUCKET, Key=bundle_prefix(manifest.version) + ANN_FILENAME,
+                          Body=ann[:-1] + bytes([ann[-1] ^ 0xFF]))
+        if tamper == "dim":
+            bad = json.loads(manifest.to_json())
+            bad["dim"] = dim + 1
+            body = json.dumps(bad).encode()
+            s3.put_object(Bucket=INDEX_BUCKET, Key=manifest.manifest_key, Body=body)
+            manifest_sha = hashlib.sha256(body).hexdigest()
+        pointer = LatestPointer.for_base(manifest, manifest_sha, utc_now_iso())
+        store.write_latest(pointer, store.read_latest().etag)
+        return PublishedBundle(manifest, pointer, vectors, track_ids)
 
     return _publish
 

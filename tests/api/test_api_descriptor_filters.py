@@ -58,7 +58,7 @@ def call(api, http_event, lambda_context, query: dict[str, str]) -> tuple[int, d
 def expected(bundle, accept, k: int) -> list[str]:
     """The k nearest tracks to the query that ``accept`` passes, by brute force."""
     order = np.argsort(-(bundle.vectors @ bundle.vectors[QUERY]), kind="stable")
-    ids = [bundle.manifest.track_ids[i] for i in order if i != QUERY and accept(i)]
+    ids = [bundle.track_ids[i] for i in order if i != QUERY and accept(i)]
     return ids[:k]
 
 
@@ -67,7 +67,7 @@ def ids(body: dict[str, Any]) -> list[str]:
 
 
 def recommend(api, http_event, lambda_context, bundle, **query: str) -> dict[str, Any]:
-    status, body = call(api, http_event, lambda_context, {"trackId": bundle.manifest.track_ids[QUERY], **query})
+    status, body = call(api, http_event, lambda_context, {"trackId": bundle.track_ids[QUERY], **query})
     assert status == 200, body
     return body
 
@@ -79,7 +79,7 @@ def test_every_summary_carries_the_descriptors_and_tracks_without_them_still_ans
     assert len(body["results"]) == N - 1
     assert body["query"]["descriptors"] == DESCRIPTORS[QUERY]
     by_id = {r["trackId"]: r for r in body["results"]}
-    for i, track_id in enumerate(index.manifest.track_ids[1:], start=1):
+    for i, track_id in enumerate(index.track_ids[1:], start=1):
         if i in WITHOUT:
             assert "descriptors" not in by_id[track_id]
         else:
@@ -160,21 +160,21 @@ def test_a_filter_that_few_tracks_pass_returns_fewer_than_k(api, index, http_eve
     ],
 )
 def test_bad_filters_are_400_invalid_filter(api, index, http_event, lambda_context, query: dict[str, str]) -> None:
-    status, body = call(api, http_event, lambda_context, {"trackId": index.manifest.track_ids[QUERY], **query})
+    status, body = call(api, http_event, lambda_context, {"trackId": index.track_ids[QUERY], **query})
     assert status == 400
     assert body["error"]["code"] == "invalid_filter"
     assert all(value not in body["error"]["message"] for value in query.values())
 
 
 def test_key_compatible_for_a_query_without_descriptors_is_422(api, index, http_event, lambda_context) -> None:
-    status, body = call(api, http_event, lambda_context, {"trackId": index.manifest.track_ids[7], "key": "compatible"})
+    status, body = call(api, http_event, lambda_context, {"trackId": index.track_ids[7], "key": "compatible"})
     assert status == 422 and body["error"]["code"] == "query_has_no_key"
-    status, body = call(api, http_event, lambda_context, {"trackId": index.manifest.track_ids[7], "minTempo": "100"})
+    status, body = call(api, http_event, lambda_context, {"trackId": index.track_ids[7], "minTempo": "100"})
     assert status == 200 and body["results"]
 
 
 def test_get_track_shows_every_descriptor(api, index, http_event, lambda_context) -> None:
-    track_id = index.manifest.track_ids[4]
+    track_id = index.track_ids[4]
     stored = Descriptors.from_json(DESCRIPTORS[4])
     TrackTable(os.environ["TRACKS_TABLE"]).mark_ready(
         track_id, embedding=encode_embedding([1.0, 0.0]), dim=2, model="musicnn-msd-v1", tags={}, descriptors=stored,

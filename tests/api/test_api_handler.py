@@ -64,14 +64,14 @@ def test_results_are_the_exact_nearest_neighbours_without_the_query(api, publish
     bundle = publish(n=60)
     vectors = bundle.vectors
     for query in (0, 17, 59):
-        track_id = bundle.manifest.track_ids[query]
+        track_id = bundle.track_ids[query]
         status, body, _ = call(api, http_event("GET", "/recommendations", {"trackId": track_id, "k": "7"}), lambda_context)
         assert status == 200
         cosine = vectors @ vectors[query]
         expected = [i for i in np.argsort(-cosine) if i != query][:7]
         got = [r["trackId"] for r in body["results"]]
         assert track_id not in got
-        assert got == [bundle.manifest.track_ids[i] for i in expected]
+        assert got == [bundle.track_ids[i] for i in expected]
         sims = [r["similarity"] for r in body["results"]]
         assert sims == sorted(sims, reverse=True)
         np.testing.assert_allclose(sims, cosine[expected], atol=1e-5)
@@ -81,7 +81,7 @@ def test_results_are_the_exact_nearest_neighbours_without_the_query(api, publish
 
 def test_k_defaults_to_10_and_k_100_returns_all_others(api, publish, http_event, lambda_context) -> None:
     bundle = publish(n=50)
-    track_id = bundle.manifest.track_ids[3]
+    track_id = bundle.track_ids[3]
     _, body, _ = call(api, http_event("GET", "/recommendations", {"trackId": track_id}), lambda_context)
     assert len(body["results"]) == 10
     _, body, _ = call(api, http_event("GET", "/recommendations", {"trackId": track_id, "k": "100"}), lambda_context)
@@ -92,7 +92,7 @@ def test_k_defaults_to_10_and_k_100_returns_all_others(api, publish, http_event,
 def test_distinct_artists_gives_one_result_per_artist_and_none_by_the_query_artist(api, publish, http_event, lambda_context) -> None:
     artists = [[f"Band {i % 5}"] + (["Guest"] if i % 7 == 0 else []) for i in range(60)]
     bundle = publish(n=60, artists=artists)
-    track_id = bundle.manifest.track_ids[1]
+    track_id = bundle.track_ids[1]
     query = {"trackId": track_id, "k": "10", "distinctArtists": "true"}
     status, body, _ = call(api, http_event("GET", "/recommendations", query), lambda_context)
     assert status == 200
@@ -161,7 +161,7 @@ def test_recommendations_read_the_tracks_table_only_to_explain_a_miss(api, publi
     bundle = publish(n=30)
     table = CountingTable()
     override(api.app, deps.tracks_table, table)
-    status, body, _ = call(api, http_event("GET", "/recommendations", {"trackId": bundle.manifest.track_ids[0]}), lambda_context)
+    status, body, _ = call(api, http_event("GET", "/recommendations", {"trackId": bundle.track_ids[0]}), lambda_context)
     assert status == 200 and len(body["results"]) == 10
     assert table.reads == []
     status, body, _ = call(api, http_event("GET", "/recommendations", {"trackId": "Nobody0000000000000000"}), lambda_context)
@@ -183,7 +183,7 @@ def test_health_reports_version_count_model_and_age(api, publish, http_event, la
 
 def test_get_track_returns_metadata_and_status_but_never_the_embedding(api, publish, http_event, lambda_context) -> None:
     bundle = publish(n=10)
-    indexed = bundle.manifest.track_ids[2]
+    indexed = bundle.track_ids[2]
     put_track(indexed, Status.READY, embedding=encode_embedding([1.0, 2.0]), dim=2, model="musicnn-msd-v1", tags={"rock": 0.9})
     status, body, _ = call(api, http_event("GET", f"/tracks/{indexed}", route="/tracks/{trackId}"), lambda_context)
     assert status == 200

@@ -54,7 +54,7 @@ def test_track_status_and_put_over_http(served_api) -> None:
 
 def test_parallel_requests_are_all_answered(served_api) -> None:
     url, bundle = served_api
-    ids = bundle.manifest.track_ids[:40]
+    ids = bundle.track_ids[:40]
 
     def get(track_id: str) -> tuple[int, list[str]]:
         response = requests.get(f"{url}/recommendations", params={"trackId": track_id, "k": 5}, timeout=10)
