@@ -129,12 +129,12 @@ def test_the_upload_finds_the_track_it_embeds_closest_to_first(
     assert answer["query"] == {"source": "upload", "format": "wav", "durationMs": 5000, "durationUsedMs": 5000,
                                "tags": {"piano": 0.5}, "descriptors": UPLOAD_DESCRIPTORS}
     results = answer["results"]
-    assert [r["trackId"] for r in results][0] == bundle.manifest.track_ids[TARGET]
+    assert [r["trackId"] for r in results][0] == bundle.track_ids[TARGET]
     assert results[0]["similarity"] == pytest.approx(1.0, abs=1e-5)
     assert len(results) == 5 and results == sorted(results, key=lambda r: -r["similarity"])
     # Exact ground truth from the published vectors: the same five, in the same order.
     sims = bundle.vectors @ bundle.vectors[TARGET]
-    assert [r["trackId"] for r in results] == [bundle.manifest.track_ids[i] for i in np.argsort(-sims)[:5]]
+    assert [r["trackId"] for r in results] == [bundle.track_ids[i] for i in np.argsort(-sims)[:5]]
     assert embedder.seen_samples == [5 * SAMPLE_RATE_HZ]
 
 
