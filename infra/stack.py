@@ -209,13 +209,25 @@ class LocalStack:
         return EventPump(self.pollers(only, handlers))
 
 
+# Objects a handler module builds once per container from boto3 clients (module, function).
+_CONTAINER_CACHES = (("extractor.handler", "extraction"), ("annoy_service.handler", "dependencies"))
+
+
 def _forget_clients() -> None:
-    """Drop the cached boto3 clients: they hold the endpoint they were made with."""
+    """Drop the cached boto3 clients, and what handlers built from them: they hold the endpoint they were made with.
+
+    A new stack in the same process is a new set of Lambda containers: without this, a handler
+    imported for an earlier stack keeps talking to that stack's (stopped) moto server.
+    """
     from catalog import storage
 
     storage.client.cache_clear()
     storage.signing_client.cache_clear()
     storage.resource.cache_clear()
+    for module_name, function in _CONTAINER_CACHES:
+        module = sys.modules.get(module_name)
+        if module is not None:
+            getattr(module, function).cache_clear()
 
 
 @contextmanager
