@@ -30,7 +30,7 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from catalog.keys import LATEST_KEY, local_track_id  # noqa: E402
+from catalog.keys import local_track_id  # noqa: E402
 from demo.excerpt import mp3_excerpt  # noqa: E402
 
 EXCERPT_S = 10.0
@@ -56,19 +56,6 @@ def by_audio_event(body: bytes, k: int) -> dict[str, Any]:
         source_ip="127.0.0.1",
     )
 
-
-def wait_for_index(stack: Any, count: int) -> None:
-    s3 = stack.client("s3")
-    deadline = time.monotonic() + INDEX_WAIT_S
-    while time.monotonic() < deadline:
-        try:
-            latest = json.loads(s3.get_object(Bucket=stack.resources.refs["IndexBucket"], Key=LATEST_KEY)["Body"].read())
-            if latest["count"] == count:
-                return
-        except s3.exceptions.NoSuchKey:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"no index of {count} tracks was published within {INDEX_WAIT_S:g} s")
 
 
 def catalogue_clips(quick: bool, folder: Path) -> list[Path]:
@@ -106,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             report = drain_extract_queue(stack)
             if report.dead:
                 raise SystemExit(f"{report.dead} clips could not be extracted")
-            wait_for_index(stack, len(clips))
+            stack.wait_for_index(len(clips), INDEX_WAIT_S)
         finally:
             pump.stop()
 

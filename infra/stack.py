@@ -173,6 +173,24 @@ class LocalStack:
                     else:
                         os.environ[key] = value
 
+    def wait_for_index(self, count: int, timeout_s: float = 120.0, poll_s: float = 0.5) -> dict[str, Any]:
+        """LATEST.json once it names an index of ``count`` tracks; AssertionError after ``timeout_s``."""
+        import json
+
+        from catalog.keys import LATEST_KEY
+
+        s3 = self.client("s3")
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                latest = json.loads(s3.get_object(Bucket=self.resources.refs["IndexBucket"], Key=LATEST_KEY)["Body"].read())
+                if latest["count"] == count:
+                    return latest
+            except s3.exceptions.NoSuchKey:
+                pass
+            time.sleep(poll_s)
+        raise AssertionError(f"no index of {count} tracks was published within {timeout_s:.0f} s")
+
     def serve_api(self, host: str = "127.0.0.1", port: int = 0, quiet: bool = True) -> tuple[Any, threading.Thread]:
         """The loopback HTTP API: every HttpApi route in the template, each answered by its own function."""
         from infra.http_gateway import API_FUNCTION, http_api_functions, serve

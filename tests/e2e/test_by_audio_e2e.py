@@ -13,7 +13,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,10 @@ import pytest
 import requests
 import soundfile as sf
 
-from catalog.keys import LATEST_KEY, local_track_id
+from catalog.keys import local_track_id
 from demo.excerpt import bitrate_kbps, mp3_excerpt
 from infra.cli import drain_extract_queue
-from infra.stack import LocalStack, running_stack
+from infra.stack import running_stack
 
 pytestmark = [pytest.mark.model, pytest.mark.stack]
 
@@ -49,19 +48,6 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {local_track_id((folder / name).read_bytes()): folder / name for name in names}
 
 
-def wait_for_index(stack: LocalStack, count: int) -> None:
-    s3 = stack.client("s3")
-    deadline = time.monotonic() + INDEX_WAIT_S
-    while time.monotonic() < deadline:
-        try:
-            latest = json.loads(s3.get_object(Bucket=stack.resources.refs["IndexBucket"], Key=LATEST_KEY)["Body"].read())
-            if latest["count"] == count:
-                return
-        except s3.exceptions.NoSuchKey:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"no index of {count} tracks was published")
-
 
 @pytest.fixture(scope="module")
 def api(clips: dict[str, Path]) -> Iterator[str]:
@@ -75,7 +61,7 @@ def api(clips: dict[str, Path]) -> Iterator[str]:
         try:
             assert crawl_sources(cli_crawler(), [str(folder)]).to_dict()["new"] == len(clips)
             assert drain_extract_queue(stack).dead == 0
-            wait_for_index(stack, len(clips))
+            stack.wait_for_index(len(clips), INDEX_WAIT_S)
             server, thread = stack.serve_api()
             try:
                 yield f"http://127.0.0.1:{server.server_address[1]}"
