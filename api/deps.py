@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import Annotated, Any
+from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Depends
 
@@ -74,11 +74,12 @@ def served_index(index: Annotated[ServedIndex | None, Depends(current_index)]) -
 
 
 @cache
-def _table_on(dynamodb: Any, name: str) -> TrackTable:
-    # Keyed on the process's DynamoDB resource too: the local stack replaces it when it moves the endpoint.
-    return TrackTable(name, dynamodb.Table(name))
+def _table_on(endpoint: str | None, name: str) -> TrackTable:
+    # Keyed on the endpoint, not the resource object: boto3 service resources without
+    # identifiers all compare equal, so a cache keyed on one would outlive a moved endpoint.
+    return TrackTable(name, resource("dynamodb").Table(name))
 
 
 def tracks_table(config: Annotated[ApiSettings, Depends(settings)]) -> TrackTable:
     """The Tracks table; built once per container (building one costs over a millisecond)."""
-    return _table_on(resource("dynamodb"), config.tracks_table)
+    return _table_on(resource("dynamodb").meta.client.meta.endpoint_url, config.tracks_table)

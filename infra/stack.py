@@ -228,7 +228,14 @@ class LocalStack:
 
 
 # Objects a handler module builds once per container from boto3 clients (module, function).
-_CONTAINER_CACHES = (("extractor.handler", "extraction"), ("annoy_service.handler", "dependencies"))
+_CONTAINER_CACHES = (
+    ("extractor.handler", "extraction"),
+    ("annoy_service.handler", "dependencies"),
+    ("api.deps", "_index_cache_for"),
+    ("api.deps", "_table_on"),
+    ("api.routes.web", "_lookup_for"),
+    ("crawler.pipeline", "default_crawler"),
+)
 
 
 def _forget_clients() -> None:
