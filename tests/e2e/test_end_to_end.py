@@ -7,16 +7,14 @@ local folder -> crawler -> S3 -> SQS -> extractor -> Tracks -> stream -> annoy_s
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
-from catalog.keys import LATEST_KEY, local_track_id
+from catalog.keys import local_track_id
 from infra.cli import drain_extract_queue
 from infra.stack import LocalStack, running_stack
 
@@ -37,20 +35,6 @@ def catalogue() -> Path:
 def stack() -> Iterator[LocalStack]:
     with running_stack() as local:
         yield local
-
-
-def wait_for_index(stack: LocalStack, count: int) -> dict[str, Any]:
-    s3 = stack.client("s3")
-    deadline = time.monotonic() + INDEX_WAIT_S
-    while time.monotonic() < deadline:
-        try:
-            latest = json.loads(s3.get_object(Bucket=stack.resources.refs["IndexBucket"], Key=LATEST_KEY)["Body"].read())
-            if latest["count"] == count:
-                return latest
-        except s3.exceptions.NoSuchKey:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"the stream-driven annoy_service did not publish an index of {count} tracks")
 
 
 def test_recommendations_follow_the_instrument_through_the_whole_local_pipeline(
@@ -76,7 +60,7 @@ def test_recommendations_follow_the_instrument_through_the_whole_local_pipeline(
         leftovers = s3.list_objects_v2(Bucket=stack.resources.refs["AudioBucket"], Prefix="previews/")
         assert leftovers.get("KeyCount", 0) == 0, "the extractor deletes the audio it has embedded"
 
-        latest = wait_for_index(stack, len(clips))
+        latest = stack.wait_for_index(timeout_s=INDEX_WAIT_S, count=len(clips))
 
         gateway = stack.serve_api(host="127.0.0.1", port=0)
         api = f"http://127.0.0.1:{gateway[0].server_address[1]}"
