@@ -27,6 +27,7 @@ from api.constants import INDEX_DIR_DEFAULT, INDEX_PREFAULT_DEFAULT, INDEX_RECHE
 from api.errors import ApiError
 from api.index_cache import IndexCache
 from api.served import ServedIndex
+from api.stations_store import StationStore
 from catalog.ingest import IngestOutcome
 from catalog.settings import env_float, env_str, require_env
 from catalog.storage import TrackTable, resource
@@ -86,6 +87,16 @@ def _table_on(dynamodb: Any, name: str) -> TrackTable:
 def tracks_table(config: Annotated[ApiSettings, Depends(settings)]) -> TrackTable:
     """The Tracks table; built once per container (building one costs over a millisecond)."""
     return _table_on(resource("dynamodb"), config.tracks_table)
+
+
+@cache
+def _stations_on(dynamodb: Any, name: str) -> StationStore:
+    return StationStore(dynamodb.Table(name))
+
+
+def stations_store() -> StationStore:
+    """The Stations table (read here rather than in ApiSettings: only the station routes need it)."""
+    return _stations_on(resource("dynamodb"), require_env("STATIONS_TABLE"))
 
 
 def ingest_function() -> IngestFunction:

@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from api.constants import CORS_ALLOW_ORIGIN_DEFAULT, CORS_MAX_AGE_S
 from api.errors import ApiError, error_response
-from api.routes import recommendations, service, tracks
+from api.routes import path, playlists, recommendations, search, service, stations, tracks
 from catalog.settings import env_str
 
 logger = Logger()
@@ -31,6 +31,10 @@ app = APIGatewayHttpResolver(
 )
 
 app.include_router(recommendations.router)
+app.include_router(search.router)
+app.include_router(stations.router)
+app.include_router(playlists.router)
+app.include_router(path.router)
 app.include_router(tracks.router)
 app.include_router(service.router)
 
@@ -48,6 +52,12 @@ def handle_validation_error(exc: RequestValidationError) -> Response[str]:
         for err in exc.errors()
     ]
     return error_response(400, "bad_request", "; ".join(problems) or "the request is not valid")
+
+
+@app.exception_handler(UnicodeDecodeError)
+def handle_undecodable_body(_exc: UnicodeDecodeError) -> Response[str]:
+    # Powertools decodes the body as UTF-8 before it can parse JSON; a binary body fails there.
+    return error_response(400, "bad_request", "the request body is not UTF-8 JSON")
 
 
 @app.not_found

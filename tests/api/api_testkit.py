@@ -56,8 +56,9 @@ def build_bundle(
     *,
     artists: list[list[str]] | None = None,
     version: str | None = None,
+    metas: list[TrackMeta] | None = None,
 ) -> tuple[Manifest, Path]:
-    """tracks.ann + its Manifest, built the way the annoy_service publishes them."""
+    """tracks.ann + its Manifest, built the way the annoy_service publishes them (``metas`` replace the made-up ones)."""
     dim = int(vectors.shape[1])
     index = AnnoyIndex(dim, "angular")
     for i, vector in enumerate(vectors):
@@ -80,6 +81,8 @@ def build_bundle(
         ).to_dict()
         for i, track_id in enumerate(track_ids)
     ]
+    if metas is not None:
+        tracks = [meta.to_dict() for meta in metas]
     manifest = Manifest(
         version=version,
         created_at=utc_now_iso(),
