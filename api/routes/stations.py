@@ -184,8 +184,8 @@ def station_next(
         station = _load(store, stationId)
         try:
             batch, picks = stations.next_batch(index, station, n)
-        except stations.NoReachableTracksError:
-            raise ApiError(409, "station_exhausted", "the station's seeds and dislikes leave nothing in the index to play") from None
+        except stations.NoReachableTracksError as exc:
+            raise ApiError(409, "station_exhausted", str(exc)) from None  # our own wording, never the request's
         try:
             store.record_batch(stationId, batch)
         except BatchConflictError:

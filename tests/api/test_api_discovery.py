@@ -538,3 +538,13 @@ def test_routes_read_the_stations_table_from_their_dependency(api, publish, http
     status, body = station_call(api, http_event, lambda_context, "GET", "A" * 22)
     assert_error(status, body, 404, "station_not_found")
     assert fake.loads == ["A" * 22]
+
+
+def test_a_station_with_nothing_left_to_play_says_so(api, publish, http_event, lambda_context) -> None:
+    publish(n=3)
+    station_id = create_station(api, http_event, lambda_context, name="x", seeds=[spotify_like_id(0), spotify_like_id(1)])["stationId"]
+    _, body = station_call(api, http_event, lambda_context, "POST", station_id, "/next", {"n": 5})
+    assert ids(body["tracks"]) == [spotify_like_id(2)]  # n is cut to the reachable catalogue
+    station_call(api, http_event, lambda_context, "POST", station_id, "/feedback", {"trackId": spotify_like_id(2), "signal": "dislike"})
+    status, body = station_call(api, http_event, lambda_context, "POST", station_id, "/next", {"n": 5})
+    assert_error(status, body, 409, "station_exhausted")
