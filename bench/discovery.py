@@ -7,7 +7,8 @@ queried over HTTP through the loopback gateway, as a listener would.
 
 - ``multiseed_instrument_p10``: 3 seeds of one instrument, the share of that
   instrument in the top 10 of GET /recommendations; against the mean single-seed
-  figure of the same seeds (``singleseed_instrument_p10``) in the same run.
+  figure of the same seeds (``singleseed_instrument_p10``), each with the other two
+  excluded so that both choose from the same tracks.
 - ``station_dislike_drop``: a station seeded with instrument X plays until 3 tracks
   of the instrument Y it plays most (Y ≠ X) have come; those 3 are disliked, and Y's
   share of the next 20 is compared with a twin station that got no feedback
@@ -133,7 +134,9 @@ def multiseed(api: Api, cat: Catalogue, rng: np.random.Generator, trials: int) -
             body = api.get("/recommendations", [("trackId", s) for s in seeds] + [("k", K)])
             multi.append(cat.share([r["trackId"] for r in body["results"]], instrument))
             for seed in seeds:
-                body = api.get("/recommendations", {"trackId": seed, "k": K})
+                # The same candidates as the 3-seed query: the other two seeds are excluded.
+                others = ",".join(s for s in seeds if s != seed)
+                body = api.get("/recommendations", {"trackId": seed, "k": K, "exclude": others})
                 single.append(cat.share([r["trackId"] for r in body["results"]], instrument))
     return {"multiseed_instrument_p10": round(float(np.mean(multi)), 4),
             "singleseed_instrument_p10": round(float(np.mean(single)), 4)}
@@ -311,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             figures: dict[str, Any] = {"mode": mode, "clips": len(clips), "instruments": len(cat.by_instrument), "k": K}
             log("several seeds")
-            figures |= multiseed(api, cat, rng, trials=2 if args.quick else 5)
+            figures |= multiseed(api, cat, rng, trials=5 if args.quick else 10)
             log("stations")
             figures |= station_figures(api, cat, rng)
             log("paths")

@@ -15,6 +15,7 @@ import pytest
 from api_testkit import clustered_vectors, override, spotify_like_id
 
 from api.discovery import CONTEXT_DECAY, CONTEXT_TRACKS, SEED_WEIGHT
+from api.stations import DISLIKED_SOUND_PUSH
 from catalog.bundle import TrackMeta
 
 
@@ -341,7 +342,9 @@ def test_feedback_changes_the_very_next_batch_by_the_documented_formula(api, pub
                  {"trackId": spotify_like_id(disliked[0]), "signal": "dislike"})
     _, second = station_call(api, http_event, lambda_context, "POST", station_id, "/next", {"n": 5})
     query = unit(1.0 * vectors[seeds].mean(axis=0) + 0.8 * vectors[liked].mean(axis=0) - 0.6 * vectors[disliked].mean(axis=0))
-    assert ids(second["tracks"]) == exact_order(vectors, query, set(seeds) | set(played))[:5]
+    # Then what sounds like the disliked track is pushed down (its artist is its own: no artist push).
+    score = vectors @ query - DISLIKED_SOUND_PUSH * 0.6 * np.maximum(0.0, vectors @ vectors[disliked[0]])
+    assert ids(second["tracks"]) == exact_order(np.eye(80), score, set(seeds) | set(played))[:5]
 
 
 def test_disliked_artists_are_pushed_down(api, publish, http_event, lambda_context) -> None:
