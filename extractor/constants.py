@@ -27,7 +27,6 @@ SILENCE_PEAK_DBFS = -60.0
 SILENCE_PEAK_AMPLITUDE = 10 ** (SILENCE_PEAK_DBFS / 20)
 
 # -- model ------------------------------------------------------------------------------
-MODEL_ID = "musicnn-msd-v1"
 WEIGHTS_PACKAGE = "musicnn"
 WEIGHTS_FOLDER = "MSD_musicnn"
 EMBEDDING_DIM = 200
