@@ -22,8 +22,9 @@ from api.vectors import cosine, slerp, unit
 CONTEXT_TRACKS = 5
 CONTEXT_DECAY = 0.6
 SEED_WEIGHT = 1.0
-# Path: how many candidates near each waypoint are weighed for a step that gets closer to `to`.
-PATH_CANDIDATES = 10
+# Path: how many candidates near each waypoint are weighed for a step that gets closer to `to`
+# (on the demo catalogue 10 gave a rising share of 0.82, 20 gave 0.83, every track 0.90).
+PATH_CANDIDATES = 20
 SIMILARITY_DECIMALS = 6
 
 
@@ -130,9 +131,10 @@ def path(index: ServedIndex, start: str, end: str, length: int, extra: Accept | 
     """``length`` tracks from ``start`` to ``end``, each near its waypoint on the great circle, none repeated.
 
     Among the PATH_CANDIDATES nearest a waypoint, the nearest that is closer to ``end``
-    than the step before wins, so that similarity to ``end`` rises; when none is, the
-    nearest candidate does. A path comes back shorter only when the index (or ``extra``)
-    runs out of tracks.
+    than the step before, but not closer than the next waypoint is, wins: similarity to
+    ``end`` rises, and a step that overshoots does not leave the later ones nowhere to
+    rise to. Failing that the nearest rising candidate wins, then the nearest. A path
+    comes back shorter only when the index (or ``extra``) runs out of tracks.
     """
     require_served(index, [start], "from")
     require_served(index, [end], "to")
@@ -144,12 +146,14 @@ def path(index: ServedIndex, start: str, end: str, length: int, extra: Accept | 
     chosen, to_end = [start], [cosine(a, b)]
     for i in range(1, length - 1):
         waypoint = slerp(a, b, i / (length - 1))
+        next_target = cosine(slerp(a, b, (i + 1) / (length - 1)), b)
         candidates = index.search(waypoint, PATH_CANDIDATES, exclude={*chosen, end}, accept=extra)
         if not candidates:
             break
         closeness = [(c.track_id, cosine(index.vector(c.track_id), b)) for c in candidates]
         rising = [pair for pair in closeness if pair[1] > to_end[-1]]
-        track_id, similarity = (rising or closeness)[0]
+        measured = [pair for pair in rising if pair[1] <= next_target]
+        track_id, similarity = (measured or rising or closeness)[0]
         chosen.append(track_id)
         to_end.append(similarity)
     chosen.append(end)

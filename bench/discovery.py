@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = [folder / clip["file"] for clip in clips]
     track_ids = [local_track_id(path.read_bytes()) for path in paths]
     cat = Catalogue(track_ids, [clip["instrument"] for clip in clips])
-    from extractor.constants import MODEL_ID
+    from catalog.model import MODEL_ID
 
     vectors = embed(paths, [clip["sha256"] for clip in clips], MODEL_ID, folder / EMBEDDINGS_CACHE)
 
