@@ -47,3 +47,6 @@ CONTINUE_LENGTH_MAX = 100
 PATH_LENGTH_MIN = 2
 PATH_LENGTH_DEFAULT = 10
 PATH_LENGTH_MAX = 50
+
+# Presigned URLs for the listen/ copies of local files live this long (env LISTEN_URL_TTL_S).
+LISTEN_URL_TTL_S_DEFAULT = 300.0

@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from api.constants import CORS_ALLOW_ORIGIN_DEFAULT, CORS_MAX_AGE_S
 from api.errors import ApiError, error_response
-from api.routes import path, playlists, recommendations, search, service, stations, tracks
+from api.routes import path, playlists, recommendations, search, service, stations, tracks, web
 from catalog.settings import env_str
 
 logger = Logger()
@@ -37,6 +37,7 @@ app.include_router(playlists.router)
 app.include_router(path.router)
 app.include_router(tracks.router)
 app.include_router(service.router)
+app.include_router(web.router)  # the web page, its assets, the map's points and GET /tracks/{trackId}/audio
 
 
 @app.exception_handler(ApiError)

@@ -169,7 +169,7 @@ def test_routes_come_from_the_api_function_in_template_yaml() -> None:
     events = template["Resources"]["ApiFunction"]["Properties"]["Events"].values()
     declared = {f"{e['Properties']['Method']} {e['Properties']['Path']}" for e in events if e["Type"] == "HttpApi"}
     assert routes == declared
-    assert {"GET /recommendations", "GET /health", "PUT /tracks/{trackId}", "POST /stations/{stationId}/next"} <= routes
+    assert {"GET /recommendations", "GET /health", "PUT /tracks/{trackId}", "POST /stations/{stationId}/next", "GET /map"} <= routes
 
 
 def test_exact_route_wins_over_parameter_and_greedy_routes() -> None:
