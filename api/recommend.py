@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from api.descriptor_filters import DescriptorFilter
 from api.listing import ListPolicy, all_of
 from api.served import Accept, Neighbour, ServedIndex
 from api.vectors import unit
@@ -69,9 +70,16 @@ def nearest(
 
 
 def recommendations(
-    index: ServedIndex, seeds: Sequence[str], k: int, policy: ListPolicy | None = None, extra: Accept | None = None
+    index: ServedIndex,
+    seeds: Sequence[str],
+    k: int,
+    policy: ListPolicy | None = None,
+    filters: DescriptorFilter | None = None,
 ) -> dict[str, Any]:
-    """The body of GET /recommendations. ``trackId`` and ``query`` describe the first seed, as with one seed."""
+    """The body of GET /recommendations. ``trackId`` and ``query`` describe the first seed, as with one seed;
+    descriptor ``filters`` are relative to the first seed's descriptors."""
+    require_served(index, seeds, "trackId")
+    extra = filters.accept(index.meta(seeds[0]).descriptors) if filters else None
     neighbours = nearest(index, seeds, k, policy or ListPolicy(), extra)
     return {
         "trackId": seeds[0],

@@ -44,6 +44,7 @@ def track_view(record: TrackRecord, index: ServedIndex | None) -> dict[str, Any]
         "model": record.model,
         "dim": record.dim,
         "tags": record.tags,
+        "descriptors": record.descriptors.to_json() if record.descriptors else None,
         "error": record.error,
         "crawledAt": record.crawled_at,
         "extractedAt": record.extracted_at,

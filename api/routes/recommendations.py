@@ -11,6 +11,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from api import tracks
 from api.constants import ARTIST_CAP_MAX, DURATION_MAX_MS, EXCLUDE_MAX, K_DEFAULT, K_MAX, K_MIN, MAX_SEEDS
 from api.deps import served_index, tracks_table
+from api.descriptor_filters import parse_filters
 from api.errors import ApiError, json_response
 from api.listing import ListPolicy
 from api.recommend import TrackNotIndexedError, recommendations
@@ -58,8 +59,11 @@ def get_recommendations(
     if distinct_artists:
         max_per_artist = 1 if max_per_artist is None else min(max_per_artist, 1)  # the old name for maxPerArtist=1
     policy = list_policy(excluded, max_per_artist, min_duration_ms, max_duration_ms, dedupe)
+    # minTempo, maxTempo, tempoOctaves, key, minLoudness, maxLoudness, mode: parsed by the one
+    # function every list endpoint shares (the OpenAPI document lists them).
+    filters = parse_filters(router.current_event.query_string_parameters or {})
     try:
-        body = recommendations(index, seeds, k, policy)
+        body = recommendations(index, seeds, k, policy, filters)
     except TrackNotIndexedError as exc:
         # Only a miss reads the table, to say whether the track is pending, failed or unknown.
         raise not_served_error(table, exc) from None

@@ -56,6 +56,7 @@ def build_bundle(
     vectors: np.ndarray,
     *,
     artists: list[list[str]] | None = None,
+    descriptors: list[dict[str, Any] | None] | None = None,
     version: str | None = None,
     metas: list[TrackMeta] | None = None,
 ) -> tuple[Manifest, Path]:
@@ -79,6 +80,7 @@ def build_bundle(
             source="spotify",
             preview_source="deezer" if i % 2 else "spotify",
             tags={"rock": 0.5, "guitar": 0.25},
+            descriptors=descriptors[i] if descriptors else None,
         ).to_dict()
         for i, track_id in enumerate(track_ids)
     ]

@@ -75,11 +75,13 @@ def publish(aws: None, tmp_path: Path) -> Callable[..., PublishedBundle]:
         ids: list[str] | None = None,
         vectors: np.ndarray | None = None,
         metas: list[TrackMeta] | None = None,
+        descriptors: list[dict[str, Any] | None] | None = None,
     ) -> PublishedBundle:
         track_ids = ids or ([m.track_id for m in metas] if metas else [spotify_like_id(i) for i in range(n)])
         vectors = clustered_vectors(len(track_ids), dim, seed) if vectors is None else vectors
         manifest, ann_path = build_bundle(
-            tmp_path / f"build-{seed}-{tamper}-{len(list(tmp_path.iterdir()))}", track_ids, vectors, artists=artists, metas=metas
+            tmp_path / f"build-{seed}-{tamper}-{len(list(tmp_path.iterdir()))}", track_ids, vectors, artists=artists,
+            metas=metas, descriptors=descriptors,
         )
         ann_bytes = ann_path.read_bytes()
         if tamper == "checksum":

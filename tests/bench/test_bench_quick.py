@@ -19,7 +19,9 @@ pytestmark = pytest.mark.model
 QUICK_TIMEOUT_S = 240
 
 KEYS = {
-    "extract": ("clips_per_s", "clips_per_s_batch16", "vs_original_batch16", "peak_rss_mb"),
+    "extract": ("clips_per_s", "clips_per_s_batch16", "vs_original_batch16", "peak_rss_mb", "descriptors_overhead"),
+    "descriptors": ("tempo_accuracy1", "tempo_accuracy2", "key_weighted_score", "key_accuracy", "loudness_error_lu",
+                    "descriptors_vs_embedding"),
     "crawl": ("tracks_per_s", "speedup_vs_sequential"),
     # The 100k / 1M figures come from the full run only; --quick reports them as null.
     "index": ("recall_at_10", "speedup_vs_exact_100k", "build_s_1m"),

@@ -89,6 +89,8 @@ def test_recommendations_follow_the_instrument_through_the_whole_local_pipeline(
             assert response.status_code == 200, response.text
             results = response.json()["results"]
             assert len(results) == K and track_id not in {r["trackId"] for r in results}
+            # Descriptors travel from the extractor through the item and the bundle into every answer.
+            assert all(r["descriptors"]["camelot"] and r["descriptors"]["loudnessLufs"] < 0 for r in results)
             shares.append(sum(instrument_of[r["trackId"]] == instrument for r in results) / K)
 
         # A station lives in the local stack's Stations table (made from template.yaml).
