@@ -32,6 +32,8 @@ from infra.template import functions, load_template
 Handler = Callable[[dict[str, Any], Any], Any]
 
 LOCAL_API_ID = "local"
+# The function whose CORS settings and context a route without its own function gets.
+API_FUNCTION = "ApiFunction"
 DEFAULT_TIMEOUT_S = 29.0
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 NOT_FOUND_BODY = b'{"message":"Not Found"}'
@@ -58,9 +60,11 @@ class Route:
     method: str
     path: str
     pattern: re.Pattern[str] = field(compare=False, repr=False)
+    # The template function the route integrates with ('' = the gateway's default handler).
+    function: str = ""
 
     @classmethod
-    def parse(cls, method: str, path: str) -> Route:
+    def parse(cls, method: str, path: str, function: str = "") -> Route:
         method = method.upper()
         if method == "X-AMAZON-APIGATEWAY-ANY-METHOD":
             method = "ANY"
@@ -73,7 +77,7 @@ class Route:
             regex += f"(?P<{name}>.+)" if greedy else f"(?P<{name}>[^/]+)"
             pos = match.end()
         regex += re.escape(path[pos:])
-        return cls(method, path, re.compile(f"^{regex}$"))
+        return cls(method, path, re.compile(f"^{regex}$"), function)
 
     @property
     def key(self) -> str:
@@ -86,18 +90,32 @@ class Route:
         return None if found is None else {k: unquote(v) for k, v in found.groupdict().items()}
 
 
+def http_api_functions(template: Mapping[str, Any]) -> list[str]:
+    """The template's functions that answer HttpApi routes, ApiFunction first."""
+    names = [
+        name
+        for name, function in functions(dict(template)).items()
+        if any(event.get("Type") == "HttpApi" for event in function["Properties"].get("Events", {}).values())
+    ]
+    return sorted(names, key=lambda name: name != API_FUNCTION)
+
+
 def routes_for_function(template: Mapping[str, Any], function_name: str) -> list[Route]:
     """The HttpApi routes of one function in template.yaml, most specific first."""
     function = functions(dict(template)).get(function_name)
     if function is None:
         raise RouteError(f"template.yaml has no function {function_name!r}")
     routes = [
-        Route.parse(event["Properties"].get("Method", "ANY"), event["Properties"].get("Path", "/{proxy+}"))
+        Route.parse(event["Properties"].get("Method", "ANY"), event["Properties"].get("Path", "/{proxy+}"), function_name)
         for event in function["Properties"].get("Events", {}).values()
         if event.get("Type") == "HttpApi"
     ]
     if not routes:
         raise RouteError(f"function {function_name!r} has no HttpApi events in template.yaml")
+    return _most_specific_first(routes)
+
+
+def _most_specific_first(routes: Iterable[Route]) -> list[Route]:
     # API Gateway prefers exact paths over parameters, parameters over greedy ones, a method over ANY.
     return sorted(routes, key=lambda r: (r.path.count("+}"), r.path.count("{"), r.method == "ANY", -len(r.path)))
 
@@ -271,14 +289,14 @@ class _GatewayServer(ThreadingHTTPServer):
     def __init__(
         self,
         address: tuple[str, int],
-        handler: Handler,
+        handlers: Mapping[str, Handler],
         routes: list[Route],
         cors: CorsConfig | None,
         function_name: str,
         quiet: bool,
     ) -> None:
         super().__init__(address, _RequestHandler)
-        self.handler = handler
+        self.handlers = dict(handlers)
         self.routes = routes
         self.cors = cors
         self.function_name = function_name
@@ -321,10 +339,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
             source_ip=self.client_address[0],
             protocol=self.request_version,
         )
-        context = LocalLambdaContext(function_name=self.server.function_name, timeout_s=DEFAULT_TIMEOUT_S)
+        function_name = route.function or self.server.function_name
+        context = LocalLambdaContext(function_name=function_name, timeout_s=DEFAULT_TIMEOUT_S)
         try:
             with self.server.invocation_lock:
-                result = self.server.handler(event, context)
+                result = self.server.handlers[function_name](event, context)
             response = parse_response(result)
         except Exception:  # a crashed invocation is a 500, as API Gateway answers it
             self.log_error("handler raised for %s %s", method, path)
@@ -381,19 +400,27 @@ def serve(
     routes: list[Route] | None = None,
     *,
     cors: CorsConfig | None = None,
-    function_name: str = "ApiFunction",
+    function_name: str = API_FUNCTION,
     quiet: bool = True,
+    also: Mapping[str, Handler] | None = None,
 ) -> tuple[ThreadingHTTPServer, threading.Thread]:
     """Start the gateway in a daemon thread; ``server.server_address`` has the bound port.
 
     Stop it with :func:`shutdown`. Without ``routes``, the routes and the CORS
-    configuration are the function's in template.yaml.
+    configuration are the function's in template.yaml, plus the routes of each
+    function in ``also`` (name → handler), which answer them, as API Gateway
+    sends each route to its own integration.
     """
+    also = dict(also or {})
     if routes is None:
         template = load_template()
-        routes = routes_for_function(template, function_name)
+        routes = _most_specific_first(
+            route
+            for name in (function_name, *also)
+            for route in routes_for_function(template, name)
+        )
         cors = cors if cors is not None else cors_for_function(template, function_name)
-    server = _GatewayServer((host, port), handler, routes, cors, function_name, quiet)
+    server = _GatewayServer((host, port), {**also, function_name: handler}, routes, cors, function_name, quiet)
     thread = threading.Thread(target=server.serve_forever, name=f"http-gateway-{function_name}", daemon=True)
     thread.start()
     return server, thread

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
+import numpy as np
 import pytest
 from api_testkit import (
     DIM,
+    MODEL,
     FakeClock,
     PublishedBundle,
     build_bundle,
@@ -22,14 +25,17 @@ from api_testkit import (
 )
 from moto import mock_aws
 
-from catalog.bundle import LatestPointer
-from catalog.keys import LATEST_KEY
+from catalog.bundle import LatestPointer, TrackMeta
+from catalog.bundle_store import BundleStore
+from catalog.keys import ANN_FILENAME, bundle_prefix
+from catalog.records import utc_now_iso
 from infra.context import LocalLambdaContext
 from infra.resources import template_table_params
 
 EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
 INDEX_BUCKET = "soundslike-test-index"
 TRACKS_TABLE = "soundslike-test-tracks"
+STATIONS_TABLE = "soundslike-test-stations"
 
 
 @pytest.fixture
@@ -41,6 +47,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "AWS_DEFAULT_REGION": "us-east-1",
         "INDEX_BUCKET": INDEX_BUCKET,
         "TRACKS_TABLE": TRACKS_TABLE,
+        "STATIONS_TABLE": STATIONS_TABLE,
         "POWERTOOLS_SERVICE_NAME": "api",
         "POWERTOOLS_METRICS_NAMESPACE": "soundslike",
     }.items():
@@ -54,12 +61,13 @@ def aws(aws_env: None) -> Iterator[None]:
     with mock_aws():
         boto3.client("s3").create_bucket(Bucket=INDEX_BUCKET)
         boto3.client("dynamodb").create_table(**template_table_params(TRACKS_TABLE))
+        boto3.client("dynamodb").create_table(**template_table_params(STATIONS_TABLE, "StationsTable"))
         yield
 
 
 @pytest.fixture
 def publish(aws: None, tmp_path: Path) -> Callable[..., PublishedBundle]:
-    """Upload a bundle and point LATEST.json at it; ``tamper`` corrupts one part first."""
+    """Upload a base through BundleStore and point LATEST.json at it; ``tamper`` corrupts one part first."""
 
     def _publish(
         n: int = 50,
@@ -69,21 +77,30 @@ def publish(aws: None, tmp_path: Path) -> Callable[..., PublishedBundle]:
         artists: list[list[str]] | None = None,
         tamper: str | None = None,
         ids: list[str] | None = None,
+        vectors: np.ndarray | None = None,
+        metas: list[TrackMeta] | None = None,
+        descriptors: list[dict[str, Any] | None] | None = None,
     ) -> PublishedBundle:
-        track_ids = ids or [spotify_like_id(i) for i in range(n)]
-        vectors = clustered_vectors(len(track_ids), dim, seed)
-        manifest, ann_path = build_bundle(tmp_path / f"build-{seed}-{tamper}", track_ids, vectors, artists=artists)
-        ann_bytes = ann_path.read_bytes()
-        if tamper == "checksum":
-            ann_bytes = ann_bytes[:-1] + bytes([ann_bytes[-1] ^ 0xFF])
-        if tamper == "dim":
-            manifest = dataclasses.replace(manifest, dim=dim + 1)
-        pointer = LatestPointer.for_manifest(manifest)
+        track_ids = ids or ([m.track_id for m in metas] if metas else [spotify_like_id(i) for i in range(n)])
+        vectors = clustered_vectors(len(track_ids), dim, seed) if vectors is None else vectors
+        directory = tmp_path / f"build-{seed}-{tamper}-{len(list(tmp_path.iterdir()))}"
+        manifest = build_bundle(directory, track_ids, vectors, artists=artists, metas=metas, descriptors=descriptors)
+        store = BundleStore(INDEX_BUCKET)
+        manifest_sha = store.upload_base(directory, manifest)
         s3 = boto3.client("s3")
-        s3.put_object(Bucket=INDEX_BUCKET, Key=manifest.ann_key, Body=ann_bytes)
-        s3.put_object(Bucket=INDEX_BUCKET, Key=manifest.manifest_key, Body=manifest.to_json())
-        s3.put_object(Bucket=INDEX_BUCKET, Key=LATEST_KEY, Body=pointer.to_json())
-        return PublishedBundle(manifest, pointer, vectors)
+        if tamper == "checksum":
+            ann = (directory / ANN_FILENAME).read_bytes()
+            s3.put_object(Bucket=INDEX_BUCKET, Key=bundle_prefix(manifest.version) + ANN_FILENAME,
+                          Body=ann[:-1] + bytes([ann[-1] ^ 0xFF]))
+        if tamper == "dim":
+            bad = json.loads(manifest.to_json())
+            bad["dim"] = dim + 1
+            body = json.dumps(bad).encode()
+            s3.put_object(Bucket=INDEX_BUCKET, Key=manifest.manifest_key, Body=body)
+            manifest_sha = hashlib.sha256(body).hexdigest()
+        pointer = LatestPointer.for_base(manifest, manifest_sha, utc_now_iso())
+        store.write_latest(pointer, store.read_latest().etag)
+        return PublishedBundle(manifest, pointer, vectors, track_ids)
 
     return _publish
 
@@ -107,14 +124,15 @@ def api(aws: None, tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
     """
     from api import deps, handler
     from api.index_cache import IndexCache
+    from api.routes import tracks
 
     cache = IndexCache(INDEX_BUCKET, directory=tmp_path / "index", recheck_s=60.0, clock=clock)
 
-    def no_crawler() -> deps.IngestFunction:
+    def no_crawler() -> Any:
         raise AssertionError("this test did not expect PUT /tracks to reach the crawler")
 
     override(handler.app, deps.index_cache, cache)
-    override(handler.app, deps.ingest_function, no_crawler)
+    override(handler.app, tracks.ingest_function, no_crawler)
     try:
         yield handler
     finally:
@@ -124,10 +142,10 @@ def api(aws: None, tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
 @pytest.fixture
 def use_ingest(api: Any) -> Callable[[Callable[[str], Any]], None]:
     """Make PUT /tracks/{trackId} call this function instead of the crawler."""
-    from api import deps
+    from api.routes import tracks
 
     def _use(ingest: Callable[[str], Any]) -> None:
-        override(api.app, deps.ingest_function, ingest)
+        override(api.app, tracks.ingest_function, ingest)
 
     return _use
 
@@ -145,7 +163,9 @@ def recorded_event() -> Callable[[str], dict[str, Any]]:
 def http_event() -> Callable[..., dict[str, Any]]:
     """A v2 event from the recorded shape in tests/events/, with the method, path and query replaced."""
 
-    def _event(method: str, path: str, query: dict[str, str] | None = None, route: str | None = None) -> dict[str, Any]:
+    def _event(
+        method: str, path: str, query: dict[str, str] | None = None, route: str | None = None, body: Any = None
+    ) -> dict[str, Any]:
         event = load_event("api_get_recommendations.json")
         route_key = f"{method} {route or path}"
         event["routeKey"] = event["requestContext"]["routeKey"] = route_key
@@ -158,12 +178,37 @@ def http_event() -> Callable[..., dict[str, Any]]:
             event.pop("queryStringParameters", None)
         if route and "{trackId}" in route:
             event["pathParameters"] = {"trackId": path.rsplit("/", 1)[-1]}
+        if route and "{stationId}" in route:
+            event["pathParameters"] = {"stationId": path.split("/")[2]}
+        if body is not None:
+            event["body"] = json.dumps(body)
+            event["isBase64Encoded"] = False
+            event["headers"]["content-type"] = "application/json"
         return event
 
     return _event
 
 
 EXAMPLE_TRACK_ID = "4uLU6hMCjMI75M1A2tKUQC"
+
+
+@dataclasses.dataclass
+class FakeClipEmbedding:
+    vector: Any
+    tags: dict[str, float] = dataclasses.field(default_factory=lambda: {"rock": 0.5})
+    model: str = MODEL
+
+
+@dataclasses.dataclass
+class FakeClipDescriptors:
+    def to_json(self) -> dict[str, Any]:
+        return {"tempoBpm": 100.0, "mode": "minor", "camelot": "8A", "loudnessLufs": -14.0}
+
+
+@dataclasses.dataclass
+class FakeClipAnalysis:
+    embedding: FakeClipEmbedding
+    descriptors: FakeClipDescriptors = dataclasses.field(default_factory=FakeClipDescriptors)
 
 
 @pytest.fixture
@@ -183,9 +228,17 @@ def served_api(
             Item=TrackRecord(track_id=track_id, source=Source.SPOTIFY, status=Status.READY, title=f"Song {i}").to_item()
         )
     use_ingest(fake_ingest)
-    server, thread = serve(api.lambda_handler)
+    # POST /recommendations/by-audio is ByAudioFunction's: the same index cache, and an
+    # embedder that answers any decodable clip with track 0's vector (no TensorFlow here).
+    from api import by_audio_handler, deps
+    from api.routes import by_audio
+
+    by_audio_handler.app.dependency_overrides[deps.index_cache] = api.app.dependency_overrides[deps.index_cache]
+    override(by_audio_handler.app, by_audio.audio_analyser, lambda clip: FakeClipAnalysis(FakeClipEmbedding(bundle.vectors[0])))
+    server, thread = serve(api.lambda_handler, also={"ByAudioFunction": by_audio_handler.lambda_handler})
     host, port = server.server_address[:2]
     try:
         yield f"http://{host}:{port}", bundle
     finally:
         shutdown(server, thread)
+        by_audio_handler.app.dependency_overrides.clear()
