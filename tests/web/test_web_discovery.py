@@ -3,7 +3,6 @@ continuation, and the path drawn on the map; each checked against the API's own 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -63,8 +62,8 @@ def test_a_station_queue_changes_at_once_on_like_and_dislike(page: Any, served: 
         assert sent.value.request.post_data_json == {"trackId": target, "signal": signal}
         changed = _next_tracks(refilled.value)
         page.wait_for_function(
-            "expected => JSON.stringify([...document.querySelectorAll('#queue [data-track-id]')].map(e => e.dataset.trackId)) === expected",
-            arg=json.dumps(changed),
+            "expected => JSON.stringify([...document.querySelectorAll('#queue [data-track-id]')].map(e => e.dataset.trackId)) === JSON.stringify(expected)",
+            arg=changed,
         )
         assert changed != queue and not set(changed) & set(queue), "the next tracks are new ones"
         queue = changed
