@@ -74,9 +74,10 @@ def publish(aws: None, tmp_path: Path) -> Callable[..., PublishedBundle]:
         tamper: str | None = None,
         ids: list[str] | None = None,
         descriptors: list[dict[str, Any] | None] | None = None,
+        vectors: Any = None,
     ) -> PublishedBundle:
         track_ids = ids or [spotify_like_id(i) for i in range(n)]
-        vectors = clustered_vectors(len(track_ids), dim, seed)
+        vectors = clustered_vectors(len(track_ids), dim, seed) if vectors is None else vectors
         directory = tmp_path / f"build-{seed}-{tamper}-{len(track_ids)}"
         manifest = build_bundle(directory, track_ids, vectors, artists=artists, descriptors=descriptors)
         store = BundleStore(INDEX_BUCKET)
