@@ -53,4 +53,3 @@ LISTEN_URL_TTL_S_DEFAULT = 300.0
 # GET /users/{userId}/recommendations: the k=20, and at most this many tracks by one artist.
 PERSONAL_K_DEFAULT = 20
 PERSONAL_MAX_PER_ARTIST_DEFAULT = 2
-MAX_PER_ARTIST_MAX = 100

@@ -2,28 +2,36 @@
 
 Recommendations spread over the listener's tastes in proportion to their weights
 (largest-remainder quotas); each taste's share is the tracks nearest its centroid that
-the listener has not played, with one artist cap across the whole list and the
-descriptor filters of GET /recommendations. A taste that runs out leaves its share to
+the listener has not played, with the list policy (exclusions, artist cap, durations,
+duplicates) across the whole list and the descriptor filters of GET /recommendations. A taste that runs out leaves its share to
 the others.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 import numpy as np
 
 from api.descriptor_filters import DescriptorFilter
+from api.discovery import SIMILARITY_DECIMALS, Continuation, ContinuationRequest, Step
 from api.errors import ApiError
-from api.recommend import TrackNotIndexedError, track_summary
-from api.served import Accept, ServedIndex
-from catalog.bundle import TrackMeta
-from catalog.user_models import UserModel, affinity_features
+from api.recommend import TrackNotIndexedError, require_served, track_summary
+from api.listing import ListPolicy, all_of
+from api.served import ServedIndex
+from api.vectors import cosine
+from catalog.user_models import UserModel, UserModelStore, affinity_features
 
 
 def user_not_found() -> ApiError:
     return ApiError(404, "user_not_found", "no listening history has been imported for this user")
+
+
+def model_of(store: UserModelStore, user_id: str) -> UserModel:
+    model = store.model(user_id)
+    if model is None:
+        raise user_not_found()
+    return model
 
 
 def require_compatible(model: UserModel, index: ServedIndex) -> None:
@@ -41,30 +49,12 @@ def quotas(weights: np.ndarray, k: int) -> list[int]:
     return shares.tolist()
 
 
-def artist_cap(max_per_artist: int | None) -> Accept | None:
-    if max_per_artist is None:
-        return None
-    counts: Counter[str] = Counter()
-
-    def accept(meta: TrackMeta) -> bool:
-        artists = {artist.casefold() for artist in meta.artists}
-        if any(counts[a] >= max_per_artist for a in artists):
-            return False
-        counts.update(artists)
-        return True
-
-    return accept
-
-
-def for_you(index: ServedIndex, model: UserModel, k: int, max_per_artist: int | None, filters: DescriptorFilter) -> dict[str, Any]:
-    """The body of GET /users/{userId}/recommendations."""
+def for_you(index: ServedIndex, model: UserModel, k: int, policy: ListPolicy, filters: DescriptorFilter) -> dict[str, Any]:
+    """The body of GET /users/{userId}/recommendations. key=compatible has no seed to be relative to here (422)."""
     require_compatible(model, index)
-    descriptor_accept = filters.accept(None)
-    cap = artist_cap(max_per_artist)
-    accept: Accept | None = (
-        (lambda meta: descriptor_accept(meta) and cap(meta)) if descriptor_accept and cap else descriptor_accept or cap
-    )
-    excluded = set(model.heard)
+    # One acceptor for the whole list: the artist cap and duplicates count across tastes.
+    accept = all_of(filters.accept(None), policy.acceptor(index))
+    excluded = set(model.heard) | policy.exclude
     per_taste: list[list[tuple[str, float]]] = [[] for _ in model.centroids]
     wanted = quotas(model.taste_weights, k)
     # First each taste's share, then what is left of k from the tastes in weight order.
@@ -108,3 +98,26 @@ def affinity(index: ServedIndex, model: UserModel, profile: dict[str, Any], trac
         "played": track_id in set(model.heard),
         "quality": profile["models"]["affinity"],
     }
+
+
+def continue_for_listener(index: ServedIndex, request: ContinuationRequest, model: UserModel) -> Continuation:
+    """POST /playlists/continue with userId: each next track is the nearest one not yet in the playlist to
+    what the listener's continuation model predicts from the playlist so far (seeds first)."""
+    require_compatible(model, index)
+    if not model.has_transition:
+        raise ApiError(409, "model_not_trained", "too few of this listener's sessions matched the catalogue to train the continuation model")
+    seeds = list(request.seeds)
+    require_served(index, seeds, "seeds")
+    accept = request.policy.acceptor(index, already=[index.meta(s) for s in seeds])
+    playlist = list(seeds)
+    steps: list[Step] = []
+    while len(steps) < request.length:
+        target = model.next_vector([index.vector(t) for t in playlist])
+        found = index.search(target, 1, exclude=set(playlist) | request.policy.exclude, accept=accept)
+        if not found:
+            break
+        pick = found[0]
+        step = cosine(index.vector(playlist[-1]), index.vector(pick.track_id))
+        steps.append(Step(pick.track_id, pick.similarity, round(step, SIMILARITY_DECIMALS)))
+        playlist.append(pick.track_id)
+    return Continuation(steps)

@@ -1,7 +1,7 @@
 """Plays to catalogue tracks: by Spotify track URI where the export has one, else by artist and title.
 
 The catalogue is the index being served (only indexed tracks have the embedding every
-personal model needs). Names are compared folded (case, accents, punctuation) and
+personal model needs). Names are compared folded as GET /search folds them and
 without what Spotify appends to one recording's title and not another's ("- Remastered
 2011", "(feat. X)", "- Radio Edit"), so an export's name finds the catalogue's.
 """
@@ -9,23 +9,16 @@ without what Spotify appends to one recording's title and not another's ("- Rema
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable
 
+from api.search import fold
 from catalog.bundle import TrackMeta
 from catalog.keys import SPOTIFY_TRACK_ID_PATTERN
 from history.exports import SPOTIFY_TRACK_URI_PREFIX
 
 _SPOTIFY_ID_RE = re.compile(SPOTIFY_TRACK_ID_PATTERN)
-_NON_WORD = re.compile(r"[^\w]+")
 _FEATURING = re.compile(r"[(\[]\s*(?:feat|ft|featuring|with)\b[^)\]]*[)\]]", re.IGNORECASE)
 _VERSION_SUFFIX = re.compile(r"\s+-\s+(?:[^-]*\b(?:remaster(?:ed)?|radio edit|single version|mono|stereo|live)\b.*)$", re.IGNORECASE)
-
-
-def fold(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return _NON_WORD.sub(" ", stripped).replace("_", " ").strip()
 
 
 def normalise_title(title: str) -> str:

@@ -10,31 +10,29 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from api import personal, tracks
-from api.constants import K_MAX, K_MIN, MAX_PER_ARTIST_MAX, PERSONAL_K_DEFAULT, PERSONAL_MAX_PER_ARTIST_DEFAULT
-from api.deps import ApiSettings, served_index, settings, tracks_table
+from api.constants import (
+    ARTIST_CAP_MAX,
+    DURATION_MAX_MS,
+    EXCLUDE_MAX,
+    K_MAX,
+    K_MIN,
+    PERSONAL_K_DEFAULT,
+    PERSONAL_MAX_PER_ARTIST_DEFAULT,
+)
+from api.deps import served_index, tracks_table, user_store
 from api.descriptor_filters import parse_filters
 from api.errors import json_response
 from api.recommend import TrackNotIndexedError
+from api.routes.recommendations import list_policy
 from api.served import ServedIndex
 from catalog.keys import TRACK_ID_PATTERN
 from catalog.listens import USER_ID_PATTERN
 from catalog.storage import TrackTable
-from catalog.user_models import UserModel, UserModelStore
+from catalog.user_models import UserModelStore
 
 router = APIGatewayHttpRouter()
 
 UserIdPath = Annotated[str, PathParam(pattern=USER_ID_PATTERN)]
-
-
-def user_store(config: Annotated[ApiSettings, Depends(settings)]) -> UserModelStore:
-    return UserModelStore(config.index_bucket)
-
-
-def _model(store: UserModelStore, user_id: str) -> UserModel:
-    model = store.model(user_id)
-    if model is None:
-        raise personal.user_not_found()
-    return model
 
 
 @router.get("/users/<userId>")
@@ -54,11 +52,17 @@ def get_user_recommendations(
     index: Annotated[ServedIndex, Depends(served_index)],
     store: Annotated[UserModelStore, Depends(user_store)],
     k: Annotated[int, Query(ge=K_MIN, le=K_MAX)] = PERSONAL_K_DEFAULT,
-    max_per_artist: Annotated[int, Query(alias="maxPerArtist", ge=1, le=MAX_PER_ARTIST_MAX)] = PERSONAL_MAX_PER_ARTIST_DEFAULT,
+    distinct_artists: Annotated[bool, Query(alias="distinctArtists")] = False,
+    max_per_artist: Annotated[int, Query(alias="maxPerArtist", ge=1, le=ARTIST_CAP_MAX)] = PERSONAL_MAX_PER_ARTIST_DEFAULT,
+    exclude: Annotated[list[str] | None, Query(max_length=EXCLUDE_MAX)] = None,
+    min_duration_ms: Annotated[int | None, Query(alias="minDurationMs", ge=0, le=DURATION_MAX_MS)] = None,
+    max_duration_ms: Annotated[int | None, Query(alias="maxDurationMs", ge=0, le=DURATION_MAX_MS)] = None,
+    dedupe: bool = True,
 ) -> Response[str]:
-    # The descriptor filters of GET /recommendations, parsed by the same function.
+    # Every filter of GET /recommendations, parsed by the same functions.
+    policy = list_policy(exclude, max_per_artist, min_duration_ms, max_duration_ms, dedupe, distinct_artists)
     filters = parse_filters(router.current_event.query_string_parameters or {})
-    body = personal.for_you(index, _model(store, userId), k, max_per_artist, filters)
+    body = personal.for_you(index, personal.model_of(store, userId), k, policy, filters)
     return json_response(200, {"userId": userId, **body})
 
 
@@ -70,7 +74,7 @@ def get_user_affinity(
     table: Annotated[TrackTable, Depends(tracks_table)],
     track_id: Annotated[str, Query(alias="trackId", pattern=TRACK_ID_PATTERN)],
 ) -> Response[str]:
-    model = _model(store, userId)
+    model = personal.model_of(store, userId)
     profile = store.profile(userId) or {"userId": userId, "models": {"affinity": None}}
     try:
         body = personal.affinity(index, model, profile, track_id)
