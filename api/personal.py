@@ -16,8 +16,8 @@ import numpy as np
 from api.descriptor_filters import DescriptorFilter
 from api.discovery import SIMILARITY_DECIMALS, Continuation, ContinuationRequest, Step
 from api.errors import ApiError
-from api.recommend import TrackNotIndexedError, require_served, track_summary
 from api.listing import ListPolicy, all_of
+from api.recommend import TrackNotIndexedError, require_served, track_summary
 from api.served import ServedIndex
 from api.vectors import cosine
 from catalog.user_models import UserModel, UserModelStore, affinity_features
@@ -83,13 +83,13 @@ def for_you(index: ServedIndex, model: UserModel, k: int, policy: ListPolicy, fi
 def affinity(index: ServedIndex, model: UserModel, profile: dict[str, Any], track_id: str) -> dict[str, Any]:
     """The body of GET /users/{userId}/affinity."""
     require_compatible(model, index)
-    if model.affinity_coef.size == 0:
+    if model.affinity_targets.size == 0:
         raise ApiError(409, "model_not_trained", "too few of this listener's plays matched the catalogue to train the affinity model")
     try:
         features = affinity_features(index.vector(track_id), index.meta(track_id).descriptors)
     except KeyError:
         raise TrackNotIndexedError(track_id) from None
-    expected = model.expected_plays(features)
+    expected = model.expected_plays(track_id, features)
     return {
         "userId": profile["userId"],
         "trackId": track_id,

@@ -5,7 +5,7 @@ bucket; its policy grants ``users/*`` separately from ``index/*``):
 
 * ``model.npz``: numpy arrays only (no pickle), so the API needs neither scikit-learn
   nor TensorFlow to use them: the tastes (centroids and weights), the heard tracks,
-  the affinity regressor's coefficients and the continuation model's matrix;
+  the affinity model's training tracks and the continuation model's matrix;
 * ``profile.json``: what ``GET /users/{userId}`` shows (counts, sessions, last import,
   the models' cross-validated quality).
 
@@ -33,6 +33,8 @@ PROFILE_FILENAME = "profile.json"
 TEMPO_SCALE_BPM = 100.0
 LOUDNESS_SCALE_LUFS = 20.0
 DESCRIPTOR_FEATURES = 3
+# The affinity model: the distance-weighted mean of the plays of the nearest training tracks (cosine).
+AFFINITY_NEIGHBOURS = 5
 
 
 def model_key(user_id: str) -> str:
@@ -51,6 +53,22 @@ def affinity_features(vector: npt.NDArray[np.float32], descriptors: Mapping[str,
     return np.concatenate([np.asarray(vector, np.float32).reshape(-1), extra])
 
 
+def neighbour_mean(
+    examples: npt.NDArray[np.float32], targets: npt.NDArray[np.float32], features: npt.NDArray[np.float32]
+) -> float:
+    """scikit-learn's KNeighborsRegressor(AFFINITY_NEIGHBOURS, weights="distance", metric="cosine") in numpy:
+    the API serves it without scikit-learn. Exact matches (distance 0), if any, decide alone."""
+    unit = examples / np.maximum(np.linalg.norm(examples, axis=1, keepdims=True), 1e-12)
+    query = features / max(float(np.linalg.norm(features)), 1e-12)
+    distance = np.maximum(0.0, 1.0 - unit @ query)
+    nearest = np.argsort(distance, kind="stable")[:AFFINITY_NEIGHBOURS]
+    exact = nearest[distance[nearest] <= 0.0]
+    if exact.size:
+        return float(np.mean(targets[exact]))
+    weights = 1.0 / distance[nearest]
+    return float(np.sum(weights * targets[nearest]) / np.sum(weights))
+
+
 def predict_next(
     transition: npt.NDArray[np.float32], bias: npt.NDArray[np.float32], prefix: Sequence[npt.NDArray[np.float32]]
 ) -> npt.NDArray[np.float32]:
@@ -66,15 +84,20 @@ class UserModel:
     heard: tuple[str, ...]  # every matched track the listener played (skips included): never recommended
     centroids: npt.NDArray[np.float32]  # (tastes, dim), unit rows
     taste_weights: npt.NDArray[np.float32]  # (tastes,), summing to 1
-    affinity_coef: npt.NDArray[np.float32]  # (dim + DESCRIPTOR_FEATURES,), predicts log1p(plays)
-    affinity_intercept: float
+    # The affinity model's training tracks: features (examples, dim + DESCRIPTOR_FEATURES) and log1p(plays).
+    affinity_ids: tuple[str, ...]
+    affinity_examples: npt.NDArray[np.float32]
+    affinity_targets: npt.NDArray[np.float32]
     affinity_reference: npt.NDArray[np.float32]  # sorted predicted plays over the training tracks: the 0..1 score
     # (2 * dim, dim) and (dim,): next embedding from [last track, mean of the session so far]; empty when untrained.
     transition: npt.NDArray[np.float32]
     transition_bias: npt.NDArray[np.float32]
 
-    def expected_plays(self, features: npt.NDArray[np.float32]) -> float:
-        return float(max(0.0, np.expm1(float(features @ self.affinity_coef) + self.affinity_intercept)))
+    def expected_plays(self, track_id: str, features: npt.NDArray[np.float32]) -> float:
+        """Predicted plays; a training track is predicted from the others (its own plays, or the 0
+        it was sampled with as an unplayed track, would otherwise answer for it)."""
+        keep = np.array([t != track_id for t in self.affinity_ids], dtype=bool)
+        return float(np.expm1(neighbour_mean(self.affinity_examples[keep], self.affinity_targets[keep], features)))
 
     def score(self, expected: float) -> float:
         """The share of the listener's training tracks predicted to be played less (0..1)."""
@@ -96,8 +119,9 @@ class UserModel:
             heard=np.array(self.heard, dtype=str),
             centroids=self.centroids,
             taste_weights=self.taste_weights,
-            affinity_coef=self.affinity_coef,
-            affinity_intercept=np.array(self.affinity_intercept),
+            affinity_ids=np.array(self.affinity_ids, dtype=str),
+            affinity_examples=self.affinity_examples,
+            affinity_targets=self.affinity_targets,
             affinity_reference=self.affinity_reference,
             transition=self.transition,
             transition_bias=self.transition_bias,
@@ -113,8 +137,9 @@ class UserModel:
                 heard=tuple(str(t) for t in npz["heard"]),
                 centroids=npz["centroids"].astype(np.float32),
                 taste_weights=npz["taste_weights"].astype(np.float32),
-                affinity_coef=npz["affinity_coef"].astype(np.float32),
-                affinity_intercept=float(npz["affinity_intercept"]),
+                affinity_ids=tuple(str(t) for t in npz["affinity_ids"]),
+                affinity_examples=npz["affinity_examples"].astype(np.float32),
+                affinity_targets=npz["affinity_targets"].astype(np.float32),
                 affinity_reference=npz["affinity_reference"].astype(np.float32),
                 transition=npz["transition"].astype(np.float32),
                 transition_bias=npz["transition_bias"].astype(np.float32),

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import numpy as np
 import pytest
 from api_testkit import spotify_like_id
 
@@ -178,3 +179,17 @@ def test_sessions_split_at_the_configured_gap() -> None:
     plays = [play(0), play(60 + 3599), play(60 + 3599 + 60 + 3600)]
     assert [len(s) for s in sessions_of(plays, 3600)] == [2, 1]
     assert [len(s) for s in sessions_of(plays, 3599)] == [1, 1, 1]
+
+
+def test_the_served_affinity_model_is_scikit_learns_nearest_neighbour_regressor() -> None:
+    from sklearn.neighbors import KNeighborsRegressor
+
+    from catalog.user_models import AFFINITY_NEIGHBOURS, neighbour_mean
+
+    rng = np.random.default_rng(4)
+    examples = rng.normal(size=(40, 19)).astype(np.float32)
+    targets = rng.gamma(1.0, 1.0, size=40).astype(np.float32)
+    queries = np.concatenate([rng.normal(size=(10, 19)), examples[:2]]).astype(np.float32)
+    reference = KNeighborsRegressor(AFFINITY_NEIGHBOURS, weights="distance", metric="cosine").fit(examples, targets)
+    ours = [neighbour_mean(examples, targets, q) for q in queries]
+    np.testing.assert_allclose(ours, reference.predict(queries), rtol=1e-4)
