@@ -18,7 +18,7 @@ from api.discovery import SIMILARITY_DECIMALS, Continuation, ContinuationRequest
 from api.errors import ApiError
 from api.listing import ListPolicy, all_of
 from api.recommend import TrackNotIndexedError, require_served, track_summary
-from api.served import ServedIndex
+from api.served import Accept, ServedIndex
 from api.vectors import cosine
 from catalog.user_models import UserModel, UserModelStore, affinity_features
 
@@ -100,7 +100,9 @@ def affinity(index: ServedIndex, model: UserModel, profile: dict[str, Any], trac
     }
 
 
-def continue_for_listener(index: ServedIndex, request: ContinuationRequest, model: UserModel) -> Continuation:
+def continue_for_listener(
+    index: ServedIndex, request: ContinuationRequest, model: UserModel, extra: Accept | None = None
+) -> Continuation:
     """POST /playlists/continue with userId: each next track is the nearest one not yet in the playlist to
     what the listener's continuation model predicts from the playlist so far (seeds first)."""
     require_compatible(model, index)
@@ -108,7 +110,7 @@ def continue_for_listener(index: ServedIndex, request: ContinuationRequest, mode
         raise ApiError(409, "model_not_trained", "too few of this listener's sessions matched the catalogue to train the continuation model")
     seeds = list(request.seeds)
     require_served(index, seeds, "seeds")
-    accept = request.policy.acceptor(index, already=[index.meta(s) for s in seeds])
+    accept = all_of(extra, request.policy.acceptor(index, already=[index.meta(s) for s in seeds]))
     playlist = list(seeds)
     steps: list[Step] = []
     while len(steps) < request.length:
