@@ -193,3 +193,26 @@ def test_the_served_affinity_model_is_scikit_learns_nearest_neighbour_regressor(
     reference = KNeighborsRegressor(AFFINITY_NEIGHBOURS, weights="distance", metric="cosine").fit(examples, targets)
     ours = [neighbour_mean(examples, targets, q) for q in queries]
     np.testing.assert_allclose(ours, reference.predict(queries), rtol=1e-4)
+
+
+def test_the_cli_imports_trains_and_names_a_bad_record(
+    listens: ListenTable, index: ServedIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from catalog.user_models import UserModelStore
+    from history.__main__ import main
+
+    monkeypatch.setenv("LISTENS_TABLE", LISTENS_TABLE)
+    monkeypatch.setenv("SOUNDSLIKE_STATE_DIR", str(tmp_path / "state"))
+    good = write(tmp_path / "Streaming_History_Audio_0.json", [extended_record(i % 20, 10 * i) for i in range(60)])
+    assert main(["--user", "ana", str(good)]) == 0
+    out = capsys.readouterr()
+    assert "60 plays (0 skips under 30 s), 60 added, 0 already imported" in out.out
+    assert f"{good}: 60 records read" in out.err
+    profile = UserModelStore(os.environ["INDEX_BUCKET"]).profile("ana")
+    assert profile is not None and profile["plays"] == 60 and profile["lastImport"]["added"] == 60
+
+    bad = write(tmp_path / "StreamingHistory_music_0.json", [basic_record(1, 2000), {"endTime": "yesterday"}])
+    assert main(["--user", "ana", str(bad)]) == 1
+    assert f"error: {bad}: record 1: endTime must look like" in capsys.readouterr().err
+    assert len(stored(listens, "ana")) == 61
+    assert main(["--user", "not a name", str(good)]) == 2
