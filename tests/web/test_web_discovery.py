@@ -35,7 +35,8 @@ def test_the_search_form_leads_to_the_search_view(page: Any, served: ServedCatal
     page.press("#search-input", "Enter")
     page.wait_for_url("**/?q=Mozart")
     page.wait_for_selector(READY)
-    assert ids(page, "#search-results") == [r["trackId"] for r in api(served, "/search", q="Mozart", limit=SEARCH_LIMIT)["results"]]
+    expected = [r["trackId"] for r in api(served, "/search", q="Mozart", limit=SEARCH_LIMIT)["results"]]
+    assert expected and ids(page, "#search-results") == expected
 
 
 def _next_tracks(response: Any) -> list[str]:
