@@ -16,7 +16,6 @@ environment changes (the local stack, tests) gets fresh ones.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Any
@@ -27,11 +26,9 @@ from api.constants import INDEX_DIR_DEFAULT, INDEX_PREFAULT_DEFAULT, INDEX_RECHE
 from api.errors import ApiError
 from api.index_cache import IndexCache
 from api.served import ServedIndex
-from catalog.ingest import IngestOutcome
+from catalog.crawl_requests import CrawlQueue, pending_stale_after_s
 from catalog.settings import env_float, env_str, require_env
-from catalog.storage import TrackTable, resource
-
-IngestFunction = Callable[[str], IngestOutcome]
+from catalog.storage import TrackTable, client, resource
 
 _TRUE = frozenset({"1", "true", "yes"})
 
@@ -88,8 +85,16 @@ def tracks_table(config: Annotated[ApiSettings, Depends(settings)]) -> TrackTabl
     return _table_on(resource("dynamodb"), config.tracks_table)
 
 
-def ingest_function() -> IngestFunction:
-    """The crawler's ingest_track, imported on the first PUT so that GET requests never load spotipy."""
-    from crawler.pipeline import ingest_track
+@cache
+def _crawl_queue_on(sqs: Any, url: str) -> CrawlQueue:
+    return CrawlQueue(url, sqs)
 
-    return ingest_track
+
+def crawl_queue() -> CrawlQueue:
+    """CrawlQueue, where PUT /tracks/{trackId} leaves its request for the crawler."""
+    return _crawl_queue_on(client("sqs"), require_env("CRAWL_QUEUE_URL"))
+
+
+def stale_after_s() -> float:
+    """When a pending track counts as lost and may be requested again (shared with the crawler)."""
+    return pending_stale_after_s()

@@ -109,6 +109,8 @@ class TrackRecord:
     error: str = ""
     crawled_at: str = ""
     extracted_at: str = ""
+    # PUT /tracks/{trackId} asked for it at this instant (ISO 8601 UTC); crawled_at stays empty until crawled.
+    requested_at: str = ""
 
     def __post_init__(self) -> None:
         validate_track_id(self.track_id)
@@ -144,6 +146,7 @@ class TrackRecord:
             "error": self.error,
             "crawled_at": self.crawled_at,
             "extracted_at": self.extracted_at,
+            "requested_at": self.requested_at,
         }
         for name, value in optional.items():
             if value is None or (isinstance(value, (str, list, set, dict, bytes)) and not value):

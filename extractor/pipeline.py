@@ -1,4 +1,8 @@
-"""One preview object → one Tracks update: the extractor's domain logic, free of Lambda.
+"""Preview objects → Tracks updates: the extractor's domain logic, free of Lambda.
+
+A batch goes in three steps: :meth:`Extraction.prepare` downloads and decodes each
+preview (or settles it without the model), :meth:`Extraction.embed` runs every
+decoded clip through the model in one call, :meth:`Extraction.finish` writes each.
 
 The item is written before the audio is deleted, so a crash in between only
 means the object is processed again; a missing object means that already
@@ -10,17 +14,19 @@ retried (transient) or ends in the dead-letter queue.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from aws_lambda_powertools import Logger
+from numpy.typing import NDArray
 
 from catalog.keys import LOCAL_ID_PREFIX, parse_preview_key
 from catalog.records import Source, TrackRecord, encode_embedding
 from catalog.storage import AudioStore, TrackTable, decode_object_metadata
 from extractor.audio import UndecodableAudioError, check_size, decode
 from extractor.constants import EMBEDDING_DIM
-from extractor.embed import Embedder
+from extractor.embed import Embedder, Embedding
 
 logger = Logger(child=True)
 
@@ -46,6 +52,16 @@ def fallback_record(track_id: str, metadata: Mapping[str, str]) -> TrackRecord:
         return TrackRecord(track_id=track_id, source=guessed_source)
 
 
+@dataclass(frozen=True)
+class Clip:
+    """A preview downloaded and decoded, waiting for its embedding (the batch's model call)."""
+
+    track_id: str
+    key: str
+    samples: NDArray[np.float32]
+    fallback: TrackRecord
+
+
 @dataclass
 class Extraction:
     store: AudioStore
@@ -53,8 +69,11 @@ class Extraction:
     # Called only when audio decodes, so the model is never built for bad input.
     embedder: Callable[[], Embedder]
 
-    def process(self, key: str, size: int | None = None) -> Outcome:
-        """Embed previews/{track_id}.{ext} into its Tracks item. ``key`` is decoded (not URL-encoded)."""
+    def prepare(self, key: str, size: int | None = None) -> Clip | Outcome:
+        """previews/{track_id}.{ext} decoded, or the outcome that needs no model (skipped, gone, failed).
+
+        ``key`` is decoded (not URL-encoded).
+        """
         try:
             track_id, _ = parse_preview_key(key)
         except ValueError as exc:
@@ -80,20 +99,26 @@ class Extraction:
             samples = decode(audio.data)
         except UndecodableAudioError as exc:
             return self._fail(track_id, key, exc, fallback)
-        embedding = self.embedder().embed_samples(samples)
+        return Clip(track_id, key, samples, fallback)
 
+    def embed(self, clips: Sequence[Clip]) -> list[Embedding]:
+        """Every clip's embedding from one model call (their patches run through the network together)."""
+        return self.embedder().embed_many([clip.samples for clip in clips]) if clips else []
+
+    def finish(self, clip: Clip, embedding: Embedding) -> Outcome:
+        """Write the embedding into the track's item, then delete the audio."""
         self.table.mark_ready(
-            track_id,
+            clip.track_id,
             embedding=encode_embedding(embedding.vector),
             dim=EMBEDDING_DIM,
             model=embedding.model,
             tags=embedding.tags,
-            fallback=fallback,
+            fallback=clip.fallback,
         )
         # mark_ready fills metadata only; playlist membership is a set to add to.
-        self.table.add_playlists(track_id, fallback.playlists)
-        self.store.delete(key)
-        logger.info("track ready", extra={"track_id": track_id, "tags": embedding.tags})
+        self.table.add_playlists(clip.track_id, clip.fallback.playlists)
+        self.store.delete(clip.key)
+        logger.info("track ready", extra={"track_id": clip.track_id, "tags": embedding.tags})
         return Outcome.READY
 
     def _fail(self, track_id: str, key: str, exc: UndecodableAudioError, fallback: TrackRecord) -> Outcome:

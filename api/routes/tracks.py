@@ -1,4 +1,4 @@
-"""GET and PUT /tracks/{trackId}: a track's status in the Tracks table, and ingesting one now."""
+"""GET and PUT /tracks/{trackId}: a track's status in the Tracks table, and asking for one to be crawled."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from api import tracks
-from api.deps import IngestFunction, current_index, ingest_function, tracks_table
+from api.deps import crawl_queue, current_index, stale_after_s, tracks_table
 from api.errors import json_response
 from api.served import ServedIndex
+from catalog.crawl_requests import CrawlQueue
 from catalog.keys import TRACK_ID_PATTERN
 from catalog.storage import TrackTable
 
@@ -32,7 +33,9 @@ def get_track(
 @router.put("/tracks/<trackId>")
 def put_track(
     trackId: TrackIdPath,  # noqa: N803 - the name is the OpenAPI path parameter's
-    ingest: Annotated[IngestFunction, Depends(ingest_function)],
+    table: Annotated[TrackTable, Depends(tracks_table)],
+    queue: Annotated[CrawlQueue, Depends(crawl_queue)],
+    stale_s: Annotated[float, Depends(stale_after_s)],
 ) -> Response[str]:
-    status, body = tracks.request_ingest(trackId, ingest)
+    status, body = tracks.request_ingest(table, queue, trackId, stale_s)
     return json_response(status, body)
