@@ -13,13 +13,19 @@ PORT ?= 8080
 PLAYLIST ?=
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help install test test-fast bench-quick lint up down status crawl extract index serve demo \
+.PHONY: help install chromium test test-fast bench-quick lint up down status crawl extract index serve demo \
 	spotify-login deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
 
-install: $(STAMP) ## build .venv with everything for tests, benchmarks and the local stack
+install: $(STAMP) chromium ## build .venv with everything for tests, benchmarks and the local stack
+
+# The web page's browser tests drive Debian's Chromium (Playwright cannot download browsers here).
+chromium: ## Debian's chromium for the browser tests (skipped when already installed)
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		else echo "the browser tests need Debian's chromium: sudo apt-get install chromium" >&2; exit 2; fi; }
 
 # Re-runs only when a requirements file changes: a second `make install` takes no time.
 $(STAMP): $(REQUIREMENTS)
@@ -96,8 +102,9 @@ ZIP_FUNCTIONS := CrawlerFunction AnnoyServiceFunction ApiFunction ApiWriteFuncti
 PACKAGES_CrawlerFunction := crawler
 PACKAGES_AnnoyServiceFunction := annoy_service
 # One code package behind two functions (read routes, write routes): see template.yaml.
-PACKAGES_ApiFunction := api
-PACKAGES_ApiWriteFunction := api
+# GET /tracks/{trackId}/audio resolves previews with the crawler's Spotify and Deezer clients.
+PACKAGES_ApiFunction := api crawler
+PACKAGES_ApiWriteFunction := api crawler
 
 # Pattern rules: make skips implicit rules for .PHONY targets, so only these two are listed.
 .PHONY: stage lambda-wheels

@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
 
     server, thread = serve(lambda_handler, host=args.host, port=args.port, quiet=not args.access_log)
     host, port = server.server_address[:2]
-    print(f"soundslike API on http://{host}:{port}/ (GET /health, /recommendations?trackId=..., /openapi.json)", flush=True)
+    print(f"soundslike web page on http://{host}:{port}/ (API: GET /health, /recommendations?trackId=..., /openapi.json)",
+          flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

@@ -22,3 +22,6 @@ SIMILARITY_DECIMALS = 6
 SPOTIFY_ID_PATTERN = r"^[0-9A-Za-z]{22}$"
 CORS_ALLOW_ORIGIN_DEFAULT = "*"
 CORS_MAX_AGE_S = 600
+
+# Presigned URLs for the listen/ copies of local files live this long (env LISTEN_URL_TTL_S).
+LISTEN_URL_TTL_S_DEFAULT = 300.0

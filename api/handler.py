@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from api.constants import CORS_ALLOW_ORIGIN_DEFAULT, CORS_MAX_AGE_S
 from api.errors import ApiError, error_response
-from api.routes import recommendations, service, tracks
+from api.routes import recommendations, service, tracks, web
 from catalog.settings import env_str
 
 logger = Logger()
@@ -33,6 +33,7 @@ app = APIGatewayHttpResolver(
 app.include_router(recommendations.router)
 app.include_router(tracks.router)
 app.include_router(service.router)
+app.include_router(web.router)  # the web page, its assets, the map's points and GET /tracks/{trackId}/audio
 
 
 @app.exception_handler(ApiError)

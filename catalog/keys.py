@@ -14,6 +14,8 @@ LOCAL_ID_PREFIX = "local-"
 LOCAL_ID_HEX_CHARS = 20
 
 PREVIEW_PREFIX = "previews/"
+# Copies of local files kept for listening (opt-in): outside previews/, so no extraction is triggered.
+LISTEN_PREFIX = "listen/"
 INDEX_PREFIX = "index/"
 LATEST_KEY = f"{INDEX_PREFIX}LATEST.json"
 ANN_FILENAME = "tracks.ann"
@@ -49,6 +51,11 @@ def preview_key(track_id: str, ext: str) -> str:
     if ext not in AUDIO_EXTENSIONS:
         raise ValueError(f"unsupported audio extension {ext!r}; expected one of {AUDIO_EXTENSIONS}")
     return f"{PREVIEW_PREFIX}{track_id}.{ext}"
+
+
+def listen_key(track_id: str, ext: str) -> str:
+    """listen/{track_id}.{ext}: the same rules as a preview key, under its own prefix."""
+    return LISTEN_PREFIX + preview_key(track_id, ext)[len(PREVIEW_PREFIX):]
 
 
 def parse_preview_key(key: str) -> tuple[str, str]:

@@ -100,6 +100,12 @@ class TrackRecord:
     playlists: set[str] = field(default_factory=set)
     preview_source: PreviewSource | None = None
     audio_key: str = ""
+    # Local files only: the absolute path the file was crawled from. The API serves it for listening
+    # in the local stack, and only after checking that the bytes still hash to the track id.
+    local_path: str = ""
+    # Local files only, opt-in (KEEP_LOCAL_PREVIEWS): a copy kept for listening at listen/{id}.{ext},
+    # outside previews/ so that the extractor neither sees nor deletes it.
+    listen_key: str = ""
     embedding: bytes | None = None
     model: str = ""
     dim: int | None = None
@@ -138,6 +144,8 @@ class TrackRecord:
             "playlists": set(self.playlists),
             "preview_source": self.preview_source.value if self.preview_source else None,
             "audio_key": self.audio_key,
+            "local_path": self.local_path,
+            "listen_key": self.listen_key,
             "embedding": self.embedding,
             "model": self.model,
             "dim": self.dim,

@@ -19,7 +19,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from catalog.descriptors import Descriptors
-from catalog.keys import preview_key
+from catalog.keys import listen_key, preview_key
 from catalog.records import Source, Status, TrackRecord, tags_to_item, utc_now_iso
 
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
@@ -45,6 +45,12 @@ TRANSIENT_ERROR_CODES = frozenset(
 def client(service: str) -> Any:
     """One boto3 client per service and process (clients are thread-safe)."""
     return boto3.session.Session().client(service, config=_CLIENT_CONFIG)
+
+
+@cache
+def signing_client() -> Any:
+    """An S3 client for presigned URLs: SigV4, so a URL's lifetime is its X-Amz-Expires."""
+    return boto3.session.Session().client("s3", config=_CLIENT_CONFIG.merge(Config(signature_version="s3v4")))
 
 
 @cache
@@ -128,7 +134,7 @@ class AudioObject:
 
 
 class AudioStore:
-    """previews/{track_id}.{ext} objects in the audio bucket."""
+    """previews/{track_id}.{ext} (and opt-in listen/{track_id}.{ext}) objects in the audio bucket."""
 
     def __init__(self, bucket: str, s3: Any | None = None) -> None:
         self.bucket = bucket
@@ -145,6 +151,12 @@ class AudioStore:
             ContentType=content_type,
             Metadata=encode_object_metadata(record, playlist),
         )
+        return key
+
+    def put_listen_copy(self, track_id: str, ext: str, data: bytes, content_type: str) -> str:
+        """listen/{track_id}.{ext}: a local file's audio kept for playback (KEEP_LOCAL_PREVIEWS)."""
+        key = listen_key(track_id, ext)
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
         return key
 
     def head(self, key: str) -> AudioHead | None:

@@ -124,6 +124,11 @@ class DeezerClient:
         body = self._get("track/isrc:" + quote(isrc.strip().upper(), safe=""))
         return _track(body) if body else None
 
+    def by_id(self, deezer_id: str | int) -> DeezerTrack | None:
+        """The track by its Deezer id, with a freshly signed preview URL (they expire)."""
+        body = self._get("track/" + quote(str(deezer_id).strip(), safe=""))
+        return _track(body) if body else None
+
     def search(self, title: str, artists: list[str]) -> DeezerTrack | None:
         """The first result whose artist and title both match after normalisation."""
         if not title or not artists:

@@ -316,7 +316,10 @@ def process_local_file(crawler: Crawler, path: Path, playlist: str) -> TrackResu
         duration_ms=round(fmt.duration_s * 1000),
         playlists={playlist},
         preview_source=PreviewSource.FILE,
+        local_path=str(path.resolve()),
     )
+    if crawler.settings.keep_local_previews:
+        record.listen_key = crawler.store.put_listen_copy(track_id, fmt.ext, data, fmt.content_type)
     return _store(crawler, record, Audio(data, fmt), playlist)
 
 

@@ -91,6 +91,9 @@ class CrawlerSettings:
     backoff_s: float = HTTP_BACKOFF_S_DEFAULT
     allow_http_loopback: bool = False
     pending_stale_after_s: float = PENDING_STALE_AFTER_S_DEFAULT
+    # Opt-in for a deployed stack: keep a copy of each local file at listen/{id}.{ext} so the page can
+    # play it through a presigned URL (the extractor deletes previews/ after embedding).
+    keep_local_previews: bool = False
 
     def __post_init__(self) -> None:
         for url in (self.spotify_api_url, self.spotify_accounts_url, self.deezer_api_url):
@@ -129,4 +132,5 @@ class CrawlerSettings:
             backoff_s=env_float("HTTP_BACKOFF_S", HTTP_BACKOFF_S_DEFAULT),
             pending_stale_after_s=pending_stale_after_s(),
             allow_http_loopback=env_str("CRAWLER_ALLOW_HTTP_LOOPBACK", "").lower() in _TRUE,
+            keep_local_previews=env_str("KEEP_LOCAL_PREVIEWS", "").lower() in _TRUE,
         )

@@ -206,6 +206,7 @@ def _forget_clients() -> None:
     from catalog import storage
 
     storage.client.cache_clear()
+    storage.signing_client.cache_clear()
     storage.resource.cache_clear()
 
 

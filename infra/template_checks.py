@@ -528,7 +528,8 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # IAM actions that change state, by the verb their name starts with (Service Authorization Reference).
 WRITE_VERBS = ("Put", "Update", "Delete", "BatchWrite", "TransactWrite", "Send", "Publish", "Create", "Abort",
                "Restore", "Write", "Invoke", "Start", "Tag", "Untag", "Set", "Add", "Remove", "Change", "Purge")
-SECRET_SERVICES = ("secretsmanager", "kms")
+# A secret may be read by a GET route (the audio route asks Spotify), never written.
+SECRET_WRITES = ("secretsmanager:Put", "secretsmanager:Update", "secretsmanager:Create", "secretsmanager:Delete")
 
 
 def _http_routes(function: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -540,12 +541,12 @@ def _http_routes(function: dict[str, Any]) -> list[tuple[str, str, dict[str, Any
 
 
 def _is_write_or_secret(action: str) -> bool:
-    service, _, name = action.partition(":")
-    return service.lower() in SECRET_SERVICES or name == "*" or name.startswith(WRITE_VERBS)
+    _, _, name = action.partition(":")
+    return action.startswith(SECRET_WRITES) or name == "*" or name.startswith(WRITE_VERBS)
 
 
 def check_read_routes_read_only(template_path: Path, repo_root: Path) -> list[str]:
-    """A function that serves any GET route has no write or secret permission.
+    """A function that serves any GET route has no write permission (a secret it may only read).
 
     A read route's role then cannot change anything, whatever its code does; write
     routes go to a function of their own (ApiWriteFunction) with the same code.

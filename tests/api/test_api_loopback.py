@@ -28,7 +28,7 @@ def test_recommendations_over_http_exclude_the_query_and_carry_cors(served_api) 
 
 def test_paths_outside_the_template_get_api_gateways_404(served_api) -> None:
     url, _ = served_api
-    for method, path in (("GET", "/"), ("POST", "/recommendations"), ("GET", "/tracks/a/b"), ("DELETE", f"/tracks/{EXAMPLE}")):
+    for method, path in (("POST", "/"), ("POST", "/recommendations"), ("GET", "/tracks/a/b"), ("DELETE", f"/tracks/{EXAMPLE}")):
         response = requests.request(method, url + path, timeout=10)
         assert response.status_code == 404
         assert response.json() == {"message": "Not Found"}

@@ -385,7 +385,7 @@ class DeezerEntry:
 
 
 class FakeDeezer(LoopbackServer):
-    """api.deezer.com: /track/isrc:{ISRC} and /search, errors as JSON bodies with HTTP 200."""
+    """api.deezer.com: /track/{id}, /track/isrc:{ISRC} and /search, errors as JSON bodies with HTTP 200."""
 
     def __init__(self, cdn: FakeCdn, latency_s: float = 0.0) -> None:
         super().__init__(latency_s)
@@ -419,6 +419,9 @@ class FakeDeezer(LoopbackServer):
 
     def handle(self, request: Request) -> Reply:
         no_data = Reply.json({"error": {"type": "DataException", "message": "no data", "code": 800}})
+        if m := re.fullmatch(r"/track/(\d+)", request.path):
+            found = next((e for e in self.entries if e.id == int(m.group(1))), None)
+            return Reply.json(self._json(found)) if found else no_data
         if m := re.fullmatch(r"/track/isrc:(.+)", request.path):
             found = next((e for e in self.entries if e.isrc and e.isrc == m.group(1)), None)
             return Reply.json(self._json(found)) if found else no_data

@@ -447,13 +447,13 @@ def _function_with_route(template: dict[str, Any], method: str) -> str:
 
 def test_read_route_rule_reports_a_get_function_that_may_write(tmp_path: Path, real_template: dict[str, Any]) -> None:
     reader = _function_with_route(real_template, "GET")
-    add_statement(real_template, reader, {"Effect": "Allow", "Action": ["dynamodb:PutItem", "secretsmanager:GetSecretValue"],
+    add_statement(real_template, reader, {"Effect": "Allow", "Action": ["dynamodb:PutItem", "secretsmanager:PutSecretValue"],
                                           "Resource": {"Fn::GetAtt": ["TracksTable", "Arn"]}})
 
     problems = check_read_routes_read_only(write_template(tmp_path, real_template), tmp_path)
 
     assert len(problems) == 1
-    assert problems[0].startswith(reader) and "dynamodb:PutItem, secretsmanager:GetSecretValue" in problems[0]
+    assert problems[0].startswith(reader) and "dynamodb:PutItem, secretsmanager:PutSecretValue" in problems[0]
 
 
 def test_write_route_rule_reports_a_route_that_does_not_say_who_may_call_it(
