@@ -8,9 +8,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 REQUIREMENTS := requirements-dev.txt requirements-nodeps.txt crawler/requirements.txt \
 	extractor/requirements.txt extractor/requirements-nodeps.txt \
-	annoy_service/requirements.txt api/requirements.txt
+	annoy_service/requirements.txt api/requirements.txt api/requirements-index.txt
 PORT ?= 8080
 PLAYLIST ?=
+FULL ?=
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: help install chromium test test-fast bench-quick lint up down status crawl extract index serve demo \
@@ -66,8 +67,8 @@ crawl: install ## crawl PLAYLIST=<Spotify playlist id/URI/URL, local folder or .
 extract: install ## drain the local ExtractQueue through the extractor, with progress
 	$(PY) -m infra extract
 
-index: install ## build and publish the Annoy index from the local Tracks table
-	$(PY) -m infra exec -- $(PY) -m annoy_service
+index: install ## heal, build or compact the published index (FULL=1: rebuild from the table, report drift)
+	$(PY) -m infra exec -- $(PY) -m annoy_service $(if $(FULL),--full)
 
 serve: install ## serve the HTTP API on 127.0.0.1:$(PORT) against the local stack
 	$(PY) -m infra exec -- $(PY) -m api serve --host 127.0.0.1 --port $(PORT)
@@ -116,7 +117,7 @@ stage-%:
 	rm -rf "$(STAGE_ROOT)/$*" && mkdir -p "$(STAGE_ROOT)/$*/requirements"
 	cp -r catalog $(PACKAGES_$*) "$(STAGE_ROOT)/$*/"
 	for package in $(PACKAGES_$*); do mkdir -p "$(STAGE_ROOT)/$*/requirements/$$package" && \
-		cp $$package/requirements.txt "$(STAGE_ROOT)/$*/requirements/$$package/"; done
+		cp $$package/requirements*.txt "$(STAGE_ROOT)/$*/requirements/$$package/"; done
 	echo "-r requirements/$(firstword $(PACKAGES_$*))/requirements.txt" > "$(STAGE_ROOT)/$*/requirements.txt"
 	echo "$*" > "$(STAGE_ROOT)/$*/function.txt"
 	echo "catalog $(PACKAGES_$*)" > "$(STAGE_ROOT)/$*/packages.txt"

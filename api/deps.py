@@ -18,17 +18,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import Annotated, Any
+from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Depends
 
-from api.constants import INDEX_DIR_DEFAULT, INDEX_PREFAULT_DEFAULT, INDEX_RECHECK_S_DEFAULT
+from api.constants import INDEX_PREFAULT_DEFAULT, INDEX_RECHECK_S_DEFAULT
 from api.errors import ApiError
-from api.index_cache import IndexCache
+from api.index_cache import IndexCache, default_index_dir
 from api.served import ServedIndex
-from catalog.crawl_requests import CrawlQueue, pending_stale_after_s
 from catalog.settings import env_float, env_str, require_env
-from catalog.storage import TrackTable, client, resource
+from catalog.storage import TrackTable, resource
 
 _TRUE = frozenset({"1", "true", "yes"})
 
@@ -37,7 +36,7 @@ _TRUE = frozenset({"1", "true", "yes"})
 class ApiSettings:
     index_bucket: str
     tracks_table: str
-    index_dir: str = INDEX_DIR_DEFAULT
+    index_dir: str = ""
     index_recheck_s: float = INDEX_RECHECK_S_DEFAULT
     index_prefault: bool = INDEX_PREFAULT_DEFAULT
 
@@ -46,7 +45,7 @@ def settings() -> ApiSettings:
     return ApiSettings(
         index_bucket=require_env("INDEX_BUCKET"),
         tracks_table=require_env("TRACKS_TABLE"),
-        index_dir=env_str("INDEX_DIR", INDEX_DIR_DEFAULT),
+        index_dir=env_str("INDEX_DIR", default_index_dir()),
         index_recheck_s=env_float("INDEX_RECHECK_S", INDEX_RECHECK_S_DEFAULT),
         index_prefault=env_str("INDEX_PREFAULT", str(INDEX_PREFAULT_DEFAULT)).lower() in _TRUE,
     )
@@ -54,7 +53,7 @@ def settings() -> ApiSettings:
 
 @cache
 def _index_cache_for(bucket: str, directory: str, recheck_s: float, prefault: bool) -> IndexCache:
-    return IndexCache(bucket, directory=directory, recheck_s=recheck_s, prefault=prefault)
+    return IndexCache(bucket, directory=directory or None, recheck_s=recheck_s, prefault=prefault)
 
 
 def index_cache(config: Annotated[ApiSettings, Depends(settings)]) -> IndexCache:
@@ -75,26 +74,12 @@ def served_index(index: Annotated[ServedIndex | None, Depends(current_index)]) -
 
 
 @cache
-def _table_on(dynamodb: Any, name: str) -> TrackTable:
-    # Keyed on the process's DynamoDB resource too: the local stack replaces it when it moves the endpoint.
-    return TrackTable(name, dynamodb.Table(name))
+def _table_on(endpoint: str | None, name: str) -> TrackTable:
+    # Keyed on the endpoint, not the resource object: boto3 service resources without
+    # identifiers all compare equal, so a cache keyed on one would outlive a moved endpoint.
+    return TrackTable(name, resource("dynamodb").Table(name))
 
 
 def tracks_table(config: Annotated[ApiSettings, Depends(settings)]) -> TrackTable:
     """The Tracks table; built once per container (building one costs over a millisecond)."""
-    return _table_on(resource("dynamodb"), config.tracks_table)
-
-
-@cache
-def _crawl_queue_on(sqs: Any, url: str) -> CrawlQueue:
-    return CrawlQueue(url, sqs)
-
-
-def crawl_queue() -> CrawlQueue:
-    """CrawlQueue, where PUT /tracks/{trackId} leaves its request for the crawler."""
-    return _crawl_queue_on(client("sqs"), require_env("CRAWL_QUEUE_URL"))
-
-
-def stale_after_s() -> float:
-    """When a pending track counts as lost and may be requested again (shared with the crawler)."""
-    return pending_stale_after_s()
+    return _table_on(resource("dynamodb").meta.client.meta.endpoint_url, config.tracks_table)

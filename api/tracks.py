@@ -13,16 +13,16 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from api.constants import SPOTIFY_ID_PATTERN
 from api.errors import ApiError
 from api.served import ServedIndex
 from catalog.crawl_requests import CrawlQueue
+from catalog.keys import INGESTABLE_ID_PATTERN
 from catalog.records import Status, TrackRecord
 from catalog.storage import TrackTable
 
 logger = Logger(child=True)
 
-_SPOTIFY_ID_RE = re.compile(SPOTIFY_ID_PATTERN)
+_INGESTABLE_ID_RE = re.compile(INGESTABLE_ID_PATTERN)
 
 
 def track_view(record: TrackRecord, index: ServedIndex | None) -> dict[str, Any]:
@@ -41,9 +41,11 @@ def track_view(record: TrackRecord, index: ServedIndex | None) -> dict[str, Any]
         "durationMs": record.duration_ms,
         "previewSource": record.preview_source.value if record.preview_source else None,
         "playlists": sorted(record.playlists),
+        "refs": record.refs,
         "model": record.model,
         "dim": record.dim,
         "tags": record.tags,
+        "descriptors": record.descriptors.to_json() if record.descriptors else None,
         "error": record.error,
         "crawledAt": record.crawled_at,
         "extractedAt": record.extracted_at,
@@ -85,8 +87,8 @@ def request_ingest(table: TrackTable, queue: CrawlQueue, track_id: str, stale_af
     The crawler's CrawlQueue consumer fetches the track; GET /tracks/{trackId} then
     shows it pending, ready, or failed with the reason.
     """
-    if not _SPOTIFY_ID_RE.fullmatch(track_id):
-        raise ApiError(400, "invalid_track_id", "a Spotify track id is 22 letters and digits")
+    if not _INGESTABLE_ID_RE.fullmatch(track_id):
+        raise ApiError(400, "invalid_track_id", "expected a Spotify track id (22 letters and digits) or dz- and a Deezer track number")
     stale = (datetime.now(UTC) - timedelta(seconds=stale_after_s)).isoformat(timespec="seconds").replace("+00:00", "Z")
     existing = table.get(track_id, consistent=True)
     if existing is not None and existing.status is Status.READY:

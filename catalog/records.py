@@ -30,8 +30,15 @@ class Status(enum.StrEnum):
 
 
 class Source(enum.StrEnum):
+    """The service the catalogue entry was first reached through (its id's namespace)."""
+
     SPOTIFY = "spotify"
+    DEEZER = "deezer"
     LOCAL = "local"
+
+
+# Record attribute -> key in ``refs`` (TrackMeta.refs): the track's id in each service.
+REF_ATTRIBUTES = {"spotify_id": "spotify", "deezer_id": "deezer"}
 
 
 class PreviewSource(enum.StrEnum):
@@ -117,6 +124,10 @@ class TrackRecord:
     extracted_at: str = ""
     # PUT /tracks/{trackId} asked for it at this instant (ISO 8601 UTC); crawled_at stays empty until crawled.
     requested_at: str = ""
+    # The same recording's id in each service (one catalogue entry per ISRC): the Deezer id
+    # lets a preview, whose signed URL expires, be resolved again for extraction or playback.
+    spotify_id: str = ""
+    deezer_id: str = ""
 
     def __post_init__(self) -> None:
         validate_track_id(self.track_id)
@@ -124,6 +135,11 @@ class TrackRecord:
         self.status = Status(self.status)
         if self.preview_source is not None:
             self.preview_source = PreviewSource(self.preview_source)
+
+    @property
+    def refs(self) -> dict[str, str]:
+        """{"spotify": "...", "deezer": "3135556"}: the services this recording was reached through."""
+        return {key: getattr(self, attr) for attr, key in REF_ATTRIBUTES.items() if getattr(self, attr)}
 
     def vector(self) -> npt.NDArray[np.float32] | None:
         return None if self.embedding is None else decode_embedding(self.embedding, self.dim)
@@ -155,6 +171,8 @@ class TrackRecord:
             "crawled_at": self.crawled_at,
             "extracted_at": self.extracted_at,
             "requested_at": self.requested_at,
+            "spotify_id": self.spotify_id,
+            "deezer_id": self.deezer_id,
         }
         for name, value in optional.items():
             if value is None or (isinstance(value, (str, list, set, dict, bytes)) and not value):

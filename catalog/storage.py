@@ -14,13 +14,17 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 import boto3
-from boto3.dynamodb.conditions import Attr
+from boto3.dynamodb.conditions import Attr, Key
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from catalog.descriptors import Descriptors
-from catalog.keys import listen_key, preview_key
+from catalog.keys import deezer_number, listen_key, preview_key
 from catalog.records import Source, Status, TrackRecord, tags_to_item, utc_now_iso
+
+# Tracks' global secondary index on isrc (template.yaml): one catalogue entry per recording.
+ISRC_INDEX = "isrc-index"
 
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
 
@@ -62,6 +66,11 @@ def error_code(exc: BaseException) -> str:
     return exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
 
 
+def is_unreachable(exc: BaseException) -> bool:
+    """S3 / DynamoDB could not be reached at all (refused, reset, timed out), after botocore's retries."""
+    return isinstance(exc, (BotoConnectionError, HTTPClientError))
+
+
 def is_transient(exc: BaseException) -> bool:
     """Throttling and 5xx answers from AWS: worth retrying later."""
     if not isinstance(exc, ClientError):
@@ -86,6 +95,8 @@ def encode_object_metadata(record: TrackRecord, playlist: str = "") -> dict[str,
         "preview-source": record.preview_source.value if record.preview_source else "",
         "playlist": playlist,
         "crawled-at": record.crawled_at,
+        "spotify-id": record.spotify_id,
+        "deezer-id": record.deezer_id,
     }
     return {k: quote(v, safe="") for k, v in fields.items() if v}
 
@@ -113,6 +124,9 @@ def decode_object_metadata(metadata: Mapping[str, str]) -> dict[str, Any]:
         values["playlists"] = {raw["playlist"]}
     if raw.get("crawled-at"):
         values["crawled_at"] = raw["crawled-at"]
+    for name in ("spotify-id", "deezer-id"):
+        if raw.get(name):
+            values[name.replace("-", "_")] = raw[name]
     return values
 
 
@@ -226,12 +240,13 @@ class TrackTable:
         return True
 
     def put_requested(self, track_id: str, requested_at: str, stale_before: str) -> bool:
-        """Record that the API asked for a Spotify track: pending, never crawled, ``requested_at``.
+        """Record that the API asked for a track: pending, never crawled, ``requested_at``.
 
         Only a track that is unknown, failed, or pending since before ``stale_before``
         (its crawl died on the way) is requested again; returns False when it is not.
         """
-        record = TrackRecord(track_id=track_id, source=Source.SPOTIFY, requested_at=requested_at)
+        source = Source.DEEZER if deezer_number(track_id) is not None else Source.SPOTIFY
+        record = TrackRecord(track_id=track_id, source=source, requested_at=requested_at)
         condition = (
             Attr("track_id").not_exists()
             | Attr("status").eq(Status.FAILED.value)
@@ -241,6 +256,58 @@ class TrackTable:
         )
         try:
             self.table.put_item(Item=record.to_item(), ConditionExpression=condition)
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def find_by_isrc(self, isrc: str) -> list[str]:
+        """Ids of the entries holding this recording (ISRC), oldest id first; the index is
+        eventually consistent, so an entry written a moment ago may not be listed yet."""
+        if not isrc:
+            return []
+        ids: list[str] = []
+        params: dict[str, Any] = {"IndexName": ISRC_INDEX, "KeyConditionExpression": Key("isrc").eq(isrc)}
+        while True:
+            page = self.table.query(**params)
+            ids += [str(item["track_id"]) for item in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                return sorted(ids)
+            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def link(self, track_id: str, playlists: set[str], refs: Mapping[str, str]) -> None:
+        """The entry gains ``playlists`` and, where it has none yet, the service ids in
+        ``refs`` (record attribute -> value, e.g. {"deezer_id": "3135556"})."""
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        sets: list[str] = []
+        for i, (name, value) in enumerate(sorted((k, v) for k, v in refs.items() if v)):
+            names[f"#r{i}"] = name
+            values[f":r{i}"] = value
+            sets.append(f"#r{i} = if_not_exists(#r{i}, :r{i})")
+        expression = ("SET " + ", ".join(sets)) if sets else ""
+        if playlists:
+            values[":p"] = set(playlists)
+            expression += " ADD playlists :p"
+        if not expression:
+            return
+        self.table.update_item(
+            Key={"track_id": track_id},
+            UpdateExpression=expression.strip(),
+            ConditionExpression=Attr("track_id").exists(),
+            **({"ExpressionAttributeNames": names} if names else {}),
+            ExpressionAttributeValues=values,
+        )
+
+    def put_failed(self, record: TrackRecord) -> bool:
+        """Record a track the crawl refused (status failed, ``record.error`` says why), never over
+        a pending or ready item; False when such an item exists."""
+        item = record.to_item()
+        item["status"] = Status.FAILED.value
+        item.setdefault("crawled_at", utc_now_iso())
+        try:
+            self.table.put_item(Item=item, ConditionExpression=Attr("track_id").not_exists() | Attr("status").eq(Status.FAILED.value))
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
                 return False
@@ -288,7 +355,7 @@ class TrackTable:
         if record is None:
             return {}
         item = record.to_item()
-        return {k: item[k] for k in ("source", "title", "artists", "album", "isrc", "duration_ms", "preview_source", "crawled_at") if k in item}
+        return {k: item[k] for k in ("source", "title", "artists", "album", "isrc", "duration_ms", "preview_source", "crawled_at", "spotify_id", "deezer_id") if k in item}
 
     def mark_ready(
         self,

@@ -2,11 +2,14 @@
 
 Scheduled: playlists come from the event's input ``{"playlists": [...]}`` when the rule
 sets one, else from the SSM parameter PLAYLISTS_PARAM (comma-separated; "none" or empty: none).
+Every remote reference kind is accepted: Spotify playlists, spotify:me:…, and Deezer's
+(deezer:playlist:ID, deezer:album:ID, deezer:artist:ID, deezer:track:ID, deezer:chart, URLs).
 
-CrawlQueue (PUT /tracks/{trackId}): each message asks for one Spotify track. A track
-Spotify does not know or that has no preview anywhere is marked failed with the
-reason (GET /tracks/{trackId} shows it); an error that may pass (Spotify rate limit,
-a 5xx, throttling) fails the message, which SQS retries and then moves to CrawlDLQ.
+CrawlQueue (PUT /tracks/{trackId}): each message asks for one track (a Spotify id, or dz-
+and a Deezer id). A track the service does not know or that has no preview anywhere is
+marked failed with the reason (GET /tracks/{trackId} shows it); an error that may pass
+(a rate limit, a 5xx, throttling) fails the message, which SQS retries and then moves to
+CrawlDLQ.
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from catalog.crawl_requests import BadCrawlRequestError, CrawlRequest
 from catalog.ingest import IngestStatus
+from catalog.keys import deezer_number
 from catalog.records import Source, TrackRecord
 from catalog.settings import env_int, require_env
-from crawler.pipeline import CrawlSummary, crawl_sources, default_crawler, ingest_track
-from crawler.spotify import parse_playlist_ref
+from crawler.deezer import is_deezer_ref
+from crawler.pipeline import SOURCE_FORMS, CrawlSummary, crawl_sources, default_crawler, ingest_track
+from crawler.spotify import is_library_ref, is_playlist_ref
 
 logger = Logger(service="crawler")
 metrics = Metrics(service="crawler")
@@ -53,15 +58,18 @@ def playlists_from(event: dict[str, Any]) -> list[str]:
         raw = event["playlists"]
         items = split_playlists(raw) if isinstance(raw, str) else raw
         if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-            raise BadEventError('event "playlists" must be a list of Spotify playlist ids, URIs or URLs')
+            raise BadEventError('event "playlists" must be a list of playlist references')
     else:
         items = split_playlists(parameters.get_parameter(require_env("PLAYLISTS_PARAM"), max_age=PARAMETER_MAX_AGE_S) or "")
     for item in items:
-        try:
-            parse_playlist_ref(item)
-        except ValueError as exc:
-            raise BadEventError(str(exc)) from None
+        if not is_remote_ref(item):
+            raise BadEventError(f"{item!r} is not a playlist reference: expected {SOURCE_FORMS.split('; ', 1)[1]}")
     return items
+
+
+def is_remote_ref(ref: str) -> bool:
+    """A reference the scheduled crawl can read (a Lambda has no local folders)."""
+    return is_playlist_ref(ref) or is_library_ref(ref) or is_deezer_ref(ref)
 
 
 def _record_metrics(summary: CrawlSummary) -> None:
@@ -81,10 +89,16 @@ def crawl_request_handler(record: SQSRecord) -> None:
         return
     outcome = ingest_track(request.track_id)
     metrics.add_metric(f"CrawlRequest_{outcome.status}", MetricUnit.Count, 1)
+    # The item may not exist yet (the API records the request after queueing it): say what it is.
+    source = Source.DEEZER if deezer_number(request.track_id) is not None else Source.SPOTIFY
+    fallback = TrackRecord(request.track_id, source)
     if outcome.status in (IngestStatus.NOT_FOUND, IngestStatus.NO_PREVIEW):
-        # The item may not exist yet (the API records the request after queueing it): say what it is.
-        fallback = TrackRecord(request.track_id, Source.SPOTIFY)
         default_crawler().table.mark_failed(request.track_id, outcome.message, fallback)
+    elif outcome.track_id != request.track_id:
+        # The recording is in the catalogue under another id (one entry per ISRC): the requested
+        # id's item would otherwise stay pending for ever; its reason names the entry to ask for.
+        reason = f"the same recording is in the catalogue as {outcome.track_id}; GET /tracks/{outcome.track_id}"
+        default_crawler().table.mark_failed(request.track_id, reason, fallback)
     logger.info("crawl request done", extra={"track_id": request.track_id, "outcome": outcome.status})
 
 

@@ -1,7 +1,7 @@
 """``python -m extractor FILE...``: one JSON line per file on stdout.
 
-``{"file", "model", "embedding": [...200 floats], "tags": {...}}`` for a file
-that embeds, ``{"file", "error": {"type", "message"}}`` for one that does not;
+``{"file", "model", "embedding": [...200 floats], "tags": {...}, "descriptors":
+{"tempoBpm", ...}}`` for a file that embeds (descriptors named as in the API), ``{"file", "error": {"type", "message"}}`` for one that does not;
 the exit status is 1 when any file failed. Progress goes to stderr.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m extractor", description="musicnn embeddings and tags of audio files"
+        prog="python -m extractor", description="musicnn embeddings, tags and descriptors of audio files"
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="mp3, ogg, wav or flac files")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -24,6 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # TensorFlow's C++ start-up chatter would bury the progress lines.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from extractor.analysis import analyse_file
     from extractor.audio import UndecodableAudioError
     from extractor.embed import Embedder
 
@@ -31,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = 0
     for number, path in enumerate(args.files, start=1):
         try:
-            line = {"file": path, **embedder.embed_file(path).to_json()}
+            line = {"file": path, **analyse_file(embedder, path).to_json()}
             status = "ok"
         except (UndecodableAudioError, OSError) as exc:
             line = {"file": path, "error": {"type": type(exc).__name__, "message": str(exc)}}

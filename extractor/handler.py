@@ -1,8 +1,8 @@
 """ExtractorFunction: SQS batches of S3 ObjectCreated events → Tracks items with embeddings.
 
-One ``embed_many`` call per SQS batch: every message's previews are downloaded and
-decoded first, then all clips go through the model together (the path bench/extract.py
-measures), then each is written. Partial batch failures: a message whose processing
+One model call per SQS batch: every message's previews are downloaded and decoded
+first, then all clips go through the model together and each is described
+(extractor.analysis.analyse_many, the path bench/extract.py measures), then each is written. Partial batch failures: a message whose processing
 raises (throttling, 5xx, a bug) is reported in ``batchItemFailures`` and retried
 alone; audio that can never embed is marked failed and its message succeeds.
 Powertools' BatchProcessor hands records over one at a time, so it cannot make one model
@@ -136,17 +136,17 @@ def extract_batch(work: Extraction, records: list[SQSRecord]) -> Batch:
             batch.fail(record.message_id, "preparing a preview")
     clips = [(message_id, clip) for message_id, clip in batch.clips if message_id not in batch.failed]
     try:
-        embeddings = work.embed([clip for _, clip in clips])
+        analyses = work.analyse([clip for _, clip in clips])
     except Exception:
         for message_id, _ in clips:
-            batch.fail(message_id, "embedding the batch")
+            batch.fail(message_id, "analysing the batch")
         return batch
     metrics.add_metric(name="ClipsEmbeddedPerCall", unit=MetricUnit.Count, value=len(clips))
-    for (message_id, clip), embedding in zip(clips, embeddings, strict=True):
+    for (message_id, clip), analysis in zip(clips, analyses, strict=True):
         if message_id in batch.failed:
             continue
         try:
-            _count(work.finish(clip, embedding))
+            _count(work.finish(clip, analysis))
         except Exception:
             batch.fail(message_id, "storing an embedding")
     return batch

@@ -1,8 +1,9 @@
-"""Preview objects → Tracks updates: the extractor's domain logic, free of Lambda.
+"""Preview objects → Tracks updates (embedding, tags, descriptors): the extractor's domain logic, free of Lambda.
 
 A batch goes in three steps: :meth:`Extraction.prepare` downloads and decodes each
-preview (or settles it without the model), :meth:`Extraction.embed` runs every
-decoded clip through the model in one call, :meth:`Extraction.finish` writes each.
+preview (or settles it without the model), :meth:`Extraction.analyse` runs every
+decoded clip through the model in one call and describes each, :meth:`Extraction.finish`
+writes each.
 
 The item is written before the audio is deleted, so a crash in between only
 means the object is processed again; a missing object means that already
@@ -17,16 +18,15 @@ import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 from aws_lambda_powertools import Logger
-from numpy.typing import NDArray
 
 from catalog.keys import LOCAL_ID_PREFIX, parse_preview_key
 from catalog.records import Source, TrackRecord, encode_embedding
 from catalog.storage import AudioStore, TrackTable, decode_object_metadata
-from extractor.audio import UndecodableAudioError, check_size, decode
+from extractor.analysis import Analysis, analyse_many
+from extractor.audio import DecodedClip, UndecodableAudioError, check_size, decode_clip
 from extractor.constants import EMBEDDING_DIM
-from extractor.embed import Embedder, Embedding
+from extractor.embed import Embedder
 
 logger = Logger(child=True)
 
@@ -58,7 +58,7 @@ class Clip:
 
     track_id: str
     key: str
-    samples: NDArray[np.float32]
+    audio: DecodedClip
     fallback: TrackRecord
 
 
@@ -96,29 +96,34 @@ class Extraction:
             return Outcome.GONE
         fallback = fallback_record(track_id, audio.metadata)
         try:
-            samples = decode(audio.data)
+            clip = decode_clip(audio.data)
         except UndecodableAudioError as exc:
             return self._fail(track_id, key, exc, fallback)
-        return Clip(track_id, key, samples, fallback)
+        return Clip(track_id, key, clip, fallback)
 
-    def embed(self, clips: Sequence[Clip]) -> list[Embedding]:
-        """Every clip's embedding from one model call (their patches run through the network together)."""
-        return self.embedder().embed_many([clip.samples for clip in clips]) if clips else []
+    def analyse(self, clips: Sequence[Clip]) -> list[Analysis]:
+        """Every clip's embedding from one model call (their patches run through the network together), and its descriptors."""
+        return analyse_many(self.embedder(), [clip.audio for clip in clips]) if clips else []
 
-    def finish(self, clip: Clip, embedding: Embedding) -> Outcome:
-        """Write the embedding into the track's item, then delete the audio."""
+    def finish(self, clip: Clip, analysis: Analysis) -> Outcome:
+        """Write the embedding and descriptors into the track's item, then delete the audio."""
+        embedding = analysis.embedding
         self.table.mark_ready(
             clip.track_id,
             embedding=encode_embedding(embedding.vector),
             dim=EMBEDDING_DIM,
             model=embedding.model,
             tags=embedding.tags,
+            descriptors=analysis.descriptors,
             fallback=clip.fallback,
         )
         # mark_ready fills metadata only; playlist membership is a set to add to.
         self.table.add_playlists(clip.track_id, clip.fallback.playlists)
         self.store.delete(clip.key)
-        logger.info("track ready", extra={"track_id": clip.track_id, "tags": embedding.tags})
+        logger.info(
+            "track ready",
+            extra={"track_id": clip.track_id, "tags": embedding.tags, "descriptors": analysis.descriptors.to_json()},
+        )
         return Outcome.READY
 
     def _fail(self, track_id: str, key: str, exc: UndecodableAudioError, fallback: TrackRecord) -> Outcome:

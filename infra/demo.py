@@ -124,9 +124,9 @@ def _run_pipeline(stack: LocalStack, folder: Path, port: int, once: bool) -> int
         publish_index()
 
         say("API")
-        from infra.http_gateway import serve, shutdown
+        from infra.http_gateway import shutdown
 
-        gateway = serve(stack.handler("ApiFunction"), host="127.0.0.1", port=port)
+        gateway = stack.serve_api(host="127.0.0.1", port=port)
         api_url = f"http://127.0.0.1:{gateway[0].server_address[1]}"
         print(f"serving the HTTP API at {api_url}", file=sys.stderr)
         print(page_banner(api_url), flush=True)

@@ -38,6 +38,8 @@ from infra.template import functions, load_template
 Handler = Callable[[dict[str, Any], Any], Any]
 
 LOCAL_API_ID = "local"
+# The function whose CORS settings and context a route without its own function gets.
+API_FUNCTION = "ApiFunction"
 DEFAULT_TIMEOUT_S = 29.0
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 NOT_FOUND_BODY = b'{"message":"Not Found"}'
@@ -107,9 +109,24 @@ def _route_auth(template: Mapping[str, Any], event: Mapping[str, Any]) -> str:
     return str(authorizer)
 
 
-def _sorted_routes(routes: list[Route]) -> list[Route]:
-    # API Gateway prefers exact paths over parameters, parameters over greedy ones, a method over ANY.
-    return sorted(routes, key=lambda r: (r.path.count("+}"), r.path.count("{"), r.method == "ANY", -len(r.path)))
+def http_api_functions(template: Mapping[str, Any]) -> list[str]:
+    """The template's functions that answer HttpApi routes, ApiFunction first."""
+    names = [
+        name
+        for name, function in functions(dict(template)).items()
+        if any(event.get("Type") == "HttpApi" for event in function["Properties"].get("Events", {}).values())
+    ]
+    return sorted(names, key=lambda name: name != API_FUNCTION)
+
+
+def same_code_functions(template: Mapping[str, Any], function_name: str) -> list[str]:
+    """The HttpApi functions that run ``function_name``'s handler (ApiWriteFunction runs ApiFunction's code)."""
+    every = functions(dict(template))
+    handler = every.get(function_name, {}).get("Properties", {}).get("Handler")
+    return [
+        name for name in http_api_functions(template)
+        if name != function_name and handler is not None and every[name]["Properties"].get("Handler") == handler
+    ]
 
 
 def routes_for_function(template: Mapping[str, Any], function_name: str) -> list[Route]:
@@ -125,20 +142,20 @@ def routes_for_function(template: Mapping[str, Any], function_name: str) -> list
     ]
     if not routes:
         raise RouteError(f"function {function_name!r} has no HttpApi events in template.yaml")
-    return _sorted_routes(routes)
+    return _most_specific_first(routes)
 
 
 def routes_of_api(template: Mapping[str, Any]) -> list[Route]:
     """Every HttpApi route of every function in template.yaml, most specific first."""
-    routes = [
-        route
-        for name, function in functions(dict(template)).items()
-        if any(e.get("Type") == "HttpApi" for e in function["Properties"].get("Events", {}).values())
-        for route in routes_for_function(template, name)
-    ]
+    routes = [route for name in http_api_functions(template) for route in routes_for_function(template, name)]
     if not routes:
         raise RouteError("template.yaml routes no HttpApi event to any function")
-    return _sorted_routes(routes)
+    return _most_specific_first(routes)
+
+
+def _most_specific_first(routes: Iterable[Route]) -> list[Route]:
+    # API Gateway prefers exact paths over parameters, parameters over greedy ones, a method over ANY.
+    return sorted(routes, key=lambda r: (r.path.count("+}"), r.path.count("{"), r.method == "ANY", -len(r.path)))
 
 
 @dataclass(frozen=True)
@@ -310,7 +327,7 @@ class _GatewayServer(ThreadingHTTPServer):
     def __init__(
         self,
         address: tuple[str, int],
-        handlers: Callable[[str], Handler],
+        handlers: Mapping[str, Handler],
         routes: list[Route],
         cors: CorsConfig | None,
         function_name: str,
@@ -319,7 +336,7 @@ class _GatewayServer(ThreadingHTTPServer):
         clock: Callable[[], datetime],
     ) -> None:
         super().__init__(address, _RequestHandler)
-        self.handlers = handlers
+        self.handlers = dict(handlers)
         self.routes = routes
         self.cors = cors
         self.function_name = function_name
@@ -379,11 +396,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
         )
         if route.auth == IAM:
             event["requestContext"]["authorizer"] = {"iam": _iam_identity(principal)}
-        function = route.function or self.server.function_name
-        context = LocalLambdaContext(function_name=function, timeout_s=DEFAULT_TIMEOUT_S)
+        function_name = route.function or self.server.function_name
+        context = LocalLambdaContext(function_name=function_name, timeout_s=DEFAULT_TIMEOUT_S)
         try:
             with self.server.invocation_lock:
-                result = self.server.handlers(function)(event, context)
+                result = self.server.handlers[function_name](event, context)
             response = parse_response(result)
         except Exception:  # a crashed invocation is a 500, as API Gateway answers it
             self.log_error("handler raised for %s %s", method, path)
@@ -455,39 +472,42 @@ def local_secrets() -> dict[str, str]:
 
 
 def serve(
-    handler: Handler | Mapping[str, Handler],
+    handler: Handler,
     host: str = "127.0.0.1",
     port: int = 0,
     routes: list[Route] | None = None,
     *,
     cors: CorsConfig | None = None,
-    function_name: str = "ApiFunction",
+    function_name: str = API_FUNCTION,
     quiet: bool = True,
+    also: Mapping[str, Handler] | None = None,
     secrets: Mapping[str, str] | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> tuple[ThreadingHTTPServer, threading.Thread]:
     """Start the gateway in a daemon thread; ``server.server_address`` has the bound port.
 
-    ``handler`` is one handler for every route, or one per template function.
-    Stop it with :func:`shutdown`. Without ``routes``, the routes (every function's
-    HttpApi events, with their authorizers) and the CORS configuration come from
-    template.yaml. Signed requests are checked against ``secrets`` (access key ->
-    secret key), by default the credentials of this process.
+    Stop it with :func:`shutdown`. Without ``routes``, the routes (with their
+    authorizers) and the CORS configuration are the function's in template.yaml,
+    plus those of each function in ``also`` (name → handler), which answer them, as
+    API Gateway sends each route to its own integration; a function that runs the
+    same handler as ``function_name`` (ApiWriteFunction) is answered by ``handler``
+    unless ``also`` names it. Signed requests are checked against ``secrets``
+    (access key -> secret key), by default the credentials of this process.
     """
+    also = dict(also or {})
     if routes is None:
         template = load_template()
-        routes = routes_of_api(template)
+        handlers = {name: handler for name in same_code_functions(template, function_name)}
+        handlers.update(also)
+        handlers[function_name] = handler
+        routes = _most_specific_first(route for name in handlers for route in routes_for_function(template, name))
         cors = cors if cors is not None else cors_for_function(template, function_name)
-    by_function = dict(handler) if isinstance(handler, Mapping) else None
-
-    def handler_of(function: str) -> Handler:
-        if by_function is None:
-            return handler  # type: ignore[return-value]
-        if function not in by_function:
-            raise RouteError(f"no handler given for {function}, which template.yaml routes to")
-        return by_function[function]
-
-    server = _GatewayServer((host, port), handler_of, routes, cors, function_name, quiet,
+    else:
+        handlers = {**also, function_name: handler}
+    for route in routes:
+        if (route.function or function_name) not in handlers:
+            raise RouteError(f"no handler given for {route.function}, which route {route.key} goes to")
+    server = _GatewayServer((host, port), handlers, routes, cors, function_name, quiet,
                             local_secrets() if secrets is None else secrets, clock)
     thread = threading.Thread(target=server.serve_forever, name=f"http-gateway-{function_name}", daemon=True)
     thread.start()

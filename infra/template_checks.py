@@ -530,6 +530,8 @@ WRITE_VERBS = ("Put", "Update", "Delete", "BatchWrite", "TransactWrite", "Send",
                "Restore", "Write", "Invoke", "Start", "Tag", "Untag", "Set", "Add", "Remove", "Change", "Purge")
 # A secret may be read by a GET route (the audio route asks Spotify), never written.
 SECRET_WRITES = ("secretsmanager:Put", "secretsmanager:Update", "secretsmanager:Create", "secretsmanager:Delete")
+# A function's Metadata key listing its non-read routes that are open on purpose (listener routes).
+OPEN_ROUTES = "OpenRoutes"
 
 
 def _http_routes(function: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -576,16 +578,29 @@ def check_read_routes_read_only(template_path: Path, repo_root: Path) -> list[st
 
 def check_write_routes_declare_auth(template_path: Path, repo_root: Path) -> list[str]:
     """Every route that is not a read says who may call it: `Auth: Authorizer: AWS_IAM` (or a JWT
-    authorizer) for writes to the catalogue or a person's history, `NONE` for a listener route."""
+    authorizer) for writes to the catalogue or a person's history, or a place in its function's
+    `Metadata: OpenRoutes` for a listener route (SAM accepts `Authorizer: NONE` only under a
+    DefaultAuthorizer, which this HttpApi does not have: its read routes are open)."""
     template = load_template(template_path)
     problems = []
     for name, function in functions(template).items():
-        for method, path, props in _http_routes(function):
-            if method not in READ_METHODS and "Authorizer" not in props.get("Auth", {}):
+        declared_open = {str(route) for route in function.get("Metadata", {}).get(OPEN_ROUTES, [])}
+        routes = _http_routes(function)
+        for method, path, props in routes:
+            key = f"{method} {path}"
+            if method in READ_METHODS:
+                continue
+            authorizer = props.get("Auth", {}).get("Authorizer")
+            if authorizer is None and key not in declared_open:
                 problems.append(
-                    f"{name}: route {method} {path} does not set Auth: Authorizer; use AWS_IAM for a write to the "
-                    f"catalogue or a person's history, or NONE for a listener route (README, Protected writes)"
+                    f"{name}: route {key} does not say who may call it; set Auth: Authorizer: AWS_IAM for a write to "
+                    f"the catalogue or a person's history, or list it in the function's Metadata {OPEN_ROUTES} for a "
+                    f"listener route (README, Protected writes)"
                 )
+            elif authorizer is not None and key in declared_open:
+                problems.append(f"{name}: route {key} sets Auth: Authorizer {authorizer} and is listed in {OPEN_ROUTES}")
+        for stale in sorted(declared_open - {f"{method} {path}" for method, path, _ in routes}):
+            problems.append(f"{name}: Metadata {OPEN_ROUTES} lists {stale}, which is not one of its HttpApi routes")
     return problems
 
 

@@ -65,14 +65,14 @@ def test_results_are_the_exact_nearest_neighbours_without_the_query(api, publish
     bundle = publish(n=60)
     vectors = bundle.vectors
     for query in (0, 17, 59):
-        track_id = bundle.manifest.track_ids[query]
+        track_id = bundle.track_ids[query]
         status, body, _ = call(api, http_event("GET", "/recommendations", {"trackId": track_id, "k": "7"}), lambda_context)
         assert status == 200
         cosine = vectors @ vectors[query]
         expected = [i for i in np.argsort(-cosine) if i != query][:7]
         got = [r["trackId"] for r in body["results"]]
         assert track_id not in got
-        assert got == [bundle.manifest.track_ids[i] for i in expected]
+        assert got == [bundle.track_ids[i] for i in expected]
         sims = [r["similarity"] for r in body["results"]]
         assert sims == sorted(sims, reverse=True)
         np.testing.assert_allclose(sims, cosine[expected], atol=1e-5)
@@ -82,7 +82,7 @@ def test_results_are_the_exact_nearest_neighbours_without_the_query(api, publish
 
 def test_k_defaults_to_10_and_k_100_returns_all_others(api, publish, http_event, lambda_context) -> None:
     bundle = publish(n=50)
-    track_id = bundle.manifest.track_ids[3]
+    track_id = bundle.track_ids[3]
     _, body, _ = call(api, http_event("GET", "/recommendations", {"trackId": track_id}), lambda_context)
     assert len(body["results"]) == 10
     _, body, _ = call(api, http_event("GET", "/recommendations", {"trackId": track_id, "k": "100"}), lambda_context)
@@ -93,7 +93,7 @@ def test_k_defaults_to_10_and_k_100_returns_all_others(api, publish, http_event,
 def test_distinct_artists_gives_one_result_per_artist_and_none_by_the_query_artist(api, publish, http_event, lambda_context) -> None:
     artists = [[f"Band {i % 5}"] + (["Guest"] if i % 7 == 0 else []) for i in range(60)]
     bundle = publish(n=60, artists=artists)
-    track_id = bundle.manifest.track_ids[1]
+    track_id = bundle.track_ids[1]
     query = {"trackId": track_id, "k": "10", "distinctArtists": "true"}
     status, body, _ = call(api, http_event("GET", "/recommendations", query), lambda_context)
     assert status == 200
@@ -162,7 +162,7 @@ def test_recommendations_read_the_tracks_table_only_to_explain_a_miss(api, publi
     bundle = publish(n=30)
     table = CountingTable()
     override(api.app, deps.tracks_table, table)
-    status, body, _ = call(api, http_event("GET", "/recommendations", {"trackId": bundle.manifest.track_ids[0]}), lambda_context)
+    status, body, _ = call(api, http_event("GET", "/recommendations", {"trackId": bundle.track_ids[0]}), lambda_context)
     assert status == 200 and len(body["results"]) == 10
     assert table.reads == []
     status, body, _ = call(api, http_event("GET", "/recommendations", {"trackId": "Nobody0000000000000000"}), lambda_context)
@@ -184,7 +184,7 @@ def test_health_reports_version_count_model_and_age(api, publish, http_event, la
 
 def test_get_track_returns_metadata_and_status_but_never_the_embedding(api, publish, http_event, lambda_context) -> None:
     bundle = publish(n=10)
-    indexed = bundle.manifest.track_ids[2]
+    indexed = bundle.track_ids[2]
     put_track(indexed, Status.READY, embedding=encode_embedding([1.0, 2.0]), dim=2, model="musicnn-msd-v1", tags={"rock": 0.9})
     status, body, _ = call(api, http_event("GET", f"/tracks/{indexed}", route="/tracks/{trackId}"), lambda_context)
     assert status == 200
@@ -283,14 +283,29 @@ def test_openapi_document_is_served_as_is(api, http_event, lambda_context) -> No
 
 
 def test_openapi_document_describes_exactly_the_routes_of_the_template_and_the_resolver(api) -> None:
-    from infra.http_gateway import routes_of_api
+    from api import by_audio_handler
+    from infra.http_gateway import http_api_functions, routes_for_function
     from infra.template import load_template
 
     document = json.loads((REPO_ROOT / "api" / "openapi.json").read_text())
     documented = {f"{method.upper()} {path}" for path, item in document["paths"].items() for method in item if method != "parameters"}
-    template_routes = {route.key for route in routes_of_api(load_template())}
-    generated = api.app.get_openapi_schema().model_dump(by_alias=True, exclude_none=True)["paths"]
-    resolver_routes = {f"{method.upper()} {path}" for path, item in generated.items() for method in item}
+    template = load_template()
+    # The document describes the whole HttpApi; each route goes to one function, and each
+    # function's routes are exactly what its resolver serves (ApiWriteFunction runs ApiFunction's app).
+    apps = {"ApiFunction": api.app, "ApiWriteFunction": api.app, "ByAudioFunction": by_audio_handler.app}
+    assert set(http_api_functions(template)) == set(apps)
+    template_routes, resolver_routes = set(), set()
+    for app in {id(app): app for app in apps.values()}.values():
+        routes: set[str] = set()
+        for function in (name for name, served_by in apps.items() if served_by is app):
+            own = {route.key for route in routes_for_function(template, function)}
+            assert not own & (routes | template_routes), f"{function} routes a path another function routes"
+            routes |= own
+        generated = app.get_openapi_schema().model_dump(by_alias=True, exclude_none=True)["paths"]
+        served = {f"{method.upper()} {path}" for path, item in generated.items() for method in item}
+        assert routes == served
+        template_routes |= routes
+        resolver_routes |= served
     assert documented == template_routes == resolver_routes
 
 

@@ -64,7 +64,7 @@ def signed_put(url: str) -> requests.Response:
 
 def test_parallel_requests_are_all_answered(served_api) -> None:
     url, bundle = served_api
-    ids = bundle.manifest.track_ids[:40]
+    ids = bundle.track_ids[:40]
 
     def get(track_id: str) -> tuple[int, list[str]]:
         response = requests.get(f"{url}/recommendations", params={"trackId": track_id, "k": 5}, timeout=10)

@@ -80,10 +80,12 @@ def test_map_points_place_every_served_track_at_its_projection(served_api) -> No
     body = response.json()
     assert body["indexVersion"] == bundle.manifest.version
     assert body["count"] == len(body["points"]) == bundle.manifest.count
-    assert [p["trackId"] for p in body["points"]] == bundle.manifest.track_ids
-    projection = Projection.from_dict(bundle.manifest.projection, bundle.manifest.dim)
-    expected = projection.apply(bundle.vectors)
-    for point, (x, y), meta in zip(body["points"], expected, bundle.manifest.metas(), strict=True):
+    assert [p["trackId"] for p in body["points"]] == bundle.track_ids
+    from api_testkit import sample_meta
+
+    expected = Projection.fit(bundle.vectors).apply(bundle.vectors)  # the basis write_base fits
+    metas = [sample_meta(track_id, i, [f"Artist {i % 9}"]) for i, track_id in enumerate(bundle.track_ids)]
+    for point, (x, y), meta in zip(body["points"], expected, metas, strict=True):
         assert abs(point["x"] - x) < 1e-3 and abs(point["y"] - y) < 1e-3
         assert point["title"] == meta.title and point["artists"] == list(meta.artists)
         assert point["tag"] == max(meta.tags, key=lambda t: (meta.tags[t], t))

@@ -21,9 +21,11 @@ from infra.http_gateway import (
     NO_AUTH,
     CorsConfig,
     Route,
+    RouteError,
     cors_for_function,
     routes_for_function,
     routes_of_api,
+    same_code_functions,
     serve,
     shutdown,
 )
@@ -187,6 +189,13 @@ def test_routes_come_from_every_function_in_template_yaml_with_their_function_an
     assert routes["GET /tracks/{trackId}"] == ("ApiFunction", NO_AUTH)
 
 
+def test_a_function_running_the_same_handler_is_served_by_it_and_a_route_without_a_handler_is_refused() -> None:
+    # ApiWriteFunction is ApiFunction's code with another role: serve(api handler) answers its routes too.
+    assert same_code_functions(load_template(), "ApiFunction") == ["ApiWriteFunction"]
+    with pytest.raises(RouteError, match="WriteFn"):
+        serve(RecordingHandler(), routes=PROTECTED, function_name="ReadFn")
+
+
 def test_exact_route_wins_over_parameter_and_greedy_routes() -> None:
     events = {
         f"E{i}": {"Type": "HttpApi", "Properties": {"Method": method, "Path": path}}
@@ -209,10 +218,12 @@ def test_cors_comes_from_template_yaml_and_preflight_is_answered_by_the_gateway(
     handler = RecordingHandler()
     handler.reply = {"statusCode": 200, "headers": {"Access-Control-Allow-Origin": "https://evil.example"}, "body": "{}"}
     configured = load_template()["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"]
+    methods = tuple(configured["AllowMethods"])
+    assert "GET" in methods and "OPTIONS" in methods
     allow_headers = tuple(h.lower() for h in configured["AllowHeaders"])
     assert "authorization" in allow_headers and "x-amz-date" in allow_headers  # a page may sign its writes
     assert cors_for_function(load_template(), "ApiFunction") == CorsConfig(
-        allow_origins=("*",), allow_methods=("GET", "PUT", "OPTIONS"), allow_headers=allow_headers, max_age_s=600
+        allow_origins=("*",), allow_methods=methods, allow_headers=allow_headers, max_age_s=600
     )
     server, thread = serve(handler)  # routes and CORS from template.yaml
     url = "http://{}:{}".format(*server.server_address[:2])
@@ -224,7 +235,7 @@ def test_cors_comes_from_template_yaml_and_preflight_is_answered_by_the_gateway(
         )
         assert preflight.status_code == 204
         assert preflight.headers["access-control-allow-origin"] == "*"
-        assert preflight.headers["access-control-allow-methods"] == "GET,PUT,OPTIONS"
+        assert preflight.headers["access-control-allow-methods"] == ",".join(methods)
         assert preflight.headers["access-control-allow-headers"] == ",".join(allow_headers)
         assert preflight.headers["access-control-max-age"] == "600"
         assert handler.events == []
@@ -260,8 +271,8 @@ NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 def protected(request: pytest.FixtureRequest) -> Iterator[tuple[str, RecordingHandler, list[datetime]]]:
     handler = RecordingHandler()
     clock = [NOW]
-    server, thread = serve({"WriteFn": handler, "ReadFn": handler}, routes=PROTECTED, secrets=SECRETS,
-                           clock=lambda: clock[0])
+    server, thread = serve(handler, routes=PROTECTED, function_name="ReadFn", also={"WriteFn": handler},
+                           secrets=SECRETS, clock=lambda: clock[0])
     host, port = server.server_address[:2]
     try:
         yield f"http://{host}:{port}", handler, clock

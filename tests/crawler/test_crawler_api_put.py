@@ -124,3 +124,38 @@ def test_a_crawl_that_may_succeed_later_fails_its_message_for_a_retry(api_url: s
 
     assert len(response["batchItemFailures"]) == 1
     assert table_item(track["id"])["status"] == "pending"
+
+
+def test_put_a_deezer_track_by_its_dz_id(api_url: str, crawler_env: Fakes) -> None:
+    entry = crawler_env.deezer.add("Deezer Only", "Somebody", isrc="FRXYZ2600001")
+
+    response = signed_put(f"{api_url}/tracks/dz-{entry.id}")
+    missing = signed_put(f"{api_url}/tracks/dz-999")
+    bad = signed_put(f"{api_url}/tracks/dz-abc")
+
+    assert (response.status_code, missing.status_code) == (202, 202), response.text
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_track_id"
+    assert crawl_queued_requests() == {"batchItemFailures": []}
+    assert s3_keys() == [f"previews/dz-{entry.id}.mp3"]
+    item = table_item(f"dz-{entry.id}")
+    assert (item["source"], item["deezer_id"], item["isrc"], item["status"]) == ("deezer", str(entry.id), "FRXYZ2600001", "pending")
+    view = requests.get(f"{api_url}/tracks/dz-999", timeout=10).json()
+    assert view["status"] == "failed" and view["source"] == "deezer" and "Deezer does not know this track" in view["error"]
+
+
+def test_put_a_spotify_track_already_reached_through_deezer_adds_no_second_track(api_url: str, crawler_env: Fakes) -> None:
+    entry = crawler_env.deezer.add("Both", "Services", isrc="FRXYZ2600002")
+    track = spotify_track(spotify_id(94), "Both", ["Services"], isrc="FRXYZ2600002")
+    crawler_env.spotify.tracks[track["id"]] = track
+    assert signed_put(f"{api_url}/tracks/dz-{entry.id}").status_code == 202
+    assert crawl_queued_requests() == {"batchItemFailures": []}
+    downloads = len(crawler_env.cdn.log)
+
+    assert signed_put(f"{api_url}/tracks/{track['id']}").status_code == 202
+    assert crawl_queued_requests() == {"batchItemFailures": []}
+
+    assert len(crawler_env.cdn.log) == downloads and s3_keys() == [f"previews/dz-{entry.id}.mp3"]
+    assert table_item(f"dz-{entry.id}")["spotify_id"] == track["id"]
+    # The requested id's item names the entry that holds the recording instead of staying pending.
+    view = requests.get(f"{api_url}/tracks/{track['id']}", timeout=10).json()
+    assert view["status"] == "failed" and f"in the catalogue as dz-{entry.id}" in view["error"]

@@ -468,6 +468,23 @@ def test_write_route_rule_reports_a_route_that_does_not_say_who_may_call_it(
     problems = check_write_routes_declare_auth(write_template(tmp_path, real_template), tmp_path)
 
     assert problems == [
-        f"{writer}: route POST /users/{{userId}}/history does not set Auth: Authorizer; use AWS_IAM for a write to "
-        "the catalogue or a person's history, or NONE for a listener route (README, Protected writes)"
+        f"{writer}: route POST /users/{{userId}}/history does not say who may call it; set Auth: Authorizer: AWS_IAM "
+        "for a write to the catalogue or a person's history, or list it in the function's Metadata OpenRoutes for a "
+        "listener route (README, Protected writes)"
     ]
+
+
+def test_write_route_rule_accepts_a_listener_route_listed_as_open_and_reports_a_stale_entry(
+    tmp_path: Path, real_template: dict[str, Any]
+) -> None:
+    writer = _function_with_route(real_template, "PUT")
+    function = real_template["Resources"][writer]
+    function["Properties"]["Events"]["Feedback"] = {
+        "Type": "HttpApi",
+        "Properties": {"ApiId": {"Ref": "HttpApi"}, "Method": "POST", "Path": "/stations/{stationId}/feedback"},
+    }
+    function.setdefault("Metadata", {})["OpenRoutes"] = ["POST /stations/{stationId}/feedback", "POST /gone"]
+
+    problems = check_write_routes_declare_auth(write_template(tmp_path, real_template), tmp_path)
+
+    assert problems == [f"{writer}: Metadata OpenRoutes lists POST /gone, which is not one of its HttpApi routes"]

@@ -94,22 +94,6 @@ def chromium_path() -> str:
     return found
 
 
-def _wait_for_index(stack: Any, count: int) -> None:
-    from catalog.keys import LATEST_KEY
-
-    s3 = stack.client("s3")
-    deadline = time.monotonic() + INDEX_WAIT_S
-    while time.monotonic() < deadline:
-        try:
-            latest = json.loads(s3.get_object(Bucket=stack.resources.refs["IndexBucket"], Key=LATEST_KEY)["Body"].read())
-            if latest["count"] == count:
-                return
-        except s3.exceptions.NoSuchKey:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"no index of {count} tracks was published within {INDEX_WAIT_S:.0f} s")
-
-
 @contextmanager
 def served_catalogue() -> Iterator[ServedCatalogue]:
     """Render (or reuse) the small catalogue, crawl, extract and index it on a fresh local stack, serve the API."""
@@ -117,7 +101,7 @@ def served_catalogue() -> Iterator[ServedCatalogue]:
     from crawler.pipeline import cli_crawler, crawl_sources
     from demo.catalog import build
     from infra.cli import drain_extract_queue
-    from infra.http_gateway import serve, shutdown
+    from infra.http_gateway import shutdown
     from infra.stack import running_stack
 
     folder = build("small", None, progress=False).folder
@@ -136,8 +120,8 @@ def served_catalogue() -> Iterator[ServedCatalogue]:
             report = drain_extract_queue(stack)
             if report.dead:
                 raise AssertionError(f"{report.dead} clips were dead-lettered by the extractor")
-            _wait_for_index(stack, len(clips))
-            gateway = serve(stack.handler("ApiFunction"), host="127.0.0.1", port=0)
+            stack.wait_for_index(timeout_s=INDEX_WAIT_S, count=len(clips))
+            gateway = stack.serve_api(host="127.0.0.1", port=0)
             yield ServedCatalogue(f"http://127.0.0.1:{gateway[0].server_address[1]}", clips)
         finally:
             if gateway is not None:
