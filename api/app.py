@@ -44,6 +44,11 @@ def create_app(*routers: APIGatewayHttpRouter) -> APIGatewayHttpResolver:
         ]
         return error_response(400, "bad_request", "; ".join(problems) or "the request is not valid")
 
+    @app.exception_handler(UnicodeDecodeError)
+    def handle_undecodable_body(_exc: UnicodeDecodeError) -> Response[str]:
+        # Powertools decodes the body as UTF-8 before it can parse JSON; a binary body fails there.
+        return error_response(400, "bad_request", "the request body is not UTF-8 JSON")
+
     @app.not_found
     def handle_not_found(_exc: Exception) -> Response[str]:
         return error_response(404, "route_not_found", "no such route")

@@ -234,6 +234,7 @@ _CONTAINER_CACHES = (
     ("api.deps", "_index_cache_for"),
     ("api.deps", "_table_on"),
     ("api.routes.tracks", "_crawl_queue_on"),
+    ("api.routes.stations", "_stations_on"),
     ("api.routes.web", "_lookup_for"),
     ("crawler.pipeline", "default_crawler"),
 )

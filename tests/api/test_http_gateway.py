@@ -187,6 +187,9 @@ def test_routes_come_from_every_function_in_template_yaml_with_their_function_an
     assert routes == expected
     assert routes["PUT /tracks/{trackId}"] == ("ApiWriteFunction", IAM)
     assert routes["GET /tracks/{trackId}"] == ("ApiFunction", NO_AUTH)
+    # The stations' writes are open listener routes, on the function whose role may write.
+    assert routes["POST /stations/{stationId}/next"] == ("ApiWriteFunction", NO_AUTH)
+    assert routes["GET /stations/{stationId}"] == ("ApiFunction", NO_AUTH)
 
 
 def test_a_function_running_the_same_handler_is_served_by_it_and_a_route_without_a_handler_is_refused() -> None:
@@ -219,12 +222,12 @@ def test_cors_comes_from_template_yaml_and_preflight_is_answered_by_the_gateway(
     handler.reply = {"statusCode": 200, "headers": {"Access-Control-Allow-Origin": "https://evil.example"}, "body": "{}"}
     configured = load_template()["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"]
     methods = tuple(configured["AllowMethods"])
-    assert "GET" in methods and "OPTIONS" in methods
     allow_headers = tuple(h.lower() for h in configured["AllowHeaders"])
     assert "authorization" in allow_headers and "x-amz-date" in allow_headers  # a page may sign its writes
     assert cors_for_function(load_template(), "ApiFunction") == CorsConfig(
         allow_origins=("*",), allow_methods=methods, allow_headers=allow_headers, max_age_s=600
     )
+    assert {"GET", "PUT", "POST", "PATCH", "DELETE", "OPTIONS"} == set(methods)
     server, thread = serve(handler)  # routes and CORS from template.yaml
     url = "http://{}:{}".format(*server.server_address[:2])
     try:

@@ -479,11 +479,12 @@ def test_write_route_rule_accepts_a_listener_route_listed_as_open_and_reports_a_
 ) -> None:
     writer = _function_with_route(real_template, "PUT")
     function = real_template["Resources"][writer]
-    function["Properties"]["Events"]["Feedback"] = {
+    function["Properties"]["Events"]["Skip"] = {
         "Type": "HttpApi",
-        "Properties": {"ApiId": {"Ref": "HttpApi"}, "Method": "POST", "Path": "/stations/{stationId}/feedback"},
+        "Properties": {"ApiId": {"Ref": "HttpApi"}, "Method": "POST", "Path": "/stations/{stationId}/skip"},
     }
-    function.setdefault("Metadata", {})["OpenRoutes"] = ["POST /stations/{stationId}/feedback", "POST /gone"]
+    declared = function.setdefault("Metadata", {}).setdefault("OpenRoutes", [])
+    declared += ["POST /stations/{stationId}/skip", "POST /gone"]
 
     problems = check_write_routes_declare_auth(write_template(tmp_path, real_template), tmp_path)
 
