@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from api.listing import ListPolicy, artist_keys
 from api.recommend import seeds_query
-from api.served import Neighbour, ServedIndex
+from api.served import Accept, Neighbour, ServedIndex
 from api.stations_store import PlayedBatch, Signal, Station
 from api.vectors import unit
 
@@ -104,8 +104,11 @@ def unreachable(station: Station) -> frozenset[str]:
     return frozenset(station.definition.seeds) | frozenset(disliked(station))
 
 
-def next_batch(index: ServedIndex, station: Station, n: int) -> tuple[PlayedBatch, list[Pick]]:
-    """The next ``n`` tracks (fewer only when the reachable catalogue is smaller) and the batch to record."""
+def next_batch(
+    index: ServedIndex, station: Station, n: int, accept: Accept | None = None
+) -> tuple[PlayedBatch, list[Pick]]:
+    """The next ``n`` tracks (fewer only when the reachable catalogue, or what ``accept`` lets through, is
+    smaller) and the batch to record."""
     query = query_vector(index, station)
     never = unreachable(station)
     reachable = index.count - sum(1 for t in never if t in index)
@@ -114,18 +117,26 @@ def next_batch(index: ServedIndex, station: Station, n: int) -> tuple[PlayedBatc
     n = min(n, reachable)
     cycle = station.cycle
     played = station.played_this_cycle()
-    picks = _pick(index, station, query, n, never | set(played))
+    picks = _pick(index, station, query, n, never | set(played), accept)
     if len(picks) < n:
         # The cycle is through the reachable catalogue: finish this batch from a fresh cycle.
         cycle += 1
-        more = _pick(index, station, query, n - len(picks), never | {p.track_id for p in picks})
+        more = _pick(index, station, query, n - len(picks), never | {p.track_id for p in picks}, accept)
         picks += more
     batch = PlayedBatch(cycle=cycle, batch=station.next_batch, tracks=tuple(p.track_id for p in picks))
     return batch, picks
 
 
-def _pick(index: ServedIndex, station: Station, query: npt.NDArray[np.float32], n: int, exclude: set[str]) -> list[Pick]:
-    """Up to ``n`` tracks near ``query``: what resembles the dislikes pushed down, then the batch's artist cap."""
+def _pick(
+    index: ServedIndex,
+    station: Station,
+    query: npt.NDArray[np.float32],
+    n: int,
+    exclude: set[str],
+    accept: Accept | None = None,
+) -> list[Pick]:
+    """Up to ``n`` tracks near ``query`` that ``accept`` lets through: what resembles the dislikes pushed
+    down, then the batch's artist cap."""
     if n <= 0:
         return []
     push = PushDown.of(index, station)
@@ -133,7 +144,7 @@ def _pick(index: ServedIndex, station: Station, query: npt.NDArray[np.float32], 
     # The push can lift candidates from further down, so a station with dislikes looks further.
     want = n * CANDIDATE_FACTOR * (1 if push.vectors is None else 2)
     while True:
-        candidates = index.search(query, want, exclude=exclude)
+        candidates = index.search(query, want, exclude=exclude, accept=accept)
         scored = sorted(candidates, key=lambda c: -(c.similarity - push.penalty(index, c.track_id)))
         acceptor = policy.acceptor(index)
         picks = [Pick(c.track_id, c.similarity) for c in scored if acceptor(index.meta(c.track_id))][:n]

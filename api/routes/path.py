@@ -10,9 +10,10 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from api.constants import PATH_LENGTH_DEFAULT, PATH_LENGTH_MAX, PATH_LENGTH_MIN
 from api.deps import served_index, tracks_table
+from api.descriptor_filters import parse_filters
 from api.discovery import PathTooLongError, SameEndsError, path
 from api.errors import ApiError, json_response
-from api.recommend import TrackNotIndexedError, track_summary
+from api.recommend import TrackNotIndexedError, require_served, track_summary
 from api.routes.recommendations import not_served_error
 from api.served import ServedIndex
 from catalog.keys import TRACK_ID_PATTERN
@@ -29,8 +30,12 @@ def get_path(
     end: Annotated[str, Query(alias="to", pattern=TRACK_ID_PATTERN)],
     length: Annotated[int, Query(ge=PATH_LENGTH_MIN, le=PATH_LENGTH_MAX)] = PATH_LENGTH_DEFAULT,
 ) -> Response[str]:
+    # minTempo, maxTempo, tempoOctaves, key, minLoudness, maxLoudness, mode apply to the steps
+    # between the two ends (the ends are the listener's); key=compatible is relative to `from`.
+    filters = parse_filters(router.current_event.query_string_parameters or {})
     try:
-        found = path(index, start, end, length)
+        require_served(index, [start], "from")
+        found = path(index, start, end, length, filters.accept(index.meta(start).descriptors))
     except TrackNotIndexedError as exc:
         raise not_served_error(table, exc) from None
     except SameEndsError:

@@ -7,14 +7,15 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler import Depends, Response
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from api.constants import ARTIST_CAP_MAX, CONTINUE_LENGTH_DEFAULT, CONTINUE_LENGTH_MAX, EXCLUDE_MAX, MAX_SEEDS
 from api.deps import served_index, tracks_table
+from api.descriptor_filters import BodyFilters
 from api.discovery import ContinuationRequest, continue_playlist
 from api.errors import json_response
 from api.listing import ListPolicy
-from api.recommend import TrackNotIndexedError, track_summary
+from api.recommend import TrackNotIndexedError, require_served, track_summary
 from api.routes.recommendations import not_served_error
 from api.served import ServedIndex
 from catalog.keys import TRACK_ID_PATTERN
@@ -25,7 +26,9 @@ router = APIGatewayHttpRouter()
 TrackId = Annotated[str, Field(pattern=TRACK_ID_PATTERN)]
 
 
-class ContinueBody(BaseModel):
+class ContinueBody(BodyFilters):
+    """The continuation's request; the descriptor filters are relative to the first seed."""
+
     model_config = ConfigDict(extra="forbid")
 
     seeds: Annotated[list[TrackId], Field(min_length=1, max_length=MAX_SEEDS)]
@@ -44,7 +47,9 @@ def post_continue(
     seeds = tuple(dict.fromkeys(body.seeds))
     policy = ListPolicy(exclude=frozenset(body.exclude), max_per_artist=body.max_per_artist, dedupe=body.dedupe)
     try:
-        continuation = continue_playlist(index, ContinuationRequest(seeds, body.length, policy))
+        require_served(index, seeds, "seeds")
+        extra = body.filters().accept(index.meta(seeds[0]).descriptors)
+        continuation = continue_playlist(index, ContinuationRequest(seeds, body.length, policy), extra)
     except TrackNotIndexedError as exc:
         raise not_served_error(table, exc) from None
     tracks = [

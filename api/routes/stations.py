@@ -25,6 +25,7 @@ from api.constants import (
     STATION_WEIGHT_MAX,
 )
 from api.deps import served_index
+from api.descriptor_filters import BodyFilters
 from api.errors import ApiError, json_response
 from api.recommend import track_summary
 from api.served import ServedIndex
@@ -84,7 +85,9 @@ class StationChange(BaseModel):
     max_per_artist: ArtistCap | None = Field(None, alias="maxPerArtist")
 
 
-class NextRequest(BaseModel):
+class NextRequest(BodyFilters):
+    """How many tracks, and descriptor filters for this batch (key=compatible relative to the first seed)."""
+
     model_config = ConfigDict(extra="forbid")
 
     n: Annotated[int, Field(ge=1, le=STATION_NEXT_MAX)] = STATION_NEXT_DEFAULT
@@ -193,11 +196,14 @@ def station_next(
     store: Annotated[StationStore, Depends(stations_store)],
     body: Annotated[NextRequest | None, Body()] = None,
 ) -> Response[str]:
-    n = (body or NextRequest()).n
+    request = body or NextRequest()
+    filters = request.filters()
     for _ in range(NEXT_ATTEMPTS):
         station = _load(store, stationId)
+        seed = station.definition.seeds[0]
+        accept = filters.accept(index.meta(seed).descriptors if seed in index else None)
         try:
-            batch, picks = stations.next_batch(index, station, n)
+            batch, picks = stations.next_batch(index, station, request.n, accept)
         except stations.NoReachableTracksError as exc:
             raise ApiError(409, "station_exhausted", str(exc)) from None  # our own wording, never the request's
         try:
