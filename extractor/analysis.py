@@ -1,12 +1,13 @@
 """One clip → its embedding and its descriptors, sharing the spectrogram: what every caller runs.
 
-The Lambda pipeline, ``python -m extractor`` and bench/extract.py all go through
-:func:`analyse`, so the path measured is the path deployed.
+The Lambda pipeline (:func:`analyse_many`, one model call per SQS batch), ``python -m
+extractor`` and bench/extract.py all go through here, so the path measured is the path deployed.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,20 @@ class Analysis:
 
 def analyse(embedder: Embedder, clip: DecodedClip) -> Analysis:
     """Embed and describe a decoded clip (at least 3 s, not silent)."""
-    check_samples(clip.samples)
-    shared = Spectra.of(clip.samples)
-    embedding = embedder.embed_patches(shared.patches())
-    return Analysis(embedding=embedding, descriptors=describe(clip, shared))
+    return analyse_many(embedder, [clip])[0]
+
+
+def analyse_many(embedder: Embedder, clips: Sequence[DecodedClip]) -> list[Analysis]:
+    """Embed and describe decoded clips, their patches run through the model in one call
+    (the extractor's SQS batch); each clip's spectrogram serves its patches and its descriptors."""
+    for clip in clips:
+        check_samples(clip.samples)
+    shared = [Spectra.of(clip.samples) for clip in clips]
+    embeddings = embedder.embed_patches_many([spectra.patches() for spectra in shared])
+    return [
+        Analysis(embedding=embedding, descriptors=describe(clip, spectra))
+        for clip, spectra, embedding in zip(clips, shared, embeddings, strict=True)
+    ]
 
 
 def analyse_bytes(embedder: Embedder, data: bytes) -> Analysis:

@@ -101,12 +101,14 @@ class Embedder:
 
     def embed_many(self, clips: Sequence[NDArray[np.float32]]) -> list[Embedding]:
         """Embed several clips of 16 kHz samples with their patches run through the model together."""
-        if not clips:
-            return []
-        per_clip = []
         for samples in clips:
             check_samples(samples)
-            per_clip.append(clip_patches(samples))
+        return self.embed_patches_many([clip_patches(samples) for samples in clips])
+
+    def embed_patches_many(self, per_clip: Sequence[NDArray[np.float32]]) -> list[Embedding]:
+        """One embedding per clip's patches, from one pass of all of them through the model."""
+        if not per_clip:
+            return []
         taggram, penultimate = self.predict(np.concatenate(per_clip))
         bounds = np.cumsum([0] + [p.shape[0] for p in per_clip])
         return [self._summarise(taggram[a:b], penultimate[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]

@@ -1,4 +1,9 @@
-"""One preview object → one Tracks update (embedding, tags, descriptors): the extractor's domain logic, free of Lambda.
+"""Preview objects → Tracks updates (embedding, tags, descriptors): the extractor's domain logic, free of Lambda.
+
+A batch goes in three steps: :meth:`Extraction.prepare` downloads and decodes each
+preview (or settles it without the model), :meth:`Extraction.analyse` runs every
+decoded clip through the model in one call and describes each, :meth:`Extraction.finish`
+writes each.
 
 The item is written before the audio is deleted, so a crash in between only
 means the object is processed again; a missing object means that already
@@ -10,7 +15,7 @@ retried (transient) or ends in the dead-letter queue.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from aws_lambda_powertools import Logger
@@ -18,8 +23,8 @@ from aws_lambda_powertools import Logger
 from catalog.keys import LOCAL_ID_PREFIX, parse_preview_key
 from catalog.records import Source, TrackRecord, encode_embedding
 from catalog.storage import AudioStore, TrackTable, decode_object_metadata
-from extractor.analysis import analyse
-from extractor.audio import UndecodableAudioError, check_size, decode_clip
+from extractor.analysis import Analysis, analyse_many
+from extractor.audio import DecodedClip, UndecodableAudioError, check_size, decode_clip
 from extractor.constants import EMBEDDING_DIM
 from extractor.embed import Embedder
 
@@ -47,6 +52,16 @@ def fallback_record(track_id: str, metadata: Mapping[str, str]) -> TrackRecord:
         return TrackRecord(track_id=track_id, source=guessed_source)
 
 
+@dataclass(frozen=True)
+class Clip:
+    """A preview downloaded and decoded, waiting for its embedding (the batch's model call)."""
+
+    track_id: str
+    key: str
+    audio: DecodedClip
+    fallback: TrackRecord
+
+
 @dataclass
 class Extraction:
     store: AudioStore
@@ -54,8 +69,11 @@ class Extraction:
     # Called only when audio decodes, so the model is never built for bad input.
     embedder: Callable[[], Embedder]
 
-    def process(self, key: str, size: int | None = None) -> Outcome:
-        """Embed previews/{track_id}.{ext} into its Tracks item. ``key`` is decoded (not URL-encoded)."""
+    def prepare(self, key: str, size: int | None = None) -> Clip | Outcome:
+        """previews/{track_id}.{ext} decoded, or the outcome that needs no model (skipped, gone, failed).
+
+        ``key`` is decoded (not URL-encoded).
+        """
         try:
             track_id, _ = parse_preview_key(key)
         except ValueError as exc:
@@ -81,24 +99,30 @@ class Extraction:
             clip = decode_clip(audio.data)
         except UndecodableAudioError as exc:
             return self._fail(track_id, key, exc, fallback)
-        analysis = analyse(self.embedder(), clip)
-        embedding = analysis.embedding
+        return Clip(track_id, key, clip, fallback)
 
+    def analyse(self, clips: Sequence[Clip]) -> list[Analysis]:
+        """Every clip's embedding from one model call (their patches run through the network together), and its descriptors."""
+        return analyse_many(self.embedder(), [clip.audio for clip in clips]) if clips else []
+
+    def finish(self, clip: Clip, analysis: Analysis) -> Outcome:
+        """Write the embedding and descriptors into the track's item, then delete the audio."""
+        embedding = analysis.embedding
         self.table.mark_ready(
-            track_id,
+            clip.track_id,
             embedding=encode_embedding(embedding.vector),
             dim=EMBEDDING_DIM,
             model=embedding.model,
             tags=embedding.tags,
             descriptors=analysis.descriptors,
-            fallback=fallback,
+            fallback=clip.fallback,
         )
         # mark_ready fills metadata only; playlist membership is a set to add to.
-        self.table.add_playlists(track_id, fallback.playlists)
-        self.store.delete(key)
+        self.table.add_playlists(clip.track_id, clip.fallback.playlists)
+        self.store.delete(clip.key)
         logger.info(
             "track ready",
-            extra={"track_id": track_id, "tags": embedding.tags, "descriptors": analysis.descriptors.to_json()},
+            extra={"track_id": clip.track_id, "tags": embedding.tags, "descriptors": analysis.descriptors.to_json()},
         )
         return Outcome.READY
 

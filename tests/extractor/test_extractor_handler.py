@@ -272,3 +272,65 @@ def test_a_missing_setting_fails_the_batch_with_the_variable_named(aws, lambda_c
 
     with pytest.raises(MissingSettingError, match="TRACKS_TABLE"):
         handler.extraction()
+
+
+THIRD_ID = "0VjIjW4GlUZAMYd2vXMi3b"
+
+
+@pytest.mark.model
+def test_a_batch_is_embedded_in_one_model_call_and_a_failure_is_mapped_to_its_own_message(
+    aws, lambda_context, monkeypatch
+) -> None:
+    for track_id in (SPOTIFY_ID, OTHER_ID, THIRD_ID):
+        crawl(aws, track(track_id))
+    first = upload(aws, track(SPOTIFY_ID), encode(drum_groove(4.0, seed=3), "mp3"))
+    throttled = upload(aws, track(OTHER_ID), encode(sine(4.0, 330.0), "mp3"))
+    third = upload(aws, track(THIRD_ID), encode(string_pad(4.0, seed=4), "mp3"))
+    store = handler.extraction().store
+    real_get = store.get
+
+    def get(key: str):
+        if key == preview_key(OTHER_ID, "mp3"):
+            raise ClientError({"Error": {"Code": "SlowDown", "Message": "slow down"}}, "GetObject")
+        return real_get(key)
+
+    monkeypatch.setattr(store, "get", get)
+    model = handler.embedder()
+    calls: list[int] = []
+    real_embed_patches_many = model.embed_patches_many
+
+    def embed_patches_many(per_clip):
+        calls.append(len(per_clip))
+        return real_embed_patches_many(per_clip)
+
+    monkeypatch.setattr(model, "embed_patches_many", embed_patches_many)
+
+    response = handler.lambda_handler(sqs_event(first, throttled, third), lambda_context)
+
+    assert calls == [2], "one model call for the batch, holding the two clips that downloaded"
+    assert failures(response) == {throttled["messageId"]}
+    assert [aws.item(t)["status"] for t in (SPOTIFY_ID, OTHER_ID, THIRD_ID)] == ["ready", "pending", "ready"]
+    # Each clip of the shared model call is still described from its own audio: the groove plays at 120 BPM.
+    grooves = TrackRecord.from_item(aws.item(SPOTIFY_ID)).descriptors
+    assert grooves is not None and abs(grooves.tempoBpm - 120.0) < 120.0 * 0.04
+    assert TrackRecord.from_item(aws.item(THIRD_ID)).descriptors is not None
+
+
+@pytest.mark.model
+def test_a_failed_model_call_fails_exactly_the_messages_whose_clips_it_held(aws, lambda_context, monkeypatch) -> None:
+    crawl(aws, track(SPOTIFY_ID))
+    crawl(aws, track(OTHER_ID))
+    clip = upload(aws, track(SPOTIFY_ID), encode(drum_groove(4.0, seed=5), "mp3"))
+    undecodable = upload(aws, track(OTHER_ID), b"not audio at all" * 100)
+    test_event = load_event("extractor_sqs_s3_test_event.json")["Records"][0]
+
+    def broken(clips):
+        raise RuntimeError("ResourceExhaustedError: OOM when allocating tensor")
+
+    monkeypatch.setattr(handler.embedder(), "embed_patches_many", broken)
+
+    response = handler.lambda_handler(sqs_event(clip, undecodable, test_event), lambda_context)
+
+    assert failures(response) == {clip["messageId"]}
+    assert aws.item(SPOTIFY_ID)["status"] == "pending" and aws.object_exists(preview_key(SPOTIFY_ID, "mp3"))
+    assert aws.item(OTHER_ID)["status"] == "failed"
