@@ -1,9 +1,10 @@
 """Preview objects → Tracks updates (embedding, tags, descriptors): the extractor's domain logic, free of Lambda.
 
 A batch goes in three steps: :meth:`Extraction.prepare` downloads and decodes each
-preview (or settles it without the model), :meth:`Extraction.analyse` runs every
-decoded clip through the model in one call and describes each, :meth:`Extraction.finish`
-writes each.
+preview (or settles it without the model), :meth:`Extraction.embed` runs every
+decoded clip through the model in one pass, handing each over as soon as it is
+through, and :meth:`Extraction.finish` describes and writes each (the handler does
+that in a second thread while the model runs the next clips).
 
 The item is written before the audio is deleted, so a crash in between only
 means the object is processed again; a missing object means that already
@@ -15,7 +16,7 @@ retried (transient) or ends in the dead-letter queue.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from aws_lambda_powertools import Logger
@@ -23,7 +24,7 @@ from aws_lambda_powertools import Logger
 from catalog.keys import LOCAL_ID_PREFIX, parse_preview_key
 from catalog.records import Source, TrackRecord, encode_embedding
 from catalog.storage import AudioStore, TrackTable, decode_object_metadata
-from extractor.analysis import Analysis, analyse_many
+from extractor.analysis import Embedded, embed_stream
 from extractor.audio import DecodedClip, UndecodableAudioError, check_size, decode_clip
 from extractor.constants import EMBEDDING_DIM
 from extractor.embed import Embedder
@@ -101,12 +102,14 @@ class Extraction:
             return self._fail(track_id, key, exc, fallback)
         return Clip(track_id, key, clip, fallback)
 
-    def analyse(self, clips: Sequence[Clip]) -> list[Analysis]:
-        """Every clip's embedding from one model call (their patches run through the network together), and its descriptors."""
-        return analyse_many(self.embedder(), [clip.audio for clip in clips]) if clips else []
+    def embed(self, clips: Sequence[Clip]) -> Iterator[Embedded]:
+        """Every clip through the model in one pass (their patches run through the network together),
+        each as soon as it is through."""
+        return embed_stream(self.embedder(), [clip.audio for clip in clips]) if clips else iter(())
 
-    def finish(self, clip: Clip, analysis: Analysis) -> Outcome:
-        """Write the embedding and descriptors into the track's item, then delete the audio."""
+    def finish(self, clip: Clip, embedded: Embedded) -> Outcome:
+        """Describe the clip, write the embedding and descriptors into the track's item, then delete the audio."""
+        analysis = embedded.analysis()
         embedding = analysis.embedding
         self.table.mark_ready(
             clip.track_id,
