@@ -120,8 +120,6 @@ class Extraction:
             descriptors=analysis.descriptors,
             fallback=clip.fallback,
         )
-        # mark_ready fills metadata only; playlist membership is a set to add to.
-        self.table.add_playlists(clip.track_id, clip.fallback.playlists)
         self.store.delete(clip.key)
         logger.info(
             "track ready",
@@ -131,7 +129,6 @@ class Extraction:
 
     def _fail(self, track_id: str, key: str, exc: UndecodableAudioError, fallback: TrackRecord) -> Outcome:
         self.table.mark_failed(track_id, f"{type(exc).__name__}: {exc}", fallback)
-        self.table.add_playlists(track_id, fallback.playlists)
         self.store.delete(key)
         logger.warning("track failed: audio cannot be embedded", extra={"track_id": track_id, "error": str(exc)})
         return Outcome.FAILED
