@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 REQUIREMENTS := requirements-dev.txt requirements-nodeps.txt crawler/requirements.txt \
 	extractor/requirements.txt extractor/requirements-nodeps.txt \
 	annoy_service/requirements.txt api/requirements.txt api/requirements-index.txt \
-	history/requirements.txt
+	history/requirements.txt history/requirements-import.txt
 PORT ?= 8080
 PLAYLIST ?=
 FULL ?=
@@ -112,9 +112,10 @@ ZIP_FUNCTIONS := CrawlerFunction AnnoyServiceFunction ApiFunction ApiWriteFuncti
 PACKAGES_CrawlerFunction := crawler
 PACKAGES_AnnoyServiceFunction := annoy_service
 # One code package behind two functions (read routes, write routes): see template.yaml.
-# GET /tracks/{trackId}/audio resolves previews with the crawler's Spotify and Deezer clients.
-PACKAGES_ApiFunction := api crawler
-PACKAGES_ApiWriteFunction := api crawler
+# GET /tracks/{trackId}/audio resolves previews with the crawler's Spotify and Deezer clients;
+# POST /users/{userId}/history imports with history's parser and matcher (not its trainer).
+PACKAGES_ApiFunction := api crawler history
+PACKAGES_ApiWriteFunction := api crawler history
 
 # Pattern rules: make skips implicit rules for .PHONY targets, so only these two are listed.
 .PHONY: stage lambda-wheels
