@@ -16,11 +16,11 @@ from test_api_history_import import LISTENS_TABLE, basic_record, extended_record
 
 from catalog.listens import ListenTable
 from catalog.train_requests import TrainRequest
+from infra.authorizers import NO_AUTH, route_authorizer
 from infra.context import LocalLambdaContext
 from infra.pump import sqs_event_record
 from infra.resources import template_table_params
 from infra.sigv4 import sign
-from infra.authorizers import NO_AUTH, route_authorizer
 from infra.template import functions, load_template
 
 TRAIN_QUEUE = "soundslike-test-train"
