@@ -9,9 +9,11 @@ file adds only what is missing, because every play's key is deterministic
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from catalog.listens import SKIP_BELOW_MS, Listen, ListenTable
 from history.exports import ExportPlay, iter_plays
@@ -78,6 +80,13 @@ def to_listen(user_id: str, play: ExportPlay, matcher: CatalogueMatcher) -> List
     )
 
 
+def _opened(paths: Sequence[Path]) -> Iterator[tuple[str, BinaryIO]]:
+    """Each file, opened only when its turn comes and closed before the next."""
+    for path in paths:
+        with path.open("rb") as stream:
+            yield str(path), stream
+
+
 def import_files(
     user_id: str,
     paths: Sequence[Path],
@@ -89,50 +98,92 @@ def import_files(
     progress_every: int = PROGRESS_EVERY,
 ) -> ImportReport:
     """Import every file in order; MalformedExportError after storing what came before the bad record."""
-    report = ImportReport()
-    stored = table.keys_of(user_id)
-    pending: list[Listen] = []
+    with closing(_opened(paths)) as sources:
+        return import_streams(user_id, sources, matcher, table, crawl=crawl, progress=progress, progress_every=progress_every)
 
-    def flush() -> None:
-        table.put_all(pending)
-        pending.clear()
 
+class _Importer:
+    """One import's state: the keys already stored, the batch being filled, the report."""
+
+    def __init__(self, user_id: str, matcher: CatalogueMatcher, table: ListenTable) -> None:
+        self.user_id = user_id
+        self.matcher = matcher
+        self.table = table
+        self.report = ImportReport()
+        self.stored = table.keys_of(user_id)
+        self.pending: list[Listen] = []
+
+    def add(self, play: ExportPlay | None) -> None:
+        report = self.report
+        report.records += 1
+        if play is None:
+            report.not_music += 1
+            return
+        listen = to_listen(self.user_id, play, self.matcher)
+        report.plays += 1
+        report.skips += listen.skipped
+        if listen.track_id:
+            report.matched += 1
+        else:
+            report.unmatched += 1
+            if spotify := spotify_id_of(listen.spotify_uri):
+                report.unmatched_spotify_ids.add(spotify)
+        if listen.sort_key in self.stored:
+            report.already_imported += 1
+            return
+        self.stored.add(listen.sort_key)
+        self.pending.append(listen)
+        report.added += 1
+        if len(self.pending) >= WRITE_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        self.table.put_all(self.pending)
+        self.pending.clear()
+
+    def finish(self, crawl: CrawlRequest | None) -> ImportReport:
+        if crawl is not None:
+            for spotify in sorted(self.report.unmatched_spotify_ids):
+                crawl(spotify)
+                self.report.crawl_requested += 1
+        return self.report
+
+
+def import_streams(
+    user_id: str,
+    sources: Iterable[tuple[str, BinaryIO]],
+    matcher: CatalogueMatcher,
+    table: ListenTable,
+    *,
+    crawl: CrawlRequest | None = None,
+    progress: Progress | None = None,
+    progress_every: int = PROGRESS_EVERY,
+) -> ImportReport:
+    """Import (name, seekable binary stream) exports in order, as :func:`import_files` does files
+    (POST /users/{userId}/history passes its request body as one stream named "body")."""
+    importer = _Importer(user_id, matcher, table)
     try:
-        for path in paths:
-            report.files += 1
+        for name, stream in sources:
+            importer.report.files += 1
             read = 0
-            with path.open("rb") as stream:
-                for _, play in iter_plays(stream, str(path)):
-                    read += 1
-                    report.records += 1
-                    if progress and read % progress_every == 0:
-                        progress(str(path), read, report)
-                    if play is None:
-                        report.not_music += 1
-                        continue
-                    listen = to_listen(user_id, play, matcher)
-                    report.plays += 1
-                    report.skips += listen.skipped
-                    if listen.track_id:
-                        report.matched += 1
-                    else:
-                        report.unmatched += 1
-                        if spotify := spotify_id_of(listen.spotify_uri):
-                            report.unmatched_spotify_ids.add(spotify)
-                    if listen.sort_key in stored:
-                        report.already_imported += 1
-                        continue
-                    stored.add(listen.sort_key)
-                    pending.append(listen)
-                    report.added += 1
-                    if len(pending) >= WRITE_BATCH:
-                        flush()
+            for _, play in iter_plays(stream, name):
+                importer.add(play)
+                read += 1
+                if progress and read % progress_every == 0:
+                    progress(name, read, importer.report)
             if progress:
-                progress(str(path), read, report)
+                progress(name, read, importer.report)
     finally:
-        flush()
-    if crawl is not None:
-        for spotify in sorted(report.unmatched_spotify_ids):
-            crawl(spotify)
-            report.crawl_requested += 1
-    return report
+        importer.flush()
+    return importer.finish(crawl)
+
+
+def import_plays(user_id: str, plays: Iterable[ExportPlay], matcher: CatalogueMatcher, table: ListenTable) -> ImportReport:
+    """Import plays that come as plays, not in a file (the recently-played feed): the same matching, keys and counts."""
+    importer = _Importer(user_id, matcher, table)
+    try:
+        for play in plays:
+            importer.add(play)
+    finally:
+        importer.flush()
+    return importer.finish(None)
