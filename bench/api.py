@@ -41,6 +41,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from annoy_service.builder import N_TREES, search_k_for  # noqa: E402 - the index the annoy_service publishes
+from api.recommend import recommendations  # noqa: E402
 from api.served import ServedIndex  # noqa: E402
 from catalog.bundle import (  # noqa: E402
     SERVING_FILES,
@@ -232,10 +233,9 @@ def baseline_request(store: BundleStore, workdir: Path, track: str) -> list[dict
     directory = workdir / "baseline"
     store.download_base(manifest, directory, SERVING_FILES)
     index = ServedIndex(BaseReader.open(directory, manifest, verify=False), None, pointer.version)
-    results = [
-        {"trackId": n.track_id, "similarity": n.similarity}
-        for n in index.search(index.vector(track), K_RESULTS, exclude={track})
-    ]
+    # The same answer as the handler's (its list policy asks the index for more candidates than k):
+    # the baseline differs from the API only in fetching and opening the bundle per request.
+    results: list[dict[str, Any]] = recommendations(index, [track], K_RESULTS)["results"]
     index.close()
     for name in SERVING_FILES:
         (directory / name).unlink()
