@@ -18,15 +18,17 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 
 from api import tracks
+from api.methods import allowed_methods, head_as_get, is_head, without_body
 from api.constants import CORS_ALLOW_ORIGIN_DEFAULT, CORS_MAX_AGE_S, K_DEFAULT, K_MAX, K_MIN
 from api.errors import ApiError, error_response, json_response
 from api.index_cache import IndexCache, LoadedIndex
 from api.recommend import TrackNotIndexedError, recommendations
 from catalog.keys import TRACK_ID_PATTERN
 from catalog.settings import env_str, require_env
-from catalog.storage import TrackTable
+from catalog.storage import TrackTable, is_unreachable
 
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 
@@ -126,8 +128,21 @@ def handle_validation_error(exc: RequestValidationError) -> Response[str]:
     return error_response(400, "bad_request", "; ".join(problems) or "the request is not valid")
 
 
+@app.exception_handler([BotoCoreError, ClientError])
+def handle_storage_error(exc: BotoCoreError | ClientError) -> Response[str]:
+    if is_unreachable(exc):
+        logger.warning("storage unreachable", extra={"error": type(exc).__name__})
+        return error_response(503, "storage_unavailable", "the track catalogue cannot be reached right now; try again shortly")
+    return handle_unexpected(exc)
+
+
 @app.not_found
 def handle_not_found(_exc: Exception) -> Response[str]:
+    allowed = allowed_methods(app.current_event.path)
+    if allowed:
+        response = error_response(405, "method_not_allowed", f"this path answers {', '.join(allowed)} only")
+        response.headers["Allow"] = ", ".join(allowed)
+        return response
     return error_response(404, "route_not_found", "no such route")
 
 
@@ -139,4 +154,6 @@ def handle_unexpected(exc: Exception) -> Response[str]:
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if is_head(event):
+        return without_body(app.resolve(head_as_get(event), context))
     return app.resolve(event, context)

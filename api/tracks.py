@@ -17,6 +17,7 @@ from api.constants import SPOTIFY_ID_PATTERN
 from api.errors import ApiError
 from api.index_cache import LoadedIndex
 from catalog.records import Status, TrackRecord
+from catalog.settings import NotConfiguredError
 from catalog.storage import TrackTable
 
 logger = Logger(child=True)
@@ -107,6 +108,11 @@ def request_ingest(track_id: str) -> tuple[int, dict[str, Any]]:
         raise ApiError(400, "invalid_track_id", "a Spotify track id is 22 letters and digits")
     try:
         outcome = _ingest_function()(track_id)
+    except NotConfiguredError as exc:
+        logger.warning("ingest is not configured", extra={"setting": exc.setting})
+        raise ApiError(503, "not_configured", f"the server is not configured for this: set {exc.setting}") from exc
+    except (BotoCoreError, ClientError):
+        raise  # the catalogue's own storage, not a music service: answered by the storage error handler
     except Exception as exc:
         logger.exception("ingest failed")
         raise ApiError(502, "ingest_unavailable", "the track could not be fetched from the music services; try again later") from exc

@@ -7,6 +7,7 @@ talks to AWS and to the local moto server without a branch.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -16,12 +17,18 @@ from urllib.parse import quote, unquote
 import boto3
 from boto3.dynamodb.conditions import Attr
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
 from catalog.keys import preview_key
 from catalog.records import Status, TrackRecord, tags_to_item, utc_now_iso
 
-_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
+DEFAULT_MAX_ATTEMPTS = 6
+
+
+def _client_config() -> Config:
+    # AWS_MAX_ATTEMPTS (boto's own variable: total attempts) shortens the retries where waiting is pointless.
+    attempts = int(os.environ.get("AWS_MAX_ATTEMPTS", "").strip() or DEFAULT_MAX_ATTEMPTS)
+    return Config(retries={"mode": "standard", "total_max_attempts": attempts}, connect_timeout=5, read_timeout=60)
 
 # Transient errors: the message or batch that met one is retried, not marked failed.
 TRANSIENT_ERROR_CODES = frozenset(
@@ -43,12 +50,12 @@ TRANSIENT_ERROR_CODES = frozenset(
 @cache
 def client(service: str) -> Any:
     """One boto3 client per service and process (clients are thread-safe)."""
-    return boto3.session.Session().client(service, config=_CLIENT_CONFIG)
+    return boto3.session.Session().client(service, config=_client_config())
 
 
 @cache
 def resource(service: str) -> Any:
-    return boto3.session.Session().resource(service, config=_CLIENT_CONFIG)
+    return boto3.session.Session().resource(service, config=_client_config())
 
 
 def error_code(exc: BaseException) -> str:
@@ -61,6 +68,11 @@ def is_transient(exc: BaseException) -> bool:
         return False
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
     return error_code(exc) in TRANSIENT_ERROR_CODES or status >= 500
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """DynamoDB or S3 did not answer (refused, dropped, timed out) or answered that it cannot serve now."""
+    return isinstance(exc, ConnectionError | HTTPClientError) or is_transient(exc)
 
 
 # -- S3 object metadata --------------------------------------------------------------

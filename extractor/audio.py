@@ -62,7 +62,10 @@ def decode(data: bytes) -> NDArray[np.float32]:
     check_size(len(data))
     try:
         frames, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+    except sf.LibsndfileError as exc:
+        # str(exc) names the file object ("Error opening <_io.BytesIO object at 0x…>"); the reason alone says it.
+        raise UndecodableAudioError(f"cannot decode audio (mp3, ogg, wav or flac expected): {exc.error_string}") from exc
+    except (RuntimeError, TypeError, ValueError) as exc:
         raise UndecodableAudioError(f"cannot decode audio (mp3, ogg, wav or flac expected): {exc}") from exc
     if frames.shape[0] == 0:
         raise EmptyAudioError("audio holds no samples")

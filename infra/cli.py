@@ -30,6 +30,9 @@ from infra.template import REPO_ROOT
 
 UP_TIMEOUT_S = 90.0
 DOWN_TIMEOUT_S = 15.0
+# `status` exit codes besides 0: the stack's services do not answer / no stack is running.
+STATUS_UNREADABLE = 1
+STATUS_NOT_RUNNING = 3
 
 
 def state_dir() -> Path:
@@ -181,7 +184,7 @@ def status() -> int:
     state = read_state()
     if state is None:
         print("local stack is not running (start it with `make up`)")
-        return 3
+        return STATUS_NOT_RUNNING
     os.environ.update(state["env"])
     resources = LocalResources.from_json(state["resources"])
     print(f"local stack: pid {state['pid']} (moto pid {state['moto_pid']}), started {state['started_at']}")
@@ -191,8 +194,9 @@ def status() -> int:
     try:
         for line in _summary(resources):
             print("  " + line)
-    except Exception as exc:  # status must still print what it knows
-        print(f"  (could not read resources: {exc})")
+    except Exception as exc:  # status must still print what it knows, then fail
+        print(f"  could not read resources: {exc}", file=sys.stderr)
+        return STATUS_UNREADABLE
     return 0
 
 

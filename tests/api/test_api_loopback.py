@@ -23,12 +23,17 @@ def test_recommendations_over_http_exclude_the_query_and_carry_cors(served_api) 
     assert len(ids) == 12 and EXAMPLE not in ids and len(set(ids)) == 12
 
 
-def test_paths_outside_the_template_get_api_gateways_404(served_api) -> None:
+def test_paths_outside_the_routes_reach_the_default_route_and_get_the_documented_errors(served_api) -> None:
     url, _ = served_api
-    for method, path in (("GET", "/"), ("POST", "/recommendations"), ("GET", "/tracks/a/b"), ("DELETE", f"/tracks/{EXAMPLE}")):
-        response = requests.request(method, url + path, timeout=10)
+    for path in ("/", "/tracks/a/b"):
+        response = requests.get(url + path, timeout=10)
         assert response.status_code == 404
-        assert response.json() == {"message": "Not Found"}
+        assert response.json()["error"]["code"] == "route_not_found"
+    for method, path, allow in (("POST", "/recommendations", "GET, HEAD"), ("DELETE", f"/tracks/{EXAMPLE}", "GET, HEAD, PUT")):
+        response = requests.request(method, url + path, timeout=10)
+        assert response.status_code == 405
+        assert response.json()["error"]["code"] == "method_not_allowed"
+        assert response.headers["Allow"] == allow
 
 
 def test_errors_over_http_are_json_and_do_not_echo(served_api) -> None:

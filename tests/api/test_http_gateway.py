@@ -171,6 +171,7 @@ def test_routes_come_from_the_api_function_in_template_yaml() -> None:
         "GET /tracks/{trackId}",
         "PUT /tracks/{trackId}",
         "GET /openapi.json",
+        "$default",
     }
 
 
