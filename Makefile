@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 REQUIREMENTS := requirements-dev.txt requirements-nodeps.txt crawler/requirements.txt \
-	extractor/requirements.txt extractor/requirements-nodeps.txt \
+	extractor/requirements.txt extractor/requirements-nodeps.txt extractor/requirements-dead-letters.txt \
 	annoy_service/requirements.txt api/requirements.txt
 PORT ?= 8080
 PLAYLIST ?=
@@ -85,6 +85,10 @@ endef
 
 build-CrawlerFunction:
 	$(call build_function,crawler,crawler/requirements.txt)
+
+# The dead-letter consumer needs only catalog/ and extractor/'s TensorFlow-free modules.
+build-ExtractDeadLetterFunction:
+	$(call build_function,extractor,extractor/requirements-dead-letters.txt)
 
 build-AnnoyServiceFunction:
 	$(call build_function,annoy_service,annoy_service/requirements.txt)

@@ -21,10 +21,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from api import tracks
-from api.methods import allowed_methods, head_as_get, is_head, without_body
 from api.constants import CORS_ALLOW_ORIGIN_DEFAULT, CORS_MAX_AGE_S, K_DEFAULT, K_MAX, K_MIN
 from api.errors import ApiError, error_response, json_response
 from api.index_cache import IndexCache, LoadedIndex
+from api.methods import allowed_methods, head_as_get, is_head, without_body
 from api.recommend import TrackNotIndexedError, recommendations
 from catalog.keys import TRACK_ID_PATTERN
 from catalog.settings import env_str, require_env

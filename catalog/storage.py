@@ -7,6 +7,7 @@ talks to AWS and to the local moto server without a branch.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -17,12 +18,13 @@ from urllib.parse import quote, unquote
 import boto3
 from boto3.dynamodb.conditions import Attr
 from botocore.config import Config
-from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
-from catalog.keys import preview_key
-from catalog.records import Status, TrackRecord, tags_to_item, utc_now_iso
+from catalog.keys import LOCAL_ID_PREFIX, preview_key
+from catalog.records import Source, Status, TrackRecord, tags_to_item, utc_now_iso
 
 DEFAULT_MAX_ATTEMPTS = 6
+logger = logging.getLogger(__name__)
 
 
 def _client_config() -> Config:
@@ -122,6 +124,17 @@ def decode_object_metadata(metadata: Mapping[str, str]) -> dict[str, Any]:
 
 
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+def record_from_object_metadata(track_id: str, metadata: Mapping[str, str]) -> TrackRecord:
+    """The track as a preview object's metadata describes it, for an item that may not exist yet."""
+    guessed_source = Source.LOCAL if track_id.startswith(LOCAL_ID_PREFIX) else Source.SPOTIFY
+    values = {"source": guessed_source, **decode_object_metadata(metadata), "track_id": track_id}
+    try:
+        return TrackRecord(**values)
+    except ValueError as exc:
+        logger.warning("object metadata of %s does not describe a track (%s); keeping only its id", track_id, exc)
+        return TrackRecord(track_id=track_id, source=guessed_source)
 
 
 @dataclass(frozen=True)
@@ -293,6 +306,24 @@ class TrackTable:
             always={"status": Status.FAILED.value, "error": error[:1000], "extracted_at": utc_now_iso()},
             if_absent=self._metadata_defaults(fallback),
         )
+
+    def note_attempt_error(self, track_id: str, error: str) -> None:
+        """Record why an attempt on a pending track failed (it will be retried); best effort.
+
+        Never overwrites a settled (ready or failed) item, and never raises: the original
+        error is what the caller reports.
+        """
+        try:
+            self.table.update_item(
+                Key={"track_id": track_id},
+                UpdateExpression="SET #e = :e",
+                ConditionExpression=Attr("status").eq(Status.PENDING.value),
+                ExpressionAttributeNames={"#e": "error"},
+                ExpressionAttributeValues={":e": error[:1000]},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                logger.warning("could not note the attempt's error on %s: %s", track_id, type(exc).__name__)
 
     def scan(self, segment: int = 0, total_segments: int = 1, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Every item of one parallel-scan segment, page by page."""

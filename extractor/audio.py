@@ -16,6 +16,8 @@ from numpy.typing import NDArray
 
 from extractor.constants import (
     MAX_AUDIO_BYTES,
+    MAX_PEAK_AMPLITUDE,
+    MAX_PEAK_DBFS,
     MIN_DURATION_S,
     MIN_SAMPLES,
     SAMPLE_RATE_HZ,
@@ -45,6 +47,14 @@ class TooShortAudioError(UndecodableAudioError):
 
 class SilentAudioError(UndecodableAudioError):
     """Nothing audible: the embedding of silence says nothing about music."""
+
+
+class OutOfRangeAudioError(UndecodableAudioError):
+    """Samples far beyond full scale: no recording sounds like that, and the features overflow."""
+
+
+class UnembeddableAudioError(UndecodableAudioError):
+    """The model made no finite, non-zero embedding of the audio; the same audio would fail again."""
 
 
 def check_size(n_bytes: int) -> None:
@@ -91,3 +101,7 @@ def check_samples(samples: NDArray[np.float32]) -> None:
     if peak < SILENCE_PEAK_AMPLITUDE:
         level = "-inf" if peak == 0 else f"{20 * np.log10(peak):.1f}"
         raise SilentAudioError(f"audio is silent (peak {level} dBFS, below {SILENCE_PEAK_DBFS:g} dBFS)")
+    if peak > MAX_PEAK_AMPLITUDE:
+        raise OutOfRangeAudioError(
+            f"audio peaks at {20 * np.log10(peak):+.0f} dBFS, beyond the {MAX_PEAK_DBFS:+g} dBFS that float audio may reach"
+        )

@@ -12,6 +12,11 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from extractor.embed import Embedder
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,14 +29,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # TensorFlow's C++ start-up chatter would bury the progress lines.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from extractor.audio import UndecodableAudioError
-    from extractor.embed import Embedder
+    from extractor.audio import UndecodableAudioError, check_size, decode
 
-    embedder = Embedder()
+    embedder: Embedder | None = None
     failed = 0
     for number, path in enumerate(args.files, start=1):
         try:
-            line = {"file": path, **embedder.embed_file(path).to_json()}
+            # Size first, so an oversize file is refused before it is read.
+            check_size(os.path.getsize(path))
+            samples = decode(Path(path).read_bytes())
+            if embedder is None:  # built on the first file that decodes: bad files alone need no model
+                from extractor.embed import Embedder
+
+                embedder = Embedder()
+            line = {"file": path, **embedder.embed_samples(samples).to_json()}
             status = "ok"
         except (UndecodableAudioError, OSError) as exc:
             line = {"file": path, "error": {"type": type(exc).__name__, "message": str(exc)}}

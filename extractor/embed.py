@@ -17,7 +17,7 @@ import tensorflow as tf
 from numpy.typing import NDArray
 
 from catalog.records import l2_normalise
-from extractor.audio import check_samples, check_size, decode
+from extractor.audio import UnembeddableAudioError, check_samples, check_size, decode
 from extractor.constants import EMBEDDING_DIM, MODEL_ID, MSD_TAGS, N_MELS, PATCH_FRAMES, PATCHES_PER_FORWARD, TOP_TAGS
 from extractor.features import clip_patches
 from extractor.model import PENULTIMATE, TAGGRAM, build_model, load_weights
@@ -71,7 +71,11 @@ class Embedder:
 
     @staticmethod
     def _summarise(taggram: NDArray[np.float32], penultimate: NDArray[np.float32]) -> Embedding:
-        vector = l2_normalise(penultimate.mean(axis=0, dtype=np.float64))
+        mean = penultimate.mean(axis=0, dtype=np.float64)
+        if not np.all(np.isfinite(mean)) or not np.any(mean):
+            # Whatever got the audio this far, the model cannot place it: a property of the audio, not a retry.
+            raise UnembeddableAudioError("the model gave no finite, non-zero embedding for this audio")
+        vector = l2_normalise(mean)
         if vector.shape != (EMBEDDING_DIM,):
             raise ValueError(f"embedding has {vector.shape[0]} values, expected {EMBEDDING_DIM}")
         return Embedding(vector=vector, tags=top_tags(taggram.mean(axis=0)))

@@ -7,27 +7,21 @@ never embed is marked failed and its message succeeds.
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
-from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from catalog.settings import require_env
 from catalog.storage import AudioStore, TrackTable
 from extractor.embed import Embedder
+from extractor.events import created_objects
 from extractor.pipeline import Extraction, Outcome
-
-S3_TEST_EVENT = "s3:TestEvent"
-OBJECT_CREATED_PREFIX = "ObjectCreated:"
 
 logger = Logger()
 metrics = Metrics()
@@ -60,33 +54,6 @@ def extraction() -> Extraction:
         table=TrackTable(require_env("TRACKS_TABLE")),
         embedder=embedder,
     )
-
-
-@dataclass(frozen=True)
-class CreatedObject:
-    bucket: str
-    key: str
-    size: int | None
-
-
-def created_objects(body: str) -> list[CreatedObject]:
-    """The objects an S3 notification (an SQS message body) announces; none for S3's test event."""
-    message = json.loads(body)
-    if message.get("Event") == S3_TEST_EVENT:
-        return []
-    objects = []
-    for record in S3Event(message).records:
-        if not record.event_name.startswith(OBJECT_CREATED_PREFIX):
-            continue
-        obj = record.s3.get_object
-        objects.append(
-            CreatedObject(
-                bucket=record.s3.bucket.name,
-                key=unquote_plus(obj.key),
-                size=int(obj["size"]) if obj.get("size") is not None else None,
-            )
-        )
-    return objects
 
 
 def record_handler(record: SQSRecord) -> None:

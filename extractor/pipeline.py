@@ -10,14 +10,15 @@ retried (transient) or ends in the dead-letter queue.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aws_lambda_powertools import Logger
 
-from catalog.keys import LOCAL_ID_PREFIX, parse_preview_key
-from catalog.records import Source, TrackRecord, encode_embedding
-from catalog.storage import AudioStore, TrackTable, decode_object_metadata
+from catalog.keys import parse_preview_key
+from catalog.records import TrackRecord, encode_embedding
+from catalog.storage import AudioStore, TrackTable
+from catalog.storage import record_from_object_metadata as fallback_record
 from extractor.audio import UndecodableAudioError, check_size, decode
 from extractor.constants import EMBEDDING_DIM
 from extractor.embed import Embedder
@@ -35,17 +36,6 @@ class Outcome(enum.StrEnum):
     SKIPPED = "skipped"
 
 
-def fallback_record(track_id: str, metadata: Mapping[str, str]) -> TrackRecord:
-    """The track as the object's metadata describes it, for an item that may not exist yet."""
-    guessed_source = Source.LOCAL if track_id.startswith(LOCAL_ID_PREFIX) else Source.SPOTIFY
-    values = {"source": guessed_source, **decode_object_metadata(metadata), "track_id": track_id}
-    try:
-        return TrackRecord(**values)
-    except ValueError as exc:
-        logger.warning("object metadata does not describe a track; keeping only its id", extra={"error": str(exc)})
-        return TrackRecord(track_id=track_id, source=guessed_source)
-
-
 @dataclass
 class Extraction:
     store: AudioStore
@@ -54,13 +44,24 @@ class Extraction:
     embedder: Callable[[], Embedder]
 
     def process(self, key: str, size: int | None = None) -> Outcome:
-        """Embed previews/{track_id}.{ext} into its Tracks item. ``key`` is decoded (not URL-encoded)."""
+        """Embed previews/{track_id}.{ext} into its Tracks item. ``key`` is decoded (not URL-encoded).
+
+        An error that will be retried is first noted on the pending item, so that GET
+        /tracks/{id} shows why it is still pending and the ExtractDLQ consumer can say
+        what the last attempt died of.
+        """
         try:
             track_id, _ = parse_preview_key(key)
         except ValueError as exc:
             logger.warning("skipping an object that is not a preview", extra={"key": key, "error": str(exc)})
             return Outcome.SKIPPED
+        try:
+            return self._process(track_id, key, size)
+        except Exception as exc:
+            self.table.note_attempt_error(track_id, f"{type(exc).__name__}: {exc}")
+            raise
 
+    def _process(self, track_id: str, key: str, size: int | None) -> Outcome:
         if size is not None:
             # Refuse oversize audio from the event's size, before downloading it.
             try:
@@ -78,9 +79,9 @@ class Extraction:
         fallback = fallback_record(track_id, audio.metadata)
         try:
             samples = decode(audio.data)
+            embedding = self.embedder().embed_samples(samples)
         except UndecodableAudioError as exc:
             return self._fail(track_id, key, exc, fallback)
-        embedding = self.embedder().embed_samples(samples)
 
         self.table.mark_ready(
             track_id,

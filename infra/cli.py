@@ -20,10 +20,11 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra.pump import SqsPoller
 from infra.resources import LocalResources
 from infra.stack import LocalStack, port_open
 from infra.template import REPO_ROOT
@@ -83,7 +84,7 @@ def run(extract: bool, api_port: int | None) -> int:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
-    functions = {"AnnoyServiceFunction"} | ({"ExtractorFunction"} if extract else set())
+    functions = {"AnnoyServiceFunction"} | ({"ExtractorFunction", "ExtractDeadLetterFunction"} if extract else set())
     pump = stack.pump(only=functions)
     pump.start()
     gateway = None
@@ -263,49 +264,74 @@ def _attached_stack(state: dict[str, Any]) -> LocalStack:
     return stack
 
 
+@dataclass(frozen=True)
+class FailedTrack:
+    track_id: str
+    title: str
+    error: str
+
+
 @dataclass
 class ExtractReport:
     ok: int
     retried: int
     dead: int
     invocations: int
+    failed: list[FailedTrack] = field(default_factory=list)
 
     def format(self) -> str:
-        return (f"extract: {self.ok} ok, {self.retried} retried, {self.dead} failed into ExtractDLQ "
-                f"({self.invocations} invocations)")
+        lines = [f"extract: {self.ok} ok, {self.retried} retried, {self.dead} failed into ExtractDLQ, "
+                 f"{len(self.failed)} tracks failed ({self.invocations} invocations)"]
+        lines += [f"  failed {t.track_id}{f' ({t.title})' if t.title else ''}: {t.error}" for t in self.failed]
+        return "\n".join(lines)
+
+
+def _drain(poller: SqsPoller, bar: Any | None = None) -> None:
+    """Poll until the poller's queue has stayed empty for three polls."""
+    idle = 0
+    while idle < 3:
+        batch = poller.poll_once(wait_s=1)
+        if batch.invocations == 0:
+            idle = idle + 1 if poller.depth() == 0 else 0
+            continue
+        idle = 0
+        if bar is not None:
+            bar.total = max(bar.total, bar.n + batch.succeeded + poller.depth())
+            bar.update(batch.succeeded)
+            bar.set_postfix(retried=poller.stats.failed)
+
+
+def failed_since(table_name: str, since: str) -> list[FailedTrack]:
+    """Tracks marked failed at or after ``since`` (ISO 8601 UTC, seconds), oldest first."""
+    from boto3.dynamodb.conditions import Attr
+
+    from catalog.storage import TrackTable
+
+    items = TrackTable(table_name).scan(FilterExpression=Attr("status").eq("failed") & Attr("extracted_at").gte(since))
+    found = sorted(items, key=lambda item: (item.get("extracted_at", ""), item["track_id"]))
+    return [FailedTrack(item["track_id"], str(item.get("title", "")), str(item.get("error", ""))) for item in found]
 
 
 def drain_extract_queue(stack: LocalStack) -> ExtractReport:
-    """Run the extractor's event source mapping until ExtractQueue is empty, with a progress bar."""
+    """Run the extractor's event source mapping until ExtractQueue is empty, with a progress bar; then
+    ExtractDLQ's, so that every message that used up its receives marks its track failed."""
     from tqdm import tqdm
 
-    from infra.pump import SqsPoller, queue_depths
+    from catalog.records import utc_now_iso
 
-    poller = next(p for p in stack.pollers(only={"ExtractorFunction"}) if isinstance(p, SqsPoller))
-    dlq_url = stack.resources.refs["ExtractDLQ"]
-    sqs = stack.client("sqs")
-
-    def dlq_depth() -> int:
-        return queue_depths(sqs, dlq_url)[0]
-
-    dlq_before = dlq_depth()
+    started = utc_now_iso()
+    (poller,) = (p for p in stack.pollers(only={"ExtractorFunction"}) if isinstance(p, SqsPoller))
+    (dead_letters,) = (p for p in stack.pollers(only={"ExtractDeadLetterFunction"}) if isinstance(p, SqsPoller))
     total = poller.depth()
     print(f"extracting: {total} messages in {stack.resources.attributes['ExtractQueue']['QueueName']}",
           file=sys.stderr)
     with tqdm(total=total, unit="msg", dynamic_ncols=True, file=sys.stderr) as bar:
-        idle = 0
-        while idle < 3:
-            batch = poller.poll_once(wait_s=1)
-            if batch.invocations == 0:
-                idle = idle + 1 if poller.depth() == 0 else 0
-                continue
-            idle = 0
-            bar.total = max(bar.total, bar.n + batch.succeeded + poller.depth())
-            bar.update(batch.succeeded)
-            bar.set_postfix(retried=poller.stats.failed)
+        _drain(poller, bar)
+    _drain(dead_letters)
     stats = poller.stats
-    return ExtractReport(ok=stats.succeeded, retried=stats.failed, dead=dlq_depth() - dlq_before,
-                         invocations=stats.invocations)
+    return ExtractReport(ok=stats.succeeded, retried=stats.failed, dead=dead_letters.stats.succeeded,
+                         invocations=stats.invocations,
+                         failed=failed_since(stack.resources.refs["TracksTable"], started))
 
 
 def extract() -> int:

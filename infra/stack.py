@@ -22,6 +22,7 @@ from typing import Any
 import boto3
 
 from infra.pump import (
+    LOCAL_VISIBILITY_S,
     EventPump,
     Handler,
     Invoker,
@@ -177,7 +178,7 @@ class LocalStack:
         return {name: float(f["Properties"].get("Timeout", 3)) for name, f in functions(self.template).items()}
 
     def pollers(self, only: set[str] | None = None, handlers: dict[str, Handler] | None = None,
-                retry_delay_s: float = 1.0) -> list[SqsPoller | StreamPoller]:
+                retry_delay_s: float = 1.0, visibility_s: int = LOCAL_VISIBILITY_S) -> list[SqsPoller | StreamPoller]:
         """Pollers for the template's event source mappings (optionally of some functions only).
 
         ``handlers`` replaces the real handler of a function (tests use it to record events).
@@ -192,7 +193,8 @@ class LocalStack:
         pollers: list[SqsPoller | StreamPoller] = []
         for mapping in mappings:
             if isinstance(mapping, SqsMapping):
-                pollers.append(SqsPoller(mapping, self.client("sqs"), invoker, retry_delay_s=retry_delay_s))
+                pollers.append(SqsPoller(mapping, self.client("sqs"), invoker, retry_delay_s=retry_delay_s,
+                                         visibility_s=visibility_s))
             elif isinstance(mapping, StreamMapping):
                 pollers.append(StreamPoller(mapping, self.client("dynamodbstreams"), self.client("sqs"), invoker))
         return pollers
