@@ -15,7 +15,7 @@ import numpy.typing as npt
 from annoy import AnnoyIndex
 from boto3.dynamodb.conditions import Attr
 
-from catalog.bundle import METRIC
+from catalog.bundle import METRIC, TrackMeta
 from catalog.records import Status, TrackRecord
 from catalog.storage import TrackTable
 
@@ -36,16 +36,13 @@ ANNOY_SEED = 42
 # a Lambda's memory holds the vectors once (numpy) instead of twice (numpy + Annoy heap).
 ON_DISK_BUILD_MIN_ITEMS = 200_000
 SCAN_SEGMENTS = 4
-# The manifest carries only the strongest tags: all 50 musicnn tags for every track
-# would multiply the manifest's size for no use in a results list.
-MANIFEST_TOP_TAGS = 5
 PROGRESS_EVERY_ITEMS = 10_000
 
 # Attributes the index and the manifest need; "status", "source" and others are
 # DynamoDB reserved words, hence placeholders.
 _PROJECTED = (
     "track_id", "status", "source", "title", "artists", "album", "isrc", "duration_ms",
-    "preview_source", "embedding", "model", "dim", "tags",
+    "preview_source", "embedding", "model", "dim", "tags", "descriptors",
 )
 
 Progress = Callable[[str], None]
@@ -58,20 +55,6 @@ class ReadyEmbeddings(NamedTuple):
     vectors: npt.NDArray[np.float32]
     metadata: list[dict[str, Any]]
     skipped: dict[str, int]
-
-
-def _manifest_entry(record: TrackRecord) -> dict[str, Any]:
-    top_tags = sorted(record.tags.items(), key=lambda kv: (-kv[1], kv[0]))[:MANIFEST_TOP_TAGS]
-    return {
-        "title": record.title,
-        "artists": list(record.artists),
-        "album": record.album,
-        "isrc": record.isrc,
-        "duration_ms": record.duration_ms,
-        "source": record.source.value,
-        "preview_source": record.preview_source.value if record.preview_source else None,
-        "tags": dict(top_tags),
-    }
 
 
 def _usable_vector(record: TrackRecord) -> npt.NDArray[np.float32] | None:
@@ -152,7 +135,7 @@ def load_ready_embeddings(
     return ReadyEmbeddings(
         ids=[record.track_id for record, _ in chosen],
         vectors=vectors,
-        metadata=[_manifest_entry(record) for record, _ in chosen],
+        metadata=[TrackMeta.from_record(record).to_dict() for record, _ in chosen],
         skipped=dict(skipped),
     )
 

@@ -18,7 +18,7 @@ from annoy_service.builder import (
     search_k_for,
 )
 from annoy_service.publisher import Announcer, IndexStore, publish
-from catalog.bundle import Manifest, sha256_file
+from catalog.bundle import Manifest, Projection, sha256_file
 from catalog.keys import ANN_FILENAME, new_index_version
 from catalog.records import utc_now_iso
 from catalog.settings import env_int, env_str, require_env
@@ -112,6 +112,7 @@ def rebuild_and_publish(
             tracks=ready.metadata,
             skipped=ready.skipped,
             content_sha256=fingerprint,
+            projection=Projection.fit(ready.vectors).to_dict(),
         )
         if progress:
             progress(f"uploading index {version} ({manifest.ann_bytes / 1e6:.1f} MB)")

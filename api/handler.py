@@ -1,36 +1,27 @@
 """ApiFunction: the HTTP API (payload format 2.0) behind API Gateway.
 
-Routes parse and validate the request, call plain functions in
-:mod:`api.recommend` / :mod:`api.tracks`, and shape the reply; errors are
-{"error": {"code", "message"}} and never repeat the request.
+A table of contents: each group of routes is a Powertools Router in
+:mod:`api.routes`, and what routes depend on (settings, the served index, the
+tables, the crawler) is declared in :mod:`api.deps` and resolved with
+``Depends``. Errors are {"error": {"code", "message"}} and never repeat the request.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from functools import cache
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
-from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
-from api import tracks
-from api.constants import CORS_ALLOW_ORIGIN_DEFAULT, CORS_MAX_AGE_S, K_DEFAULT, K_MAX, K_MIN
-from api.errors import ApiError, error_response, json_response
-from api.index_cache import IndexCache, LoadedIndex
+from api.constants import CORS_ALLOW_ORIGIN_DEFAULT, CORS_MAX_AGE_S
+from api.errors import ApiError, error_response
 from api.methods import allowed_methods, head_as_get, is_head, without_body
-from api.recommend import TrackNotIndexedError, recommendations
-from catalog.keys import TRACK_ID_PATTERN
-from catalog.settings import env_str, require_env
-from catalog.storage import TrackTable, is_unreachable
-
-OPENAPI_PATH = Path(__file__).with_name("openapi.json")
+from api.routes import recommendations, service, tracks
+from catalog.settings import env_str
+from catalog.storage import is_unreachable
 
 logger = Logger()
 app = APIGatewayHttpResolver(
@@ -41,76 +32,10 @@ app = APIGatewayHttpResolver(
         max_age=CORS_MAX_AGE_S,
     ),
 )
-index_cache = IndexCache.from_env(require_env("INDEX_BUCKET"))
-TRACKS_TABLE = require_env("TRACKS_TABLE")
 
-TrackIdPath = Annotated[str, PathParam(pattern=TRACK_ID_PATTERN)]
-
-
-@cache
-def tracks_table() -> TrackTable:
-    return TrackTable(TRACKS_TABLE)
-
-
-@cache
-def openapi_document() -> str:
-    return OPENAPI_PATH.read_text(encoding="utf-8")
-
-
-def _serving_index() -> LoadedIndex:
-    index = index_cache.current()
-    if index is None:
-        raise ApiError(503, "index_unavailable", "no recommendation index has been published yet; try again later")
-    return index
-
-
-@app.get("/recommendations")
-def get_recommendations(
-    track_id: Annotated[str, Query(alias="trackId", pattern=TRACK_ID_PATTERN)],
-    k: Annotated[int, Query(ge=K_MIN, le=K_MAX)] = K_DEFAULT,
-    distinct_artists: Annotated[bool, Query(alias="distinctArtists")] = False,
-) -> Response[str]:
-    index = _serving_index()
-    try:
-        body = recommendations(index, track_id, k, distinct_artists)
-    except TrackNotIndexedError:
-        raise tracks.not_indexed_error(tracks_table(), track_id) from None
-    return json_response(200, body)
-
-
-@app.get("/health")
-def get_health() -> Response[str]:
-    index = _serving_index()
-    manifest = index.manifest
-    age_s = index.age_s(datetime.now(UTC))
-    return json_response(
-        200,
-        {
-            "status": "ok",
-            "indexVersion": manifest.version,
-            "count": manifest.count,
-            "model": manifest.model,
-            "dim": manifest.dim,
-            "createdAt": manifest.created_at,
-            "ageSeconds": None if age_s is None else round(age_s, 3),
-        },
-    )
-
-
-@app.get("/tracks/<trackId>")
-def get_track(trackId: TrackIdPath) -> Response[str]:  # noqa: N803 - the name is the OpenAPI path parameter's
-    return json_response(200, tracks.get_track(tracks_table(), trackId, index_cache.current()))
-
-
-@app.put("/tracks/<trackId>")
-def put_track(trackId: TrackIdPath) -> Response[str]:  # noqa: N803 - the name is the OpenAPI path parameter's
-    status, body = tracks.request_ingest(trackId)
-    return json_response(status, body)
-
-
-@app.get("/openapi.json")
-def get_openapi() -> Response[str]:
-    return Response(status_code=200, content_type="application/json", body=openapi_document())
+app.include_router(recommendations.router)
+app.include_router(tracks.router)
+app.include_router(service.router)
 
 
 @app.exception_handler(ApiError)

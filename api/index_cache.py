@@ -17,8 +17,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from api.constants import INDEX_DIR_DEFAULT, INDEX_PREFAULT_DEFAULT, INDEX_RECHECK_S_DEFAULT
+from api.served import ServedIndex
 from catalog.bundle import METRIC, BundleError, LatestPointer, Manifest, sha256_file
 from catalog.keys import ANN_FILENAME, LATEST_KEY, MANIFEST_FILENAME
 from catalog.settings import env_float, env_str
@@ -39,25 +38,6 @@ _ANGULAR_NODE_HEADER_BYTES = 12
 _FLOAT32_BYTES = 4
 # The version becomes a directory name under INDEX_DIR.
 _VERSION_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-
-
-@dataclass(frozen=True)
-class LoadedIndex:
-    """One verified bundle: never changed after load, replaced as a whole."""
-
-    manifest: Manifest
-    annoy: AnnoyIndex
-    positions: dict[str, int]
-    created_at: datetime | None
-    directory: Path
-    load_s: float = field(compare=False)
-
-    @property
-    def version(self) -> str:
-        return self.manifest.version
-
-    def age_s(self, now: datetime) -> float | None:
-        return None if self.created_at is None else max(0.0, (now - self.created_at).total_seconds())
 
 
 @contextmanager
@@ -79,13 +59,6 @@ def _collector_paused() -> Iterator[None]:
         gc.freeze()
 
 
-def _parse_time(value: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def verify_ann_file(path: Path, manifest: Manifest) -> None:
     """The .ann file is the one the manifest describes; raise BundleError if not."""
     size = path.stat().st_size
@@ -99,9 +72,8 @@ def verify_ann_file(path: Path, manifest: Manifest) -> None:
         raise BundleError(f"tracks.ann size {size} is not a whole number of dim-{manifest.dim} angular nodes")
 
 
-def load_bundle(directory: Path, manifest: Manifest, prefault: bool) -> LoadedIndex:
+def load_bundle(directory: Path, manifest: Manifest, prefault: bool) -> ServedIndex:
     """Verify the files in ``directory`` and map the index; raise BundleError when they do not match."""
-    started = time.perf_counter()
     ann_path = directory / ANN_FILENAME
     verify_ann_file(ann_path, manifest)
     index = AnnoyIndex(manifest.dim, METRIC)
@@ -112,14 +84,11 @@ def load_bundle(directory: Path, manifest: Manifest, prefault: bool) -> LoadedIn
     if index.get_n_items() != manifest.count:
         index.unload()
         raise BundleError(f"tracks.ann holds {index.get_n_items()} items, manifest says {manifest.count}")
-    return LoadedIndex(
-        manifest=manifest,
-        annoy=index,
-        positions={track_id: i for i, track_id in enumerate(manifest.track_ids)},
-        created_at=_parse_time(manifest.created_at),
-        directory=directory,
-        load_s=time.perf_counter() - started,
-    )
+    try:
+        return ServedIndex(manifest, index, directory)
+    except BundleError:
+        index.unload()
+        raise
 
 
 class IndexCache:
@@ -141,7 +110,7 @@ class IndexCache:
         self.recheck_s = recheck_s
         self.prefault = prefault
         self._clock = clock
-        self._current: LoadedIndex | None = None
+        self._current: ServedIndex | None = None
         self._checked_at: float | None = None
         self._rejected_version: str | None = None
         self._lock = threading.Lock()
@@ -159,14 +128,14 @@ class IndexCache:
     def s3(self) -> Any:
         return self._s3 or client("s3")
 
-    def current(self) -> LoadedIndex | None:
+    def current(self) -> ServedIndex | None:
         """The index to answer from; re-reads LATEST first when the last check is old enough."""
         checked_at = self._checked_at
         if checked_at is None or self._clock() - checked_at >= self.recheck_s:
             self.refresh()
         return self._current
 
-    def refresh(self) -> LoadedIndex | None:
+    def refresh(self) -> ServedIndex | None:
         """Read LATEST and load its bundle if it is new. Never raises: the previous index keeps serving.
 
         Concurrent callers do not queue behind a download while an index is
@@ -217,12 +186,7 @@ class IndexCache:
         self._current = loaded
         logger.info(
             "index loaded",
-            extra={
-                "version": loaded.version,
-                "count": loaded.manifest.count,
-                "seconds": round(time.perf_counter() - started, 3),
-                "verify_and_map_s": round(loaded.load_s, 3),
-            },
+            extra={"version": loaded.version, "count": loaded.count, "seconds": round(time.perf_counter() - started, 3)},
         )
         self._remove_other_versions(keep=loaded.directory)
 
@@ -235,7 +199,7 @@ class IndexCache:
             raise
         return LatestPointer.from_json(body)
 
-    def _download_and_load(self, pointer: LatestPointer) -> LoadedIndex:
+    def _download_and_load(self, pointer: LatestPointer) -> ServedIndex:
         if not _VERSION_RE.fullmatch(pointer.version) or pointer.version.strip(".") == "":
             raise BundleError("LATEST.json names a version that is not a plain directory name")
         target = self.directory / pointer.version

@@ -7,15 +7,16 @@ GET /tracks/{trackId} and to explain a 404.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from api.constants import SPOTIFY_ID_PATTERN
+from api.deps import IngestFunction
 from api.errors import ApiError
-from api.index_cache import LoadedIndex
+from api.served import ServedIndex
+from catalog.ingest import IngestStatus, UpstreamUnavailableError
 from catalog.records import Status, TrackRecord
 from catalog.settings import NotConfiguredError
 from catalog.storage import TrackTable
@@ -25,31 +26,7 @@ logger = Logger(child=True)
 _SPOTIFY_ID_RE = re.compile(SPOTIFY_ID_PATTERN)
 
 
-class IngestOutcome(Protocol):
-    """What crawler.pipeline.ingest_track returns (a frozen dataclass there)."""
-
-    track_id: str
-    status: str  # queued | known | no_preview | not_found
-    track_status: str | None  # pending | ready | failed, when known
-    message: str
-
-
-IngestFunction = Callable[[str], IngestOutcome]
-
-# The crawler's ingest_track, imported on the first PUT so that GET requests never load spotipy.
-# Tests replace it with a fake of the same signature.
-ingest: IngestFunction | None = None
-
-
-def _ingest_function() -> IngestFunction:
-    if ingest is not None:
-        return ingest
-    from crawler.pipeline import ingest_track
-
-    return ingest_track
-
-
-def track_view(record: TrackRecord, index: LoadedIndex | None) -> dict[str, Any]:
+def track_view(record: TrackRecord, index: ServedIndex | None) -> dict[str, Any]:
     """GET /tracks/{trackId}: metadata and status, never the embedding."""
     view: dict[str, Any] = {
         "trackId": record.track_id,
@@ -58,7 +35,7 @@ def track_view(record: TrackRecord, index: LoadedIndex | None) -> dict[str, Any]
         "title": record.title,
         "artists": list(record.artists),
         "album": record.album,
-        "indexed": index is not None and record.track_id in index.positions,
+        "indexed": index is not None and record.track_id in index,
     }
     optional: dict[str, Any] = {
         "isrc": record.isrc,
@@ -77,7 +54,7 @@ def track_view(record: TrackRecord, index: LoadedIndex | None) -> dict[str, Any]
     return view
 
 
-def get_track(table: TrackTable, track_id: str, index: LoadedIndex | None) -> dict[str, Any]:
+def get_track(table: TrackTable, track_id: str, index: ServedIndex | None) -> dict[str, Any]:
     record = table.get(track_id)
     if record is None:
         raise ApiError(404, "track_not_found", "no track with this id is known")
@@ -102,31 +79,34 @@ def not_indexed_error(table: TrackTable, track_id: str) -> ApiError:
     )
 
 
-def request_ingest(track_id: str) -> tuple[int, dict[str, Any]]:
-    """PUT /tracks/{trackId}: (HTTP status, body) for asking the crawler to ingest one Spotify track."""
+def request_ingest(track_id: str, ingest: IngestFunction) -> tuple[int, dict[str, Any]]:
+    """PUT /tracks/{trackId}: (HTTP status, body) for asking the crawler to ingest one Spotify track.
+
+    Only an upstream failure is a 502; any other exception is a bug and reaches the 500 handler.
+    """
     if not _SPOTIFY_ID_RE.fullmatch(track_id):
         raise ApiError(400, "invalid_track_id", "a Spotify track id is 22 letters and digits")
     try:
-        outcome = _ingest_function()(track_id)
+        outcome = ingest(track_id)
     except NotConfiguredError as exc:
+        # Missing or refused credentials are this deployment's to fix, not the music services' fault.
         logger.warning("ingest is not configured", extra={"setting": exc.setting})
         raise ApiError(503, "not_configured", f"the server is not configured for this: set {exc.setting}") from exc
-    except (BotoCoreError, ClientError):
-        raise  # the catalogue's own storage, not a music service: answered by the storage error handler
-    except Exception as exc:
-        logger.exception("ingest failed")
+    except UpstreamUnavailableError as exc:
+        logger.warning("ingest upstream unavailable", extra={"error": str(exc)})
         raise ApiError(502, "ingest_unavailable", "the track could not be fetched from the music services; try again later") from exc
-    body = {"trackId": track_id, "status": outcome.track_status or "pending", "message": outcome.message}
-    if outcome.status == "queued":
-        return 202, {**body, "status": Status.PENDING.value}
-    if outcome.status == "known":
-        if outcome.track_status == Status.READY.value:
+    track_status = outcome.track_status or Status.PENDING
+    body = {"trackId": track_id, "status": track_status.value, "message": outcome.message}
+    match outcome.status:
+        case IngestStatus.QUEUED:
+            return 202, {**body, "status": Status.PENDING.value}
+        case IngestStatus.KNOWN if track_status is Status.READY:
             return 200, body
-        if outcome.track_status == Status.PENDING.value:
+        case IngestStatus.KNOWN if track_status is Status.PENDING:
             return 202, body
-        raise ApiError(409, "track_failed", "the track is known but its audio could not be analysed")
-    if outcome.status == "no_preview":
-        raise ApiError(422, "no_preview", "no audio preview can be found for this track on Spotify or Deezer")
-    if outcome.status == "not_found":
-        raise ApiError(404, "spotify_track_not_found", "Spotify has no track with this id")
-    raise ApiError(502, "ingest_unavailable", "the crawler gave an answer the API does not know")
+        case IngestStatus.KNOWN:
+            raise ApiError(409, "track_failed", "the track is known but its audio could not be analysed")
+        case IngestStatus.NO_PREVIEW:
+            raise ApiError(422, "no_preview", "no audio preview can be found for this track on Spotify or Deezer")
+        case IngestStatus.NOT_FOUND:
+            raise ApiError(404, "spotify_track_not_found", "Spotify has no track with this id")

@@ -8,14 +8,27 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from catalog.keys import ann_key, manifest_key
+from catalog.records import TrackRecord
 
 METRIC = "angular"
 BUNDLE_FORMAT = 1
+# A bundle carries only each track's strongest tags: all 50 musicnn tags for every track
+# would multiply its size for no use in a results list.
+META_TOP_TAGS = 5
+PROJECTION_DIMS = 2
+# The 2-D map's PCA basis is fitted on at most this many vectors (a random sample, fixed seed):
+# two principal axes are stable long before 1M vectors, and the SVD stays seconds long.
+PROJECTION_FIT_MAX_ITEMS = 50_000
+PROJECTION_SEED = 0
 
 
 class BundleError(ValueError):
@@ -30,12 +43,142 @@ def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+@dataclass(frozen=True)
+class TrackMeta:
+    """What a bundle carries per track: everything a response shows, nothing it does not.
+
+    Built from the Tracks record by :meth:`from_record` only, so the builder (from a
+    table scan or a stream image) and every reader agree on it.
+    """
+
+    track_id: str
+    title: str = ""
+    artists: tuple[str, ...] = ()
+    album: str = ""
+    isrc: str = ""
+    duration_ms: int | None = None
+    source: str = ""
+    preview_source: str | None = None
+    tags: dict[str, float] = field(default_factory=dict)
+    descriptors: dict[str, Any] | None = None
+    refs: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_record(cls, record: TrackRecord) -> TrackMeta:
+        top_tags = sorted(record.tags.items(), key=lambda kv: (-kv[1], kv[0]))[:META_TOP_TAGS]
+        return cls(
+            track_id=record.track_id,
+            title=record.title,
+            artists=tuple(record.artists),
+            album=record.album,
+            isrc=record.isrc,
+            duration_ms=record.duration_ms,
+            source=record.source.value,
+            preview_source=record.preview_source.value if record.preview_source else None,
+            tags=dict(top_tags),
+            descriptors=record.descriptors.to_json() if record.descriptors else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["artists"] = list(self.artists)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrackMeta:
+        try:
+            values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+            values["artists"] = tuple(str(a) for a in values.get("artists") or ())
+            values["tags"] = {str(k): float(v) for k, v in (values.get("tags") or {}).items()}
+            values["refs"] = {str(k): str(v) for k, v in (values.get("refs") or {}).items()}
+            return cls(**values)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise BundleError(f"track metadata is not valid: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Projection:
+    """The 2-D map's PCA basis: ``(v - mean) @ components.T`` places a searched-space vector."""
+
+    mean: npt.NDArray[np.float32]
+    components: npt.NDArray[np.float32]  # PROJECTION_DIMS x dim
+
+    @classmethod
+    def fit(cls, vectors: npt.NDArray[np.float32]) -> Projection:
+        count, dim = vectors.shape
+        if count > PROJECTION_FIT_MAX_ITEMS:
+            rows = np.random.default_rng(PROJECTION_SEED).choice(count, PROJECTION_FIT_MAX_ITEMS, replace=False)
+            vectors = vectors[np.sort(rows)]
+        mean = vectors.mean(axis=0, dtype=np.float64)
+        _, _, vt = np.linalg.svd(vectors - mean, full_matrices=False)
+        components = np.zeros((PROJECTION_DIMS, dim), np.float64)
+        components[: min(PROJECTION_DIMS, vt.shape[0])] = vt[:PROJECTION_DIMS]
+        # SVD signs are arbitrary: fix them so the same data always draws the same map.
+        signs = np.where(components[np.arange(PROJECTION_DIMS), np.abs(components).argmax(axis=1)] < 0, -1.0, 1.0)
+        return cls(mean.astype(np.float32), (components * signs[:, None]).astype(np.float32))
+
+    def apply(self, vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        return ((np.atleast_2d(vectors) - self.mean) @ self.components.T).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean.tolist(), "components": self.components.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], dim: int) -> Projection:
+        try:
+            mean = np.asarray(data["mean"], np.float32)
+            components = np.asarray(data["components"], np.float32)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"projection is not valid: {exc}") from exc
+        if mean.shape != (dim,) or components.shape != (PROJECTION_DIMS, dim):
+            raise BundleError(f"projection shapes {mean.shape}, {components.shape} do not fit dim {dim}")
+        return cls(mean, components)
+
+
+IDENTITY_TRANSFORM = "identity"
+
+
+@dataclass(frozen=True)
+class Transform:
+    """The catalogue-level transform from a raw model embedding to the searched space.
+
+    Named and versioned so that a reader can refuse one it does not know. Identity
+    (then L2 normalisation) until a fitted one (whitening) is added here; the bundle's
+    raw vectors stay as the model gave them, so a transform can be refitted at compaction.
+    """
+
+    name: str = IDENTITY_TRANSFORM
+    version: int = 1
+
+    def validate(self) -> None:
+        if (self.name, self.version) != (IDENTITY_TRANSFORM, 1):
+            raise BundleError(f"unknown catalogue transform {self.name!r} version {self.version}")
+
+    def apply(self, raw: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Rows (or one vector) of raw embeddings → unit vectors in the searched space."""
+        vectors = np.asarray(raw, dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+        return (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Transform:
+        try:
+            transform = cls(name=str(data.get("name", IDENTITY_TRANSFORM)), version=int(data.get("version", 1)))
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise BundleError(f"transform is not valid: {exc}") from exc
+        transform.validate()
+        return transform
+
+
 @dataclass
 class Manifest:
     """What a reader needs to serve an index without reading the table.
 
     ``track_ids[i]`` is Annoy item ``i``; ``tracks[i]`` holds its metadata
-    (title, artists, album, source, tags, ...).
+    (:class:`TrackMeta` as a dict).
     """
 
     version: str
@@ -55,6 +198,11 @@ class Manifest:
     # SHA-256 of what the index was built from (model, dim, settings, ids, embeddings):
     # the builder skips a rebuild whose input matches LATEST's, so redelivered batches publish nothing new.
     content_sha256: str = ""
+    projection: dict[str, Any] = field(default_factory=dict)
+    transform: dict[str, Any] = field(default_factory=lambda: Transform().to_dict())
+
+    def metas(self) -> list[TrackMeta]:
+        return [TrackMeta.from_dict({**entry, "track_id": tid}) for tid, entry in zip(self.track_ids, self.tracks, strict=True)]
 
     def validate(self) -> None:
         if self.metric != METRIC:

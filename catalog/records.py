@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from catalog.descriptors import Descriptors
 from catalog.keys import validate_track_id
 
 EMBEDDING_DTYPE = np.dtype("<f4")
@@ -103,6 +104,8 @@ class TrackRecord:
     model: str = ""
     dim: int | None = None
     tags: dict[str, float] = field(default_factory=dict)
+    # Absent on items extracted before descriptors existed; filled when their audio is next extracted.
+    descriptors: Descriptors | None = None
     error: str = ""
     crawled_at: str = ""
     extracted_at: str = ""
@@ -137,6 +140,7 @@ class TrackRecord:
             "model": self.model,
             "dim": self.dim,
             "tags": tags_to_item(self.tags),
+            "descriptors": self.descriptors.to_item() if self.descriptors else None,
             "error": self.error,
             "crawled_at": self.crawled_at,
             "extracted_at": self.extracted_at,
@@ -155,6 +159,8 @@ class TrackRecord:
         values["artists"] = list(values.get("artists", []))
         values["playlists"] = set(values.get("playlists", set()))
         values["tags"] = {k: float(v) for k, v in values.get("tags", {}).items()}
+        if values.get("descriptors") is not None:
+            values["descriptors"] = Descriptors.from_json(values["descriptors"])
         return cls(**values)
 
 

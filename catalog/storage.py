@@ -20,6 +20,7 @@ from boto3.dynamodb.conditions import Attr
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
+from catalog.descriptors import Descriptors
 from catalog.keys import LOCAL_ID_PREFIX, preview_key
 from catalog.records import Source, Status, TrackRecord, tags_to_item, utc_now_iso
 
@@ -31,6 +32,7 @@ def _client_config() -> Config:
     # AWS_MAX_ATTEMPTS (boto's own variable: total attempts) shortens the retries where waiting is pointless.
     attempts = int(os.environ.get("AWS_MAX_ATTEMPTS", "").strip() or DEFAULT_MAX_ATTEMPTS)
     return Config(retries={"mode": "standard", "total_max_attempts": attempts}, connect_timeout=5, read_timeout=60)
+
 
 # Transient errors: the message or batch that met one is retried, not marked failed.
 TRANSIENT_ERROR_CODES = frozenset(
@@ -283,19 +285,23 @@ class TrackTable:
         dim: int,
         model: str,
         tags: Mapping[str, float],
+        descriptors: Descriptors | None = None,
         fallback: TrackRecord | None = None,
     ) -> None:
-        """Store the embedding; metadata from ``fallback`` fills only what the item lacks."""
+        """Store the embedding (and descriptors); metadata from ``fallback`` fills only what the item lacks."""
+        always: dict[str, Any] = {
+            "status": Status.READY.value,
+            "embedding": embedding,
+            "dim": dim,
+            "model": model,
+            "tags": tags_to_item(tags),
+            "extracted_at": utc_now_iso(),
+        }
+        if descriptors is not None:
+            always["descriptors"] = descriptors.to_item()
         self._update(
             track_id,
-            always={
-                "status": Status.READY.value,
-                "embedding": embedding,
-                "dim": dim,
-                "model": model,
-                "tags": tags_to_item(tags),
-                "extracted_at": utc_now_iso(),
-            },
+            always=always,
             if_absent=self._metadata_defaults(fallback),
             remove=("error",),
         )

@@ -21,14 +21,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
+import requests
+from botocore.exceptions import BotoCoreError, ClientError
+
+from catalog.ingest import IngestOutcome, IngestStatus, UpstreamUnavailableError
 from catalog.keys import local_track_id, preview_key
 from catalog.records import PreviewSource, Source, Status, TrackRecord, utc_now_iso
 from catalog.settings import env_str, require_env
 from catalog.storage import AudioStore, TrackTable, error_code
 from crawler.audio import NotAudioError, sniff
-from crawler.deezer import DeezerClient
+from crawler.deezer import DeezerClient, DeezerError
 from crawler.download import Audio, Downloader
 from crawler.local import is_local_source, list_source, read_tags
 from crawler.previews import NoPreview, PreviewFinder
@@ -36,6 +40,7 @@ from crawler.settings import CrawlerSettings
 from crawler.spotify import (
     RateLimitedError,
     SpotifyCatalog,
+    SpotifyConfigError,
     SpotifyError,
     SpotifyTrack,
     catalog_from_store,
@@ -399,34 +404,36 @@ def crawl_sources(crawler: Crawler, refs: Iterable[str], progress: Progress | No
 # -- the API's PUT /tracks/{trackId} --------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class IngestOutcome:
-    track_id: str
-    status: Literal["queued", "known", "no_preview", "not_found"]
-    track_status: str | None  # the item's status when known: pending|ready|failed
-    message: str
-
-
 def ingest_spotify_track(crawler: Crawler, track_id: str) -> IngestOutcome:
     """Ingest one Spotify track now. Raises SpotifyError (RateLimitedError, SpotifyConfigError ...)
     when Spotify cannot answer, and storage errors as they come."""
     existing = crawler.table.get(track_id)
     if existing is not None and is_settled(existing.status.value, existing.crawled_at, stale_before(crawler)):
-        return IngestOutcome(track_id, "known", existing.status.value, f"track is already {existing.status.value}")
-    previous = existing.status.value if existing else None
+        return IngestOutcome(track_id, IngestStatus.KNOWN, existing.status, f"track is already {existing.status.value}")
+    previous = existing.status if existing else None
     if not is_spotify_track_id(track_id):
-        return IngestOutcome(track_id, "not_found", previous, "not a Spotify track id (22 letters and digits); local tracks come in through make crawl")
+        return IngestOutcome(track_id, IngestStatus.NOT_FOUND, previous, "not a Spotify track id (22 letters and digits); local tracks come in through make crawl")
     track = crawler.spotify.track(track_id)
     if track is None:
-        return IngestOutcome(track_id, "not_found", previous, "Spotify does not know this track")
+        return IngestOutcome(track_id, IngestStatus.NOT_FOUND, previous, "Spotify does not know this track")
     result = process_spotify_track(crawler, track, "", None)
     if result.outcome is Outcome.NEW:
-        return IngestOutcome(track_id, "queued", Status.PENDING.value, f"preview from {result.preview_source} queued for extraction")
+        return IngestOutcome(track_id, IngestStatus.QUEUED, Status.PENDING, f"preview from {result.preview_source} queued for extraction")
     if result.outcome is Outcome.KNOWN:
-        return IngestOutcome(track_id, "known", result.status or Status.PENDING.value, "track is already known")
-    return IngestOutcome(track_id, "no_preview", previous, f"no preview found: {result.detail}")
+        return IngestOutcome(track_id, IngestStatus.KNOWN, Status(result.status or Status.PENDING), "track is already known")
+    return IngestOutcome(track_id, IngestStatus.NO_PREVIEW, previous, f"no preview found: {result.detail}")
 
 
 def ingest_track(track_id: str) -> IngestOutcome:
-    """One Spotify track now, with this container's cached crawler (see ingest_spotify_track)."""
-    return ingest_spotify_track(default_crawler(), track_id)
+    """One Spotify track now, with this container's cached crawler (see ingest_spotify_track).
+
+    Raises UpstreamUnavailableError when Spotify, Deezer or AWS cannot answer. Missing or
+    refused Spotify credentials are this deployment's fault, not the upstream's, and
+    propagate as SpotifyConfigError.
+    """
+    try:
+        return ingest_spotify_track(default_crawler(), track_id)
+    except SpotifyConfigError:
+        raise
+    except (SpotifyError, DeezerError, requests.RequestException, ClientError, BotoCoreError) as exc:
+        raise UpstreamUnavailableError(f"ingesting {track_id}: {exc}") from exc

@@ -59,12 +59,11 @@ class SpotifyError(RuntimeError):
     """Spotify could not give what was asked; the message says why and what to do."""
 
 
-class SpotifyConfigError(SpotifyError):
-    """Credentials are missing or unusable."""
+class SpotifyConfigError(SpotifyError, NotConfiguredError):
+    """Credentials are missing or unusable: the operator's to fix, not Spotify's."""
 
-
-class SpotifyNotConfiguredError(SpotifyConfigError, NotConfiguredError):
-    """No Spotify app credentials were given at all: the operator's to fix, not Spotify's."""
+    def __init__(self, message: str, setting: str = "the Spotify credentials (SPOTIFY_SECRET_ID; locally make spotify-login)") -> None:
+        super().__init__(message, setting)
 
 
 class PlaylistUnavailableError(SpotifyError):
@@ -120,7 +119,7 @@ class SecretsManagerStore:
             raw = self.sm.get_secret_value(SecretId=self.secret_id)["SecretString"]
         except Exception as exc:
             if error_code(exc) == "ResourceNotFoundException":
-                raise SpotifyNotConfiguredError(f"Spotify secret {self.secret_id} does not exist",
+                raise SpotifyConfigError(f"Spotify secret {self.secret_id} does not exist",
                                                 setting="the Spotify secret (SPOTIFY_SECRET_ID)") from None
             raise
         try:
@@ -229,7 +228,7 @@ class AppAuth(spotipy.SpotifyClientCredentials):
 def _app_credentials(values: dict[str, Any], store: CredentialStore) -> tuple[str, str]:
     client_id, client_secret = values.get("client_id", ""), values.get("client_secret", "")
     if not client_id or not client_secret:
-        raise SpotifyNotConfiguredError(
+        raise SpotifyConfigError(
             f"no Spotify client_id / client_secret in {store}: create an app at "
             "https://developer.spotify.com/dashboard and store them there "
             "(locally: SPOTIFY_CLIENT_ID / SPOTIFY_CLIENT_SECRET)",

@@ -2,8 +2,11 @@
 
 Each request becomes the event API Gateway would send (routeKey from the
 route that matched, lower-cased headers, comma-joined repeated query keys,
-cookies split out, base64 for binary bodies); the handler runs in-process and
-its reply is written back the way API Gateway writes it. The routes come from
+cookies split out, base64 for binary bodies); the handler runs in-process, one
+invocation at a time as in a single Lambda container (Powertools' resolver keeps
+the request being resolved on the app object, so concurrent invocations in one
+process would trample each other), and its reply is written back the way API
+Gateway writes it. The routes come from
 the HttpApi events of a function in template.yaml, so a path the deployment
 does not route gets the same 404 here as there (an event without Path and
 Method is the API's ``$default`` route, which catches every other request).
@@ -298,6 +301,7 @@ class _GatewayServer(ThreadingHTTPServer):
         self.cors = cors
         self.function_name = function_name
         self.quiet = quiet
+        self.invocation_lock = threading.Lock()
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -356,7 +360,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         )
         context = LocalLambdaContext(function_name=self.server.function_name, timeout_s=DEFAULT_TIMEOUT_S)
         try:
-            response = parse_response(self.server.handler(event, context))
+            with self.server.invocation_lock:
+                result = self.server.handler(event, context)
+            response = parse_response(result)
         except Exception:  # a crashed invocation is a 500, as API Gateway answers it
             self.log_error("handler raised for %s %s", method, path)
             response = GatewayResponse(500, [("content-type", "application/json")], INTERNAL_ERROR_BODY)

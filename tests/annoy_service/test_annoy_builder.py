@@ -9,7 +9,6 @@ from annoy import AnnoyIndex
 from annoy_helpers import DIM, MODEL, Stack
 
 from annoy_service.builder import (
-    MANIFEST_TOP_TAGS,
     N_TREES,
     SEARCH_K,
     build_index,
@@ -18,6 +17,7 @@ from annoy_service.builder import (
     search_k_for,
 )
 from bench.index import embedding_like_vectors, exact_neighbours
+from catalog.bundle import META_TOP_TAGS
 from catalog.records import decode_embedding
 
 RECALL_ITEMS = 10_000
@@ -60,7 +60,7 @@ def test_manifest_metadata_keeps_only_the_strongest_tags(stack: Stack) -> None:
     tags = {f"tag{i}": i / 10 for i in range(9)}
     stack.put_ready("tagged", tags=tags)
     (entry,) = load_ready_embeddings(stack.table, MODEL).metadata
-    assert list(entry["tags"]) == [f"tag{i}" for i in range(8, 8 - MANIFEST_TOP_TAGS, -1)]
+    assert list(entry["tags"]) == [f"tag{i}" for i in range(8, 8 - META_TOP_TAGS, -1)]
 
 
 def test_parallel_scan_segments_read_every_page(stack: Stack) -> None:

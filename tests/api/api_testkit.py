@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from annoy import AnnoyIndex
 
-from catalog.bundle import LatestPointer, Manifest, sha256_file
+from catalog.bundle import LatestPointer, Manifest, Projection, TrackMeta, sha256_file
+from catalog.ingest import IngestOutcome, IngestStatus
 from catalog.keys import new_index_version
-from catalog.records import utc_now_iso
+from catalog.records import Status, utc_now_iso
 
 DIM = 16
 N_TREES = 10
 # Large enough that Annoy visits every item of a test index: results are exact.
 SEARCH_K = 100_000
 MODEL = "musicnn-msd-v1"
+
+
+def override(app: Any, dependency: Callable[..., Any], value: Any) -> None:
+    """Serve ``value`` wherever a route depends on ``dependency``.
+
+    Powertools resolves the original's own dependencies and passes them to the override,
+    so the override takes and ignores them.
+    """
+    app.dependency_overrides[dependency] = lambda **_: value
 
 
 def spotify_like_id(i: int) -> str:
@@ -57,15 +69,16 @@ def build_bundle(
     index.unload()
     version = version or new_index_version()
     tracks = [
-        {
-            "title": f"Song {i}",
-            "artists": (artists[i] if artists else [f"Artist {i}"]),
-            "album": f"Album {i // 3}",
-            "source": "spotify",
-            "preview_source": "deezer" if i % 2 else "spotify",
-            "tags": {"rock": 0.5, "guitar": 0.25},
-        }
-        for i in range(len(track_ids))
+        TrackMeta(
+            track_id=track_id,
+            title=f"Song {i}",
+            artists=tuple(artists[i] if artists else [f"Artist {i}"]),
+            album=f"Album {i // 3}",
+            source="spotify",
+            preview_source="deezer" if i % 2 else "spotify",
+            tags={"rock": 0.5, "guitar": 0.25},
+        ).to_dict()
+        for i, track_id in enumerate(track_ids)
     ]
     manifest = Manifest(
         version=version,
@@ -79,6 +92,7 @@ def build_bundle(
         ann_bytes=ann_path.stat().st_size,
         track_ids=list(track_ids),
         tracks=tracks,
+        projection=Projection.fit(vectors).to_dict(),
     )
     return manifest, ann_path
 
@@ -94,27 +108,17 @@ class FakeClock:
         self.now += seconds
 
 
-@dataclasses.dataclass(frozen=True)
-class FakeIngestOutcome:
-    """Same fields as crawler.pipeline.IngestOutcome."""
-
-    track_id: str
-    status: str
-    track_status: str | None
-    message: str
-
-
 FAKE_INGEST_OUTCOMES = (
-    ("queued", None),
-    ("known", "ready"),
-    ("known", "pending"),
-    ("known", "failed"),
-    ("no_preview", None),
-    ("not_found", None),
+    (IngestStatus.QUEUED, None),
+    (IngestStatus.KNOWN, Status.READY),
+    (IngestStatus.KNOWN, Status.PENDING),
+    (IngestStatus.KNOWN, Status.FAILED),
+    (IngestStatus.NO_PREVIEW, None),
+    (IngestStatus.NOT_FOUND, None),
 )
 
 
-def fake_ingest(track_id: str) -> FakeIngestOutcome:
+def fake_ingest(track_id: str) -> IngestOutcome:
     """Every outcome the crawler can give, chosen by the id so that answers are repeatable."""
     status, track_status = FAKE_INGEST_OUTCOMES[sum(track_id.encode()) % len(FAKE_INGEST_OUTCOMES)]
-    return FakeIngestOutcome(track_id, status, track_status, f"fake crawler: {status}")
+    return IngestOutcome(track_id, status, track_status, f"fake crawler: {status}")

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from api_testkit import DIM, FakeClock, PublishedBundle, build_bundle, clustered_vectors, fake_ingest, spotify_like_id
+from api_testkit import (
+    DIM,
+    FakeClock,
+    PublishedBundle,
+    build_bundle,
+    clustered_vectors,
+    fake_ingest,
+    override,
+    spotify_like_id,
+)
 from moto import mock_aws
 
 from catalog.bundle import LatestPointer
@@ -92,25 +99,37 @@ def lambda_context() -> LocalLambdaContext:
 
 
 @pytest.fixture
-def api(aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> Iterator[Any]:
-    """api.handler imported afresh with this test's environment, a fake clock and no ingest function.
+def api(aws: None, tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
+    """api.handler with this test's dependencies: the index cache on a fake clock and no crawler.
 
-    The module reads its settings at import, as in Lambda; it is dropped again
-    afterwards so that a later import (the local stack's) sees its own environment.
+    They are swapped through ``app.dependency_overrides`` (Powertools' Depends), so the
+    module is imported once and nothing in it is patched; the overrides are dropped afterwards.
     """
-    from api import tracks
+    from api import deps, handler
     from api.index_cache import IndexCache
 
-    sys.modules.pop("api.handler", None)
-    handler = importlib.import_module("api.handler")
-    monkeypatch.setattr(
-        handler, "index_cache", IndexCache(INDEX_BUCKET, directory=tmp_path / "index", recheck_s=60.0, clock=clock)
-    )
-    monkeypatch.setattr(tracks, "ingest", None)
+    cache = IndexCache(INDEX_BUCKET, directory=tmp_path / "index", recheck_s=60.0, clock=clock)
+
+    def no_crawler() -> deps.IngestFunction:
+        raise AssertionError("this test did not expect PUT /tracks to reach the crawler")
+
+    override(handler.app, deps.index_cache, cache)
+    override(handler.app, deps.ingest_function, no_crawler)
     try:
         yield handler
     finally:
-        sys.modules.pop("api.handler", None)
+        handler.app.dependency_overrides.clear()
+
+
+@pytest.fixture
+def use_ingest(api: Any) -> Callable[[Callable[[str], Any]], None]:
+    """Make PUT /tracks/{trackId} call this function instead of the crawler."""
+    from api import deps
+
+    def _use(ingest: Callable[[str], Any]) -> None:
+        override(api.app, deps.ingest_function, ingest)
+
+    return _use
 
 
 def load_event(name: str) -> dict[str, Any]:
@@ -148,9 +167,10 @@ EXAMPLE_TRACK_ID = "4uLU6hMCjMI75M1A2tKUQC"
 
 
 @pytest.fixture
-def served_api(api: Any, publish: Callable[..., PublishedBundle], monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, PublishedBundle]]:
+def served_api(
+    api: Any, publish: Callable[..., PublishedBundle], use_ingest: Callable[[Callable[[str], Any]], None]
+) -> Iterator[tuple[str, PublishedBundle]]:
     """The api on the loopback gateway, routes from template.yaml, one published index, a fake crawler."""
-    from api import tracks
     from catalog.records import Source, Status, TrackRecord
     from catalog.storage import TrackTable
     from infra.http_gateway import serve, shutdown
@@ -162,7 +182,7 @@ def served_api(api: Any, publish: Callable[..., PublishedBundle], monkeypatch: p
         table.table.put_item(
             Item=TrackRecord(track_id=track_id, source=Source.SPOTIFY, status=Status.READY, title=f"Song {i}").to_item()
         )
-    monkeypatch.setattr(tracks, "ingest", fake_ingest)
+    use_ingest(fake_ingest)
     server, thread = serve(api.lambda_handler)
     host, port = server.server_address[:2]
     try:

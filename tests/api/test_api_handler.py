@@ -6,13 +6,14 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from api_testkit import override
 
+from catalog.ingest import IngestOutcome, IngestStatus, UpstreamUnavailableError
 from catalog.records import Source, Status, TrackRecord, encode_embedding
 from catalog.storage import TrackTable
 
@@ -144,15 +145,28 @@ def test_unknown_track_is_404_and_the_body_says_what_the_table_knows(api, publis
     assert "pending" in call(api, http_event("GET", "/recommendations", {"trackId": "Pending000000000000000"}), lambda_context)[1]["error"]["message"]
 
 
-def test_recommendations_never_read_the_tracks_table(api, publish, http_event, lambda_context, monkeypatch) -> None:
+class CountingTable:
+    """A Tracks table that counts reads and answers none."""
+
+    def __init__(self) -> None:
+        self.reads: list[str] = []
+
+    def get(self, track_id: str, consistent: bool = False) -> None:
+        self.reads.append(track_id)
+
+
+def test_recommendations_read_the_tracks_table_only_to_explain_a_miss(api, publish, http_event, lambda_context) -> None:
+    from api import deps
+
     bundle = publish(n=30)
-
-    def no_table() -> None:
-        raise AssertionError("the hot path read the Tracks table")
-
-    monkeypatch.setattr(api, "tracks_table", no_table)
+    table = CountingTable()
+    override(api.app, deps.tracks_table, table)
     status, body, _ = call(api, http_event("GET", "/recommendations", {"trackId": bundle.manifest.track_ids[0]}), lambda_context)
     assert status == 200 and len(body["results"]) == 10
+    assert table.reads == []
+    status, body, _ = call(api, http_event("GET", "/recommendations", {"trackId": "Nobody0000000000000000"}), lambda_context)
+    assert status == 404 and body["error"]["code"] == "track_not_found"
+    assert table.reads == ["Nobody0000000000000000"]
 
 
 def test_health_reports_version_count_model_and_age(api, publish, http_event, lambda_context) -> None:
@@ -188,37 +202,27 @@ def test_get_track_returns_metadata_and_status_but_never_the_embedding(api, publ
     assert_error(body, "bad_request")
 
 
-@dataclass(frozen=True)
-class Outcome:
-    track_id: str
-    status: str
-    track_status: str | None
-    message: str
-
-
 @pytest.mark.parametrize(
     ("status", "track_status", "http_status", "code"),
     [
-        ("queued", None, 202, None),
-        ("known", "ready", 200, None),
-        ("known", "pending", 202, None),
-        ("known", "failed", 409, "track_failed"),
-        ("no_preview", None, 422, "no_preview"),
-        ("not_found", None, 404, "spotify_track_not_found"),
+        (IngestStatus.QUEUED, None, 202, None),
+        (IngestStatus.KNOWN, Status.READY, 200, None),
+        (IngestStatus.KNOWN, Status.PENDING, 202, None),
+        (IngestStatus.KNOWN, Status.FAILED, 409, "track_failed"),
+        (IngestStatus.NO_PREVIEW, None, 422, "no_preview"),
+        (IngestStatus.NOT_FOUND, None, 404, "spotify_track_not_found"),
     ],
 )
 def test_put_track_maps_each_ingest_outcome_to_its_status(
-    api, recorded_event, lambda_context, monkeypatch, status, track_status, http_status, code
+    api, use_ingest, recorded_event, lambda_context, status, track_status, http_status, code
 ) -> None:
-    from api import tracks
-
     calls: list[str] = []
 
-    def fake_ingest(track_id: str) -> Outcome:
+    def fake_ingest(track_id: str) -> IngestOutcome:
         calls.append(track_id)
-        return Outcome(track_id, status, track_status, "crawler says hi")
+        return IngestOutcome(track_id, status, track_status, "crawler says hi")
 
-    monkeypatch.setattr(tracks, "ingest", fake_ingest)
+    use_ingest(fake_ingest)
     got_status, body, _ = call(api, recorded_event("api_put_track.json"), lambda_context)
     assert calls == ["4uLU6hMCjMI75M1A2tKUQC"]
     assert got_status == http_status
@@ -230,13 +234,8 @@ def test_put_track_maps_each_ingest_outcome_to_its_status(
         assert body["message"] == "crawler says hi"
 
 
-def test_put_track_rejects_a_non_spotify_id_without_calling_the_crawler(api, http_event, lambda_context, monkeypatch) -> None:
-    from api import tracks
-
-    def fake_ingest(track_id: str) -> Outcome:
-        raise AssertionError("ingest called for an invalid id")
-
-    monkeypatch.setattr(tracks, "ingest", fake_ingest)
+def test_put_track_rejects_a_non_spotify_id_without_calling_the_crawler(api, http_event, lambda_context) -> None:
+    # The api fixture's crawler fails the test if it is called.
     for track_id in ("short", "local-0123456789abcdef0123", "4uLU6hMCjMI75M1A2tKUQ_"):
         event = http_event("PUT", f"/tracks/{track_id}", route="/tracks/{trackId}")
         status, body, _ = call(api, event, lambda_context)
@@ -244,17 +243,23 @@ def test_put_track_rejects_a_non_spotify_id_without_calling_the_crawler(api, htt
         assert_error(body, "invalid_track_id")
 
 
-def test_put_track_is_502_when_the_music_services_fail(api, recorded_event, lambda_context, monkeypatch) -> None:
-    from api import tracks
+def test_put_track_is_502_only_when_an_upstream_fails(api, use_ingest, recorded_event, lambda_context) -> None:
+    def upstream_down(track_id: str) -> IngestOutcome:
+        raise UpstreamUnavailableError("spotify at 10.0.0.1 refused: token=abc")
 
-    def failing_ingest(track_id: str) -> Outcome:
-        raise ConnectionError("spotify at 10.0.0.1 refused: token=abc")
-
-    monkeypatch.setattr(tracks, "ingest", failing_ingest)
+    use_ingest(upstream_down)
     status, body, _ = call(api, recorded_event("api_put_track.json"), lambda_context)
     assert status == 502
     assert_error(body, "ingest_unavailable")
     assert "token" not in json.dumps(body)
+
+    def our_bug(track_id: str) -> IngestOutcome:
+        raise KeyError("preview_url")
+
+    use_ingest(our_bug)
+    status, body, _ = call(api, recorded_event("api_put_track.json"), lambda_context)
+    assert status == 500
+    assert_error(body, "internal_error")
 
 
 def test_openapi_document_is_served_as_is(api, http_event, lambda_context) -> None:
@@ -277,15 +282,18 @@ def test_openapi_document_describes_exactly_the_routes_of_the_template_and_the_r
     assert documented == template_routes == resolver_routes
 
 
-def test_unknown_route_and_unexpected_errors_are_json_errors(api, http_event, lambda_context, monkeypatch) -> None:
+def test_unknown_route_and_unexpected_errors_are_json_errors(api, http_event, lambda_context) -> None:
+    from api import deps
+
     status, body, _ = call(api, http_event("GET", "/nowhere"), lambda_context)
     assert status == 404
     assert_error(body, "route_not_found")
 
-    def broken() -> None:
-        raise RuntimeError("database password is hunter2")
+    class BrokenCache:
+        def current(self) -> None:
+            raise RuntimeError("database password is hunter2")
 
-    monkeypatch.setattr(api.index_cache, "current", broken)
+    override(api.app, deps.index_cache, BrokenCache())
     status, body, _ = call(api, http_event("GET", "/recommendations", {"trackId": "T000000000000000000001"}), lambda_context)
     assert status == 500
     assert_error(body, "internal_error")
@@ -323,14 +331,23 @@ print(json.dumps({"status": response["statusCode"], "headers": response["headers
     assert result["spotipy"] is False and result["crawler"] is False
 
 
-def test_put_track_uses_the_crawlers_ingest_track_unless_replaced(api, monkeypatch) -> None:
-    from api import tracks
+def test_put_track_uses_the_crawlers_ingest_track(aws_env) -> None:
+    from api import deps
     from crawler.pipeline import ingest_track
 
-    assert tracks._ingest_function() is ingest_track
+    assert deps.ingest_function() is ingest_track
 
-    def fake(track_id: str) -> Outcome:
-        return Outcome(track_id, "queued", None, "")
 
-    monkeypatch.setattr(tracks, "ingest", fake)
-    assert tracks._ingest_function() is fake
+def test_settings_are_read_per_request_and_what_they_build_is_kept(aws_env, monkeypatch) -> None:
+    from api import deps
+
+    first = deps.settings()
+    assert (first.index_bucket, first.tracks_table) == (os.environ["INDEX_BUCKET"], os.environ["TRACKS_TABLE"])
+    assert deps.index_cache(first) is deps.index_cache(deps.settings())
+    assert deps.tracks_table(first) is deps.tracks_table(deps.settings())
+    monkeypatch.setenv("INDEX_BUCKET", "another-bucket")
+    monkeypatch.setenv("INDEX_RECHECK_S", "5")
+    second = deps.settings()
+    cache = deps.index_cache(second)
+    assert (cache.bucket, cache.recheck_s) == ("another-bucket", 5.0)
+    assert cache is not deps.index_cache(first)

@@ -58,8 +58,8 @@ def test_no_index_before_latest_exists_and_the_first_bundle_loads_after_the_inte
     clock.advance(1.0)
     loaded = cache.current()
     assert loaded is not None and loaded.version == bundle.manifest.version
-    assert loaded.annoy.get_n_items() == 20
-    assert loaded.positions[bundle.manifest.track_ids[7]] == 7
+    assert loaded.count == 20 and sorted(loaded.track_ids()) == sorted(bundle.manifest.track_ids)
+    assert loaded.meta(bundle.manifest.track_ids[7]).title == "Song 7"
 
 
 def test_latest_is_read_at_most_once_per_interval_and_a_new_version_is_swapped_in(cache, publish, clock, s3) -> None:
@@ -74,7 +74,7 @@ def test_latest_is_read_at_most_once_per_interval_and_a_new_version_is_swapped_i
     assert latest_reads() == 1
     clock.advance(10.0)
     swapped = cache.current()
-    assert swapped.version == second.manifest.version and swapped.manifest.count == 30
+    assert swapped.version == second.manifest.version and swapped.count == 30
     assert latest_reads() == 2
     # An unchanged LATEST downloads nothing.
     downloads = sum(c.startswith("download_file") for c in s3.calls)
@@ -102,7 +102,8 @@ def test_bad_bundle_keeps_the_previous_index_and_logs_an_error(cache, publish, c
     clock.advance(60.0)
     served = cache.current()
     assert served.version == good.manifest.version
-    assert served.annoy.get_nns_by_item(0, 3)  # the previous index still answers
+    first = good.manifest.track_ids[0]
+    assert len(served.search(served.vector(first), 3)) == 3  # the previous index still answers
     errors = errors_logged(caplog)
     assert errors and errors[-1].version == bad.manifest.version
     assert errors[-1].serving == good.manifest.version
@@ -161,7 +162,8 @@ def test_prefault_load_answers_the_same(publish, s3, tmp_path, clock) -> None:
     plain = IndexCache(BUCKET, s3=s3, directory=tmp_path / "a", prefault=False, clock=clock).current()
     prefaulted = IndexCache(BUCKET, s3=s3, directory=tmp_path / "b", prefault=True, clock=clock).current()
     assert plain.version == prefaulted.version == bundle.manifest.version
-    assert plain.annoy.get_nns_by_item(5, 10) == prefaulted.annoy.get_nns_by_item(5, 10)
+    query = plain.vector(bundle.manifest.track_ids[5])
+    assert plain.search(query, 10) == prefaulted.search(query, 10)
 
 
 def test_a_version_that_is_not_a_plain_directory_name_is_rejected(cache, publish, clock, tmp_path) -> None:

@@ -1,4 +1,4 @@
-"""api.recommend on bundles built in-process: similarity, exclusion of the query, distinct artists."""
+"""api.recommend and api.served on bundles built in-process: similarity, exclusion of the query, filters."""
 
 from __future__ import annotations
 
@@ -9,14 +9,19 @@ import pytest
 from api_testkit import build_bundle, clustered_vectors, spotify_like_id
 
 from api.index_cache import load_bundle
-from api.recommend import TrackNotIndexedError, cosine_similarity, nearest, recommendations
-from catalog.bundle import BundleError
+from api.recommend import TrackNotIndexedError, recommendations
+from api.served import ServedIndex, cosine_similarity
+from catalog.bundle import BundleError, Projection, TrackMeta
 
 
-def loaded(tmp_path: Path, vectors: np.ndarray, artists: list[list[str]] | None = None):
+def loaded(tmp_path: Path, vectors: np.ndarray, artists: list[list[str]] | None = None) -> ServedIndex:
     ids = [spotify_like_id(i) for i in range(len(vectors))]
     manifest, _ = build_bundle(tmp_path, ids, vectors, artists=artists)
     return load_bundle(tmp_path, manifest, prefault=False)
+
+
+def result_items(body: dict) -> list[int]:
+    return [int(r["trackId"][1:]) for r in body["results"]]
 
 
 def test_similarity_is_the_cosine_of_the_angle() -> None:
@@ -35,29 +40,59 @@ def test_query_is_excluded_even_when_another_track_has_the_same_vector(tmp_path)
     vectors[5] = vectors[4]
     index = loaded(tmp_path, vectors)
     for query, twin in ((4, 5), (5, 4)):
-        got = nearest(index, spotify_like_id(query), 3)
-        assert [item for item, _ in got][0] == twin
-        assert query not in [item for item, _ in got]
-        assert got[0][1] == pytest.approx(1.0, abs=1e-6)
+        body = recommendations(index, spotify_like_id(query), 3)
+        assert result_items(body)[0] == twin
+        assert query not in result_items(body)
+        assert body["results"][0]["similarity"] == pytest.approx(1.0, abs=1e-6)
 
 
 def test_distinct_artists_keeps_searching_past_the_first_batch(tmp_path) -> None:
-    # 200 tracks, the nearest 150 of track 0 all by one artist: the loop must widen its search.
+    # 200 tracks, the nearest 150 of track 0 all by one artist: the search must widen.
     vectors = clustered_vectors(200)
     order = np.argsort(-(vectors @ vectors[0]))
     artists = [["Other"] for _ in range(200)]
     for rank, item in enumerate(order):
         artists[item] = ["Same"] if rank < 150 else [f"Solo {rank}"]
     index = loaded(tmp_path, vectors, artists)
-    got = nearest(index, spotify_like_id(0), 5, distinct_artists=True)
+    got = result_items(recommendations(index, spotify_like_id(0), 5, distinct_artists=True))
     assert len(got) == 5
-    assert all(artists[item][0].startswith("Solo") for item, _ in got)
+    assert all(artists[item][0].startswith("Solo") for item in got)
+
+
+def test_search_asks_accept_once_per_candidate_in_similarity_order(tmp_path) -> None:
+    vectors = clustered_vectors(120)
+    index = loaded(tmp_path, vectors)
+    query = index.vector(spotify_like_id(0))
+    asked: list[str] = []
+
+    def every_third(meta: TrackMeta) -> bool:
+        asked.append(meta.track_id)
+        return len(asked) % 3 == 0
+
+    got = index.search(query, 10, exclude={spotify_like_id(0)}, accept=every_third)
+    exact = [spotify_like_id(i) for i in np.argsort(-(vectors @ vectors[0])) if i != 0]
+    assert asked == exact[: len(asked)] and len(asked) == 30
+    assert [n.track_id for n in got] == asked[2::3]
+    # A predicate nothing passes exhausts the catalogue and returns nothing.
+    assert index.search(query, 5, accept=lambda meta: False) == []
+
+
+def test_vector_transform_and_projection(tmp_path) -> None:
+    vectors = clustered_vectors(40)
+    index = loaded(tmp_path, vectors)
+    np.testing.assert_allclose(index.vector(spotify_like_id(3)), vectors[3], atol=1e-6)
+    raw = 7.0 * vectors[3]
+    np.testing.assert_allclose(index.transform(raw), vectors[3], atol=1e-6)
+    expected = Projection.fit(vectors).apply(vectors[3])[0]
+    assert index.project(spotify_like_id(3)) == pytest.approx(tuple(expected), abs=1e-5)
+    with pytest.raises(KeyError):
+        index.meta("NotThere00000000000000")
 
 
 def test_unknown_track_raises_and_body_has_query_metadata(tmp_path) -> None:
     index = loaded(tmp_path, clustered_vectors(10))
     with pytest.raises(TrackNotIndexedError):
-        nearest(index, "NotThere00000000000000", 3)
+        recommendations(index, "NotThere00000000000000", 3)
     body = recommendations(index, spotify_like_id(2), 3)
     assert body["query"] == {
         "trackId": spotify_like_id(2),

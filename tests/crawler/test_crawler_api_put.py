@@ -7,10 +7,7 @@ fakes, and S3/DynamoDB are moto.
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +23,14 @@ INDEX_BUCKET = "index-bucket"
 
 
 @pytest.fixture
-def api_handler(aws: None, user_secret: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def api_handler(aws: None, user_secret: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """api.handler as deployed: its dependencies read this test's environment, nothing overridden."""
+    import api.handler
+
     boto3.client("s3", region_name=REGION).create_bucket(Bucket=INDEX_BUCKET)
     monkeypatch.setenv("INDEX_BUCKET", INDEX_BUCKET)
-    sys.modules.pop("api.handler", None)
-    try:
-        yield importlib.import_module("api.handler")
-    finally:
-        sys.modules.pop("api.handler", None)
+    assert api.handler.app.dependency_overrides == {}
+    return api.handler
 
 
 def put(handler: Any, track_id: str) -> tuple[int, dict[str, Any]]:

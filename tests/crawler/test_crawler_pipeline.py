@@ -9,9 +9,10 @@ import pytest
 from crawler_aws import REGION, TABLE, s3_keys, s3_object, table_item
 from crawler_fakes import Fakes, Reply, playlist_entry, spotify_id, spotify_track
 
-from catalog.records import Source, TrackRecord
+from catalog.ingest import IngestOutcome, IngestStatus, UpstreamUnavailableError
+from catalog.records import Source, Status, TrackRecord
 from catalog.storage import TrackTable
-from crawler.pipeline import Crawler, IngestOutcome, crawl_playlist, crawl_sources, ingest_track
+from crawler.pipeline import Crawler, crawl_playlist, crawl_sources, ingest_track
 
 PLAYLIST = spotify_id(7, "pl")
 OTHER_PLAYLIST = spotify_id(8, "pl")
@@ -165,7 +166,7 @@ def test_ingest_track_queues_a_new_track(aws: None, user_secret: str, crawler_en
     crawler_env.spotify.tracks[track["id"]] = track
     crawler_env.deezer.add("Single", "Solo", "USABC1234567")
     outcome = ingest_track(track["id"])
-    assert outcome == IngestOutcome(track["id"], "queued", "pending", outcome.message)
+    assert outcome == IngestOutcome(track["id"], IngestStatus.QUEUED, Status.PENDING, outcome.message)
     assert "deezer" in outcome.message
     assert s3_keys() == [f"previews/{track['id']}.mp3"]
     assert "playlists" not in table_item(track["id"])
@@ -195,6 +196,15 @@ def test_ingest_track_unknown_and_malformed_ids(aws: None, user_secret: str, cra
     assert ingest_track(spotify_id(79)).status == "not_found"
     assert ingest_track("local-0123456789abcdef0123").status == "not_found"
     assert crawler_env.spotify.requests_to(r"^/v1/tracks/") and len(crawler_env.spotify.requests_to(r"^/v1/tracks/")) == 1
+
+
+def test_ingest_track_reports_an_unanswering_spotify_as_upstream_unavailable(
+    aws: None, user_secret: str, crawler_env: Fakes
+) -> None:
+    track_id = spotify_id(83)
+    crawler_env.spotify.fail(rf"^/v1/tracks/{track_id}$", Reply.json({"error": {"status": 403, "message": "Forbidden"}}, 403), times=10)
+    with pytest.raises(UpstreamUnavailableError, match="403"):
+        ingest_track(track_id)
 
 
 def test_ingest_track_builds_its_dependencies_once_per_container(aws: None, user_secret: str, crawler_env: Fakes) -> None:

@@ -1,0 +1,95 @@
+"""What route handlers depend on, declared with Powertools' ``Depends``.
+
+Routes name a dependency in their signature (``index: Annotated[ServedIndex,
+Depends(served_index)]``) and the resolver calls it once per request. Tests
+replace any of these with ``app.dependency_overrides[fn] = ...`` instead of
+re-importing the handler module or patching its globals. Powertools 3.37 calls
+an override with the arguments the original's own dependencies resolved to, so
+an override of a function that has dependencies takes ``**_`` (tests use
+``api_testkit.override``).
+
+Settings are read from the environment on each request (a few lookups); the
+objects built from them (the index cache, table adapters) live as long as the
+container, memoised on the settings that define them, so a process whose
+environment changes (the local stack, tests) gets fresh ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Depends
+
+from api.constants import INDEX_DIR_DEFAULT, INDEX_PREFAULT_DEFAULT, INDEX_RECHECK_S_DEFAULT
+from api.errors import ApiError
+from api.index_cache import IndexCache
+from api.served import ServedIndex
+from catalog.ingest import IngestOutcome
+from catalog.settings import env_float, env_str, require_env
+from catalog.storage import TrackTable, resource
+
+IngestFunction = Callable[[str], IngestOutcome]
+
+_TRUE = frozenset({"1", "true", "yes"})
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    index_bucket: str
+    tracks_table: str
+    index_dir: str = INDEX_DIR_DEFAULT
+    index_recheck_s: float = INDEX_RECHECK_S_DEFAULT
+    index_prefault: bool = INDEX_PREFAULT_DEFAULT
+
+
+def settings() -> ApiSettings:
+    return ApiSettings(
+        index_bucket=require_env("INDEX_BUCKET"),
+        tracks_table=require_env("TRACKS_TABLE"),
+        index_dir=env_str("INDEX_DIR", INDEX_DIR_DEFAULT),
+        index_recheck_s=env_float("INDEX_RECHECK_S", INDEX_RECHECK_S_DEFAULT),
+        index_prefault=env_str("INDEX_PREFAULT", str(INDEX_PREFAULT_DEFAULT)).lower() in _TRUE,
+    )
+
+
+@cache
+def _index_cache_for(bucket: str, directory: str, recheck_s: float, prefault: bool) -> IndexCache:
+    return IndexCache(bucket, directory=directory, recheck_s=recheck_s, prefault=prefault)
+
+
+def index_cache(config: Annotated[ApiSettings, Depends(settings)]) -> IndexCache:
+    """The container's index cache (one per bucket and settings)."""
+    return _index_cache_for(config.index_bucket, config.index_dir, config.index_recheck_s, config.index_prefault)
+
+
+def current_index(cache_: Annotated[IndexCache, Depends(index_cache)]) -> ServedIndex | None:
+    """The index being served, or None before the first one is published."""
+    return cache_.current()
+
+
+def served_index(index: Annotated[ServedIndex | None, Depends(current_index)]) -> ServedIndex:
+    """The index being served; a 503 before the first one is published."""
+    if index is None:
+        raise ApiError(503, "index_unavailable", "no recommendation index has been published yet; try again later")
+    return index
+
+
+@cache
+def _table_on(dynamodb: Any, name: str) -> TrackTable:
+    # Keyed on the process's DynamoDB resource too: the local stack replaces it when it moves the endpoint.
+    return TrackTable(name, dynamodb.Table(name))
+
+
+def tracks_table(config: Annotated[ApiSettings, Depends(settings)]) -> TrackTable:
+    """The Tracks table; built once per container (building one costs over a millisecond)."""
+    return _table_on(resource("dynamodb"), config.tracks_table)
+
+
+def ingest_function() -> IngestFunction:
+    """The crawler's ingest_track, imported on the first PUT so that GET requests never load spotipy."""
+    from crawler.pipeline import ingest_track
+
+    return ingest_track
