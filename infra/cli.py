@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from catalog.settings import env_float
+from infra.persist import SNAPSHOT_INTERVAL_S, PeriodicSnapshots, StackData
 from infra.pump import SqsPoller
 from infra.resources import LocalResources
 from infra.stack import LocalStack, port_open
@@ -42,6 +44,11 @@ def state_dir() -> Path:
 
 def state_file() -> Path:
     return state_dir() / "stack.json"
+
+
+def data_dir() -> Path:
+    """Where the stack's data is kept between runs (`make clean` removes it with the state dir)."""
+    return state_dir() / "data"
 
 
 def pid_alive(pid: int) -> bool:
@@ -81,6 +88,14 @@ def run(extract: bool, api_port: int | None) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     stack = LocalStack(log_path=directory / "moto.log").start()
     stack.apply_env()
+    data = StackData(stack.template, stack.resources, stack.client, data_dir())
+    # Before the pump starts, so that the restored items reach the index as any other change.
+    restored = data.restore()
+    if restored is not None:
+        print(f"restored the snapshot of {restored.saved_at}: {sum(restored.items.values())} items, "
+              f"{sum(restored.objects.values())} objects", flush=True)
+    snapshots = PeriodicSnapshots(data, env_float("SOUNDSLIKE_SNAPSHOT_INTERVAL_S", SNAPSHOT_INTERVAL_S))
+    snapshots.start()
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
@@ -102,6 +117,7 @@ def run(extract: bool, api_port: int | None) -> int:
         "api_url": api_url,
         "pumped_functions": sorted(functions),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "snapshot_interval_s": snapshots.interval_s,
         "env": stack.env(),
         "resources": stack.resources.to_json(),
     }
@@ -115,6 +131,7 @@ def run(extract: bool, api_port: int | None) -> int:
             from infra.http_gateway import shutdown
 
             shutdown(*gateway)
+        snapshots.stop()  # the last snapshot, with nothing running that could still write
         stack.stop()
         state_file().unlink(missing_ok=True)
     return 0
@@ -192,6 +209,9 @@ def status() -> int:
     print(f"  moto endpoint : {state['endpoint']}")
     print(f"  HTTP API      : {state['api_url'] or '-'}")
     print(f"  event pump    : {', '.join(state['pumped_functions'])}")
+    summary = data_dir() / "snapshot.json"
+    saved = json.loads(summary.read_text())["saved_at"] if summary.exists() else "none yet"
+    print(f"  data snapshot : {saved} (every {state.get('snapshot_interval_s', SNAPSHOT_INTERVAL_S):g} s, in {data_dir()})")
     try:
         for line in _summary(resources):
             print("  " + line)

@@ -7,8 +7,10 @@ called by the pump (infra.pump) and the loopback HTTP gateway (infra.http_gatewa
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -39,6 +41,7 @@ from infra.template import REPO_ROOT, TEMPLATE_PATH, functions, load_template
 
 LOCAL_ENV_FILE = REPO_ROOT / "config" / "local.env"
 MOTO_START_TIMEOUT_S = 30.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 log = logging.getLogger("infra.stack")
 
 # Set per function at import time; every other variable is the same for all functions.
@@ -72,6 +75,12 @@ def port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def _die_with_parent() -> None:
+    """In the moto child: be sent SIGTERM when the stack's process dies, even by SIGKILL (Linux prctl)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class MotoServer:
     """moto_server as a child process: its state is apart from any in-process moto mock."""
 
@@ -92,6 +101,7 @@ class MotoServer:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
             stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         deadline = time.monotonic() + MOTO_START_TIMEOUT_S
         while not port_open(self.host, self.port):
