@@ -7,8 +7,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 REQUIREMENTS := requirements-dev.txt requirements-nodeps.txt crawler/requirements.txt \
-	extractor/requirements.txt extractor/requirements-nodeps.txt extractor/requirements-dead-letters.txt \
-	annoy_service/requirements.txt api/requirements.txt
+	extractor/requirements.txt extractor/requirements-nodeps.txt \
+	annoy_service/requirements.txt api/requirements.txt dead_letters/requirements.txt
 PORT ?= 8080
 PLAYLIST ?=
 export PYTHONPATH := $(CURDIR)
@@ -67,32 +67,59 @@ demo: install ## the whole flow on a rendered demo catalogue (DEMO_ONCE=1: print
 spotify-login: install ## one-time Spotify Authorization Code login (stores the refresh token)
 	$(PY) -m infra exec -- $(PY) -m crawler login
 
-deploy: ## sam build + sam deploy --guided (needs the SAM CLI, Docker and AWS credentials)
+deploy: ## stage, sam build, sam deploy --guided (needs the SAM CLI, Docker and AWS credentials)
 	@command -v sam >/dev/null || { echo "install the AWS SAM CLI first (pip install aws-sam-cli)"; exit 2; }
-	sam build --use-container
+	@ls $(LAMBDA_WHEELS)/annoy-*cp312*.whl >/dev/null 2>&1 || $(MAKE) lambda-wheels
+	$(MAKE) stage
+	sam build
 	sam deploy --guided
 
 clean: down ## remove the local stack's state and caches (keeps .venv)
-	rm -rf .local .pytest_cache .ruff_cache .aws-sam
+	rm -rf .local .pytest_cache .ruff_cache .aws-sam build
 
-# -- sam build (BuildMethod: makefile): one zip package per function --------------------
-# sam runs these with ARTIFACTS_DIR set, inside the Lambda build image with --use-container.
-define build_function
-	mkdir -p "$(ARTIFACTS_DIR)"
-	cp -r catalog $(1) "$(ARTIFACTS_DIR)/"
-	python -m pip install --quiet -r $(2) -t "$(ARTIFACTS_DIR)"
-endef
-
-build-CrawlerFunction:
-	$(call build_function,crawler,crawler/requirements.txt)
-
-# The dead-letter consumer needs only catalog/ and extractor/'s TensorFlow-free modules.
-build-ExtractDeadLetterFunction:
-	$(call build_function,extractor,extractor/requirements-dead-letters.txt)
-
-build-AnnoyServiceFunction:
-	$(call build_function,annoy_service,annoy_service/requirements.txt)
-
+# -- zip packages (sam build, BuildMethod: makefile) ---------------------------------------
+# `make stage-<Function>` copies what the function's handler imports (its packages, catalog/, their
+# requirements files, prebuilt wheels) and infra/lambda/Makefile into build/stage/<Function>, the
+# CodeUri of the function in template.yaml. SAM copies that folder, not the repository, and runs its
+# build-<Function> target; so does `make build-<Function> ARTIFACTS_DIR=<dir>` here, with no Docker.
+STAGE_ROOT := build/stage
+# Wheels of sdist-only dependencies built for Lambda (make lambda-wheels); copied into each stage.
+LAMBDA_WHEELS := build/wheels
+LAMBDA_BUILD_IMAGE := public.ecr.aws/sam/build-python3.12
+ZIP_FUNCTIONS := CrawlerFunction AnnoyServiceFunction ApiFunction ExtractDeadLetterFunction
+# Packages each zip function's handler imports, besides catalog/ (which all of them import).
+PACKAGES_CrawlerFunction := crawler
+PACKAGES_AnnoyServiceFunction := annoy_service
+PACKAGES_ExtractDeadLetterFunction := dead_letters
 # The API reuses the crawler's code path for PUT /tracks/{trackId}.
-build-ApiFunction:
-	$(call build_function,api crawler,api/requirements.txt)
+PACKAGES_ApiFunction := api crawler
+
+# Pattern rules: make skips implicit rules for .PHONY targets, so only these two are listed.
+.PHONY: stage lambda-wheels
+
+stage: $(addprefix stage-,$(ZIP_FUNCTIONS)) ## stage every zip function for sam build (build/stage/<Function>)
+
+stage-%:
+	@test -n "$(PACKAGES_$*)" || { echo "$* is not a zip function of this Makefile ($(ZIP_FUNCTIONS))"; exit 2; }
+	rm -rf "$(STAGE_ROOT)/$*" && mkdir -p "$(STAGE_ROOT)/$*/requirements"
+	cp -r catalog $(PACKAGES_$*) "$(STAGE_ROOT)/$*/"
+	for package in $(PACKAGES_$*); do mkdir -p "$(STAGE_ROOT)/$*/requirements/$$package" && \
+		cp $$package/requirements.txt "$(STAGE_ROOT)/$*/requirements/$$package/"; done
+	echo "-r requirements/$(firstword $(PACKAGES_$*))/requirements.txt" > "$(STAGE_ROOT)/$*/requirements.txt"
+	echo "$*" > "$(STAGE_ROOT)/$*/function.txt"
+	echo "catalog $(PACKAGES_$*)" > "$(STAGE_ROOT)/$*/packages.txt"
+	cp infra/lambda/Makefile "$(STAGE_ROOT)/$*/Makefile"
+	if ls $(LAMBDA_WHEELS)/*.whl >/dev/null 2>&1; then mkdir -p "$(STAGE_ROOT)/$*/wheels" && \
+		cp $(LAMBDA_WHEELS)/*.whl "$(STAGE_ROOT)/$*/wheels/"; fi
+	find "$(STAGE_ROOT)/$*" -name __pycache__ -prune -exec rm -rf {} +
+
+# PIP_ABI= (empty) builds for this interpreter instead of Lambda's (the packaging test does).
+build-%: stage-%
+	$(MAKE) --no-print-directory -C "$(STAGE_ROOT)/$*" build-$* ARTIFACTS_DIR="$(abspath $(ARTIFACTS_DIR))" \
+		$(if $(filter undefined,$(origin PIP_ABI)),,PIP_ABI="$(PIP_ABI)") PIP="$(abspath $(PY)) -m pip"
+
+# annoy ships only an sdist: compile it once in Lambda's own build image (glibc 2.34, CPython 3.12).
+lambda-wheels: ## build annoy's wheel for Lambda in Docker (needed once before make deploy)
+	mkdir -p $(LAMBDA_WHEELS)
+	docker run --rm -v "$(abspath $(LAMBDA_WHEELS)):/wheels" $(LAMBDA_BUILD_IMAGE) \
+		pip wheel --no-deps --no-binary annoy -w /wheels $$(grep -h '^annoy==' annoy_service/requirements.txt)

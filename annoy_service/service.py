@@ -20,11 +20,11 @@ from annoy_service.builder import (
 from annoy_service.publisher import Announcer, IndexStore, publish
 from catalog.bundle import Manifest, Projection, sha256_file
 from catalog.keys import ANN_FILENAME, new_index_version
+from catalog.model import configured_model_id
 from catalog.records import utc_now_iso
-from catalog.settings import env_int, env_str, require_env
+from catalog.settings import env_int, require_env
 from catalog.storage import TrackTable
 
-DEFAULT_MODEL_ID = "musicnn-msd-v1"
 DEFAULT_KEEP_VERSIONS = 5
 
 
@@ -147,6 +147,6 @@ class Settings:
             table=require_env("TRACKS_TABLE"),
             bucket=require_env("INDEX_BUCKET"),
             topic_arn=require_env("INDEX_TOPIC_ARN"),
-            model_id=env_str("MODEL_ID", DEFAULT_MODEL_ID),
+            model_id=configured_model_id(),
             keep_versions=env_int("INDEX_KEEP_VERSIONS", DEFAULT_KEEP_VERSIONS),
         )

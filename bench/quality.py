@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     composers = [clip["composer"] for clip in clips]
 
     # TensorFlow loads here, after the cheap checks.
-    from extractor.constants import MODEL_ID
+    from catalog.model import MODEL_ID
     from extractor.embed import Embedder
 
     embedder = Embedder()

@@ -31,7 +31,6 @@ MAX_PEAK_DBFS = 60.0
 MAX_PEAK_AMPLITUDE = 10 ** (MAX_PEAK_DBFS / 20)
 
 # -- model ------------------------------------------------------------------------------
-MODEL_ID = "musicnn-msd-v1"
 WEIGHTS_PACKAGE = "musicnn"
 WEIGHTS_FOLDER = "MSD_musicnn"
 EMBEDDING_DIM = 200

@@ -16,9 +16,10 @@ import numpy as np
 import tensorflow as tf
 from numpy.typing import NDArray
 
+from catalog.model import MODEL_ID, configured_model_id
 from catalog.records import l2_normalise
 from extractor.audio import UnembeddableAudioError, check_samples, check_size, decode
-from extractor.constants import EMBEDDING_DIM, MODEL_ID, MSD_TAGS, N_MELS, PATCH_FRAMES, PATCHES_PER_FORWARD, TOP_TAGS
+from extractor.constants import EMBEDDING_DIM, MSD_TAGS, N_MELS, PATCH_FRAMES, PATCHES_PER_FORWARD, TOP_TAGS
 from extractor.features import clip_patches
 from extractor.model import PENULTIMATE, TAGGRAM, build_model, load_weights
 
@@ -42,10 +43,17 @@ def top_tags(probabilities: NDArray[np.float32], n: int = TOP_TAGS) -> dict[str,
 class Embedder:
     """MSD_musicnn on TensorFlow. Building it costs ≈ 0.4 s after the TF import: build once, reuse."""
 
-    def __init__(self, weights: Path | None = None, patches_per_forward: int = PATCHES_PER_FORWARD) -> None:
+    def __init__(
+        self,
+        weights: Path | None = None,
+        patches_per_forward: int = PATCHES_PER_FORWARD,
+        model_id: str | None = None,
+    ) -> None:
         if patches_per_forward < 1:
             raise ValueError("patches_per_forward must be at least 1")
         self.patches_per_forward = patches_per_forward
+        # The label every embedding carries; annoy_service indexes only this id (catalog.model).
+        self.model_id = model_id or configured_model_id()
         self.model = build_model()
         load_weights(self.model, weights)
         # One traced graph for every batch size: no retracing per clip length.
@@ -69,8 +77,7 @@ class Embedder:
             penultimates.append(out[PENULTIMATE].numpy())
         return np.concatenate(taggrams), np.concatenate(penultimates)
 
-    @staticmethod
-    def _summarise(taggram: NDArray[np.float32], penultimate: NDArray[np.float32]) -> Embedding:
+    def _summarise(self, taggram: NDArray[np.float32], penultimate: NDArray[np.float32]) -> Embedding:
         mean = penultimate.mean(axis=0, dtype=np.float64)
         if not np.all(np.isfinite(mean)) or not np.any(mean):
             # Whatever got the audio this far, the model cannot place it: a property of the audio, not a retry.
@@ -78,7 +85,7 @@ class Embedder:
         vector = l2_normalise(mean)
         if vector.shape != (EMBEDDING_DIM,):
             raise ValueError(f"embedding has {vector.shape[0]} values, expected {EMBEDDING_DIM}")
-        return Embedding(vector=vector, tags=top_tags(taggram.mean(axis=0)))
+        return Embedding(vector=vector, tags=top_tags(taggram.mean(axis=0)), model=self.model_id)
 
     def embed_patches(self, patches: NDArray[np.float32]) -> Embedding:
         return self._summarise(*self.predict(patches))

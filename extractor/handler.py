@@ -17,10 +17,10 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from catalog.s3_events import created_objects
 from catalog.settings import require_env
 from catalog.storage import AudioStore, TrackTable
 from extractor.embed import Embedder
-from extractor.events import created_objects
 from extractor.pipeline import Extraction, Outcome
 
 logger = Logger()

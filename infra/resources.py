@@ -27,6 +27,8 @@ NOT_CREATED_LOCALLY = frozenset(
     {
         "AWS::Serverless::Function",
         "AWS::Serverless::HttpApi",
+        # Nothing publishes CloudWatch metrics locally, so an alarm could never fire.
+        "AWS::CloudWatch::Alarm",
     }
 )
 
@@ -52,7 +54,7 @@ class LocalResources:
 
 
 class Resolver:
-    """Evaluates Ref, Fn::GetAtt, Fn::Sub, Fn::If, Fn::Join, Fn::Select and Fn::Equals."""
+    """Evaluates Ref, Fn::GetAtt, Fn::Sub, Fn::If, Fn::Join, Fn::Select, Fn::Equals and Fn::Not."""
 
     def __init__(self, template: dict[str, Any], resources: LocalResources, stack_name: str, region: str) -> None:
         self.template = template
@@ -107,6 +109,8 @@ class Resolver:
             if key == "Fn::Equals":
                 left, right = self.resolve(arg)
                 return str(left) == str(right)
+            if key == "Fn::Not":
+                return not self.resolve(arg[0])
             if key == "Fn::Join":
                 sep, items = arg
                 return sep.join(str(v) for v in self.resolve(items))
@@ -169,6 +173,7 @@ class LocalStackBuilder:
         creators: list[tuple[str, Callable[[str, dict[str, Any]], None]]] = [
             ("AWS::SQS::Queue", self._queue),
             ("AWS::SNS::Topic", self._topic),
+            ("AWS::SNS::Subscription", self._subscription),
             ("AWS::DynamoDB::Table", self._table),
             ("AWS::SecretsManager::Secret", self._secret),
             ("AWS::SSM::Parameter", self._parameter),
@@ -185,6 +190,8 @@ class LocalStackBuilder:
                 # Dead-letter queues first: the others name them in RedrivePolicy.
                 entries.sort(key=lambda entry: "RedrivePolicy" in entry[1].get("Properties", {}))
             for logical_id, resource in entries:
+                if "Condition" in resource and not self.resolver.condition(resource["Condition"]):
+                    continue
                 create(logical_id, self.resolver.resolve(resource.get("Properties", {})))
         for name, function in functions(self.template).items():
             variables = function["Properties"]["Environment"]["Variables"]
@@ -207,6 +214,11 @@ class LocalStackBuilder:
         self.resources.refs[logical_id] = arn
         self.resources.attributes[logical_id] = {"TopicArn": arn, "TopicName": name}
 
+    def _subscription(self, logical_id: str, props: dict[str, Any]) -> None:
+        arn = self.client("sns").subscribe(TopicArn=props["TopicArn"], Protocol=props["Protocol"],
+                                           Endpoint=props["Endpoint"])["SubscriptionArn"]
+        self.resources.refs[logical_id] = arn
+
     def _table(self, logical_id: str, props: dict[str, Any]) -> None:
         ddb = self.client("dynamodb")
         name = props.get("TableName") or _physical_name(self.stack_name, logical_id)
@@ -227,7 +239,8 @@ class LocalStackBuilder:
         self.resources.attributes[logical_id] = {"Id": arn}
 
     def _parameter(self, logical_id: str, props: dict[str, Any]) -> None:
-        name = props.get("Name") or f"/{self.stack_name}/{logical_id}"
+        # As CloudFormation names it: no leading slash, so IAM ARNs are …:parameter/CFN-…
+        name = props.get("Name") or f"CFN-{logical_id}-{self.stack_name}"
         self.client("ssm").put_parameter(Name=name, Value=str(props["Value"]), Type=props.get("Type", "String"),
                                          Overwrite=True)
         self.resources.refs[logical_id] = name

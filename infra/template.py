@@ -10,6 +10,8 @@ from cfnlint.decode import decode
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
+# Zip functions' CodeUri: `make stage-<Function>` copies their packages from the repository here.
+STAGE_ROOT = "build/stage"
 
 
 class TemplateError(ValueError):
@@ -46,3 +48,14 @@ def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
             props.pop("Runtime", None)
         merged[name] = {**resource, "Properties": props}
     return merged
+
+
+def code_root(function: dict[str, Any], repo_root: str | Path) -> Path | None:
+    """Where a zip function's handler modules live in the repository: CodeUri, or for a
+    staged function (CodeUri under STAGE_ROOT) the repository root its stage is copied from."""
+    code_uri = function.get("Properties", {}).get("CodeUri")
+    if not isinstance(code_uri, str) or "://" in code_uri:
+        return None
+    if Path(code_uri).parts[:2] == Path(STAGE_ROOT).parts:
+        return Path(repo_root)
+    return Path(repo_root) / code_uri

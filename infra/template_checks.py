@@ -11,7 +11,8 @@
 4. rules of our own: SQS visibility timeout >= 6 x the consuming function's
    timeout; no IAM Allow on Resource "*" unless AWS offers nothing narrower;
    every Handler resolves to a callable; every `require_env("NAME")` a handler
-   can reach is set in that function's environment.
+   can reach is set in that function's environment; MODEL_ID is set for every
+   function that reads the model id or for none.
 
 Each check takes the template path and the repository root (where CodeUri and
 DockerContext are resolved) and returns human-readable problems; empty means OK.
@@ -38,7 +39,8 @@ from samtranslator.model.exceptions import ExceptionWithMessage, InvalidDocument
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 
-from infra.template import TEMPLATE_PATH, TemplateError, functions, load_template, resources_of_type
+from catalog.model import MODEL_ID_VARIABLE, configured_model_id
+from infra.template import TEMPLATE_PATH, TemplateError, code_root, functions, load_template, resources_of_type
 
 REGION = "us-east-1"
 PLACEHOLDER_CODE_URI = "s3://soundslike-template-checks/code.zip"
@@ -75,6 +77,9 @@ except BaseException as exc:
 print()
 print(json.dumps({"problem": problem}))
 """
+
+# Code that calls this reads the model id from MODEL_ID_VARIABLE.
+MODEL_ID_READER = configured_model_id.__name__
 
 Check = Callable[[Path, Path], list[str]]
 
@@ -321,30 +326,30 @@ def locate_handlers(template_path: Path, repo_root: Path) -> tuple[list[Handler]
         environment = props.get("Environment", {}).get("Variables", {})
         if props.get("PackageType") == "Image":
             metadata = function.get("Metadata", {})
-            code_root = Path(repo_root) / str(metadata.get("DockerContext", "."))
-            dockerfile = code_root / str(metadata.get("Dockerfile", "Dockerfile"))
+            root = Path(repo_root) / str(metadata.get("DockerContext", "."))
+            dockerfile = root / str(metadata.get("Dockerfile", "Dockerfile"))
             command = props.get("ImageConfig", {}).get("Command")
             if not (isinstance(command, list) and command and isinstance(command[0], str)):
                 problems.append(f"{name}: ImageConfig.Command does not name the handler; cannot check it")
                 continue
             handler_spec = command[0]
         else:
-            code_uri, handler_spec = props.get("CodeUri"), props.get("Handler")
-            if not isinstance(code_uri, str) or "://" in code_uri or not (Path(repo_root) / code_uri).is_dir():
+            handler_spec, root = props.get("Handler"), code_root(function, repo_root)
+            if root is None or not root.is_dir():
                 problems.append(
-                    f"{name}: CodeUri {code_uri!r} is not a folder of {repo_root}; cannot check its handler"
+                    f"{name}: CodeUri {props.get('CodeUri')!r} is not a folder of {repo_root}; cannot check its handler"
                 )
                 continue
             if not isinstance(handler_spec, str):
                 problems.append(f"{name}: Handler {handler_spec!r} is not a string")
                 continue
-            code_root, dockerfile = Path(repo_root) / code_uri, None
+            dockerfile = None
         # Lambda's Python runtime accepts "pkg/module.func" as well as dots.
         module, _, attr = handler_spec.replace("/", ".").rpartition(".")
         if not module:
             problems.append(f"{name}: handler {handler_spec!r} is not of the form module.function")
             continue
-        handlers.append(Handler(name, code_root.resolve(), module, attr, environment, dockerfile))
+        handlers.append(Handler(name, root.resolve(), module, attr, environment, dockerfile))
     return handlers, problems
 
 
@@ -492,6 +497,32 @@ def _required_env_names(path: Path) -> Iterator[tuple[int, str | None]]:
         yield node.lineno, first.value if literal else None
 
 
+def check_model_id_consistent(template_path: Path, repo_root: Path) -> list[str]:
+    """Every function whose code reads the model id sets MODEL_ID to the same value, or none of them sets it.
+
+    The extractor labels embeddings with it and annoy_service indexes only that label:
+    setting it on one side alone makes the builder skip every item.
+    """
+    handlers, unlocated = locate_handlers(template_path, repo_root)
+    problems = [f"model id not checked: {problem}" for problem in unlocated]
+    readers: dict[str, Any] = {}
+    for handler in handlers:
+        if handler.module_file is None:
+            continue
+        sources = (path.read_text(encoding="utf-8") for path in _reachable_module_files(handler.code_root, handler.module))
+        if any(f"{MODEL_ID_READER}(" in source for source in sources):
+            readers[handler.function] = handler.environment.get(MODEL_ID_VARIABLE)
+    values = {json.dumps(value, sort_keys=True) for value in readers.values()}
+    if len(values) > 1:
+        settings = ", ".join(
+            f"{name}: {'unset' if value is None else json.dumps(value)}" for name, value in sorted(readers.items())
+        )
+        problems.append(
+            f"{MODEL_ID_VARIABLE} must be set to one value for every function that reads it, or for none ({settings})"
+        )
+    return problems
+
+
 # ---------------------------------------------------------------- running them all
 
 CHECKS: dict[str, Check] = {
@@ -502,6 +533,7 @@ CHECKS: dict[str, Check] = {
     'no IAM Allow on Resource "*"': check_no_wildcard_resources,
     "handlers resolve to callables": check_handlers_resolve,
     "require_env names set in the template": check_required_env_set,
+    "MODEL_ID set for every reader or none": check_model_id_consistent,
 }
 
 

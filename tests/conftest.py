@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 
+# Every AWS call a template function makes in any test is checked against its policy.
+pytest_plugins = ["iam_recorder"]
+
 # Dummy credentials and region for moto; an endpoint left over from `make up` must not leak in.
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)

@@ -11,11 +11,12 @@ import boto3
 import numpy as np
 
 from annoy_service.publisher import Announcer, IndexStore
+from catalog.model import MODEL_ID
 from catalog.records import PreviewSource, Source, Status, TrackRecord, encode_embedding
 from catalog.storage import TrackTable
 
 REGION = "us-east-1"
-MODEL = "musicnn-msd-v1"
+MODEL = MODEL_ID
 DIM = 200
 EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
 

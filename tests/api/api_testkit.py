@@ -13,13 +13,14 @@ from annoy import AnnoyIndex
 from catalog.bundle import LatestPointer, Manifest, Projection, TrackMeta, sha256_file
 from catalog.ingest import IngestOutcome, IngestStatus
 from catalog.keys import new_index_version
+from catalog.model import MODEL_ID
 from catalog.records import Status, utc_now_iso
 
 DIM = 16
 N_TREES = 10
 # Large enough that Annoy visits every item of a test index: results are exact.
 SEARCH_K = 100_000
-MODEL = "musicnn-msd-v1"
+MODEL = MODEL_ID
 
 
 def override(app: Any, dependency: Callable[..., Any], value: Any) -> None:

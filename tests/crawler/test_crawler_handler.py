@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,15 @@ import pytest
 from aws_lambda_powertools.utilities.parameters import clear_caches
 from crawler_aws import REGION, table_item
 from crawler_fakes import Fakes, playlist_entry, spotify_id, spotify_track
+from iam_recorder import Call, recorder
 
 from crawler.handler import BadEventError, lambda_handler, split_playlists
+from infra.iam import PolicyChecker
+from infra.template import TEMPLATE_PATH, load_template
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
-PARAM = "/soundslike/playlists"
+# Named as CloudFormation names a generated parameter: no leading slash.
+PARAM = "CFN-PlaylistsParameter-a1B2c3D4e5F6"
 PLAYLIST = spotify_id(11)  # the id in crawler_scheduled_input.json
 
 
@@ -83,3 +88,57 @@ def test_a_malformed_event_is_refused_with_a_clear_error(scheduled: Fakes, playl
 @pytest.mark.parametrize(("value", "expected"), [("none", []), ("", []), (" NONE ", []), ("a, b,,c", ["a", "b", "c"]), ("a\nb", ["a", "b"])])
 def test_parameter_values_split_on_commas(value: str, expected: list[str]) -> None:
     assert split_playlists(value) == expected
+
+
+# ---------------------------------------------------------------- IAM, proven with the calls the crawl makes
+
+
+def _template_copy(tmp_path: Path, name: str, edit: Callable[[dict[str, Any]], None]) -> Path:
+    template = load_template(TEMPLATE_PATH)
+    edit(template["Resources"]["CrawlerFunction"]["Properties"]["Policies"][0]["Statement"])
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(template))
+    return path
+
+
+def _statement_with(statements: list[dict[str, Any]], action: str) -> dict[str, Any]:
+    return next(s for s in statements if action in s["Action"])
+
+
+def _slashless_parameter_arn(statements: list[dict[str, Any]]) -> None:
+    # The template's SSM resource before the fix: …:parameter${PlaylistsParameter}.
+    statement = _statement_with(statements, "ssm:GetParameter")
+    statement["Resource"]["Fn::Sub"] = statement["Resource"]["Fn::Sub"].replace("parameter/${", "parameter${")
+
+
+def _without_batch_get(statements: list[dict[str, Any]]) -> None:
+    _statement_with(statements, "dynamodb:BatchGetItem")["Action"].remove("dynamodb:BatchGetItem")
+
+
+def _denied(template: Path, calls: list[Call]) -> set[tuple[str, str]]:
+    checker = PolicyChecker(template)
+    return {
+        (call.operation, decision.request.action)
+        for call in calls
+        for decision in checker.check(call.function, call.service, call.operation, call.params, call.region, call.env)
+        if not decision.allowed
+    }
+
+
+def test_every_call_of_a_scheduled_crawl_is_allowed_and_broken_policies_are_caught(
+    scheduled: Fakes, tmp_path: Path
+) -> None:
+    _set_param(f"spotify:playlist:{PLAYLIST}")
+    with recorder().capture() as calls:
+        assert lambda_handler(_event("crawler_scheduled_event.json"), Context())["new"] == 1
+    made = {(call.function, call.service, call.operation) for call in calls}
+    assert {("CrawlerFunction", "ssm", "GetParameter"), ("CrawlerFunction", "dynamodb", "BatchGetItem"),
+            ("CrawlerFunction", "s3", "PutObject")} <= made
+
+    assert _denied(TEMPLATE_PATH, calls) == set()
+    assert _denied(_template_copy(tmp_path, "slashless", _slashless_parameter_arn), calls) == {
+        ("GetParameter", "ssm:GetParameter")
+    }
+    assert _denied(_template_copy(tmp_path, "no-batch-get", _without_batch_get), calls) == {
+        ("BatchGetItem", "dynamodb:BatchGetItem")
+    }

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from extractor_synth import drum_groove, encode, string_pad
 
+from catalog.model import MODEL_ID
 from extractor.cli import main
-from extractor.constants import EMBEDDING_DIM, MODEL_ID, TOP_TAGS
+from extractor.constants import EMBEDDING_DIM, TOP_TAGS
 
 pytestmark = pytest.mark.model
 

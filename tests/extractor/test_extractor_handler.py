@@ -11,11 +11,12 @@ from extractor_events import BUCKET, load_event, s3_message, sqs_event
 from extractor_synth import drum_groove, encode, sine, stereo, string_pad
 
 from catalog.keys import preview_key
+from catalog.model import MODEL_ID
 from catalog.records import PreviewSource, Source, Status, TrackRecord, decode_embedding
 from catalog.settings import MissingSettingError
 from catalog.storage import AudioStore, TrackTable
 from extractor import handler
-from extractor.constants import EMBEDDING_DIM, MAX_AUDIO_BYTES, MODEL_ID, TOP_TAGS
+from extractor.constants import EMBEDDING_DIM, MAX_AUDIO_BYTES, TOP_TAGS
 
 SPOTIFY_ID = "4uLU6hMCjMI75M1A2tKUQC"
 OTHER_ID = "7ouMYWpwJ422jRcDASZB7P"

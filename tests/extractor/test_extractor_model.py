@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from extractor_synth import RATE_HZ, distorted_riff, drum_groove, encode, string_pad
 
-from extractor.constants import EMBEDDING_DIM, MODEL_ID, MSD_TAGS, SAMPLE_RATE_HZ, TOP_TAGS
+from catalog.model import MODEL_ID
+from extractor.constants import EMBEDDING_DIM, MSD_TAGS, SAMPLE_RATE_HZ, TOP_TAGS
 from extractor.features import clip_patches
 from extractor.model import CHECKPOINT_FILES, WeightsError, build_model, checkpoint_prefix, load_weights, weights_dir
 

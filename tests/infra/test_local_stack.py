@@ -91,7 +91,8 @@ def test_resources_match_the_template(stack: LocalStack) -> None:
     table = stack.client("dynamodb").describe_table(TableName=stack.resources.refs["TracksTable"])["Table"]
     assert table["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"
     lifecycle = stack.client("s3").get_bucket_lifecycle_configuration(Bucket=stack.resources.refs["AudioBucket"])
-    assert lifecycle["Rules"][0]["Expiration"]["Days"] == 2
+    expiry_days = stack.template["Parameters"]["PreviewExpiryDays"]["Default"]
+    assert lifecycle["Rules"][0]["Expiration"]["Days"] == expiry_days >= 7
     env = stack.resources.function_env["ExtractorFunction"]
     assert env["AUDIO_BUCKET"] == stack.resources.refs["AudioBucket"]
     assert env["TRACKS_TABLE"] == stack.resources.refs["TracksTable"]

@@ -16,14 +16,18 @@ import pytest
 
 from infra.template import functions, load_template
 from infra.template_checks import (
+    CHECKS,
     VISIBILITY_TIMEOUT_PER_FUNCTION_TIMEOUT,
+    _reachable_module_files,
     check_cfn_lint,
     check_handlers_resolve,
+    check_model_id_consistent,
     check_no_wildcard_resources,
     check_queue_visibility,
     check_required_env_set,
     check_translated_cfn_lint,
     check_translation,
+    locate_handlers,
     main,
 )
 
@@ -370,7 +374,7 @@ def test_main_passes_a_sound_template(tmp_path: Path, capsys: pytest.CaptureFixt
     template = tiny_repo(tmp_path, SOUND_FILES)
 
     assert main([str(template)]) == 0
-    assert "all 7 checks passed" in capsys.readouterr().out
+    assert f"all {len(CHECKS)} checks passed" in capsys.readouterr().out
 
 
 def test_main_fails_naming_the_culprit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -380,3 +384,44 @@ def test_main_fails_naming_the_culprit(tmp_path: Path, capsys: pytest.CaptureFix
     assert main([str(template)]) == 1
     out = capsys.readouterr().out
     assert "FAIL require_env names set in the template" in out and "UNSET_BUCKET" in out
+
+
+# ---------------------------------------------------------------- one model id
+
+
+def test_real_template_sets_model_id_for_every_reader_or_none() -> None:
+    assert check_model_id_consistent(TEMPLATE, REPO_ROOT) == []
+
+
+def model_id_readers(template: dict[str, Any]) -> list[str]:
+    """The functions whose handler code reads the model id (the extractor and annoy_service today)."""
+    handlers, _ = locate_handlers(TEMPLATE, REPO_ROOT)
+    readers = [
+        h.function
+        for h in handlers
+        if any("configured_model_id(" in p.read_text() for p in _reachable_module_files(h.code_root, h.module))
+    ]
+    assert len(readers) >= 2, readers
+    return readers
+
+
+def test_model_id_rule_reports_a_bump_on_one_side_only(tmp_path: Path, real_template: dict[str, Any]) -> None:
+    first, second = model_id_readers(real_template)[:2]
+    real_template["Resources"][first]["Properties"]["Environment"]["Variables"]["MODEL_ID"] = "musicnn-msd-v2"
+    path = write_template(tmp_path, real_template)
+    shutil.copytree(REPO_ROOT, tmp_path / "repo", ignore=shutil.ignore_patterns(".*", "tests", "bench", "demo", "docs"))
+
+    problems = check_model_id_consistent(path, tmp_path / "repo")
+
+    assert len(problems) == 1 and f'{first}: "musicnn-msd-v2"' in problems[0] and f"{second}: unset" in problems[0]
+
+
+def test_model_id_rule_accepts_the_same_bump_on_both_sides(tmp_path: Path, real_template: dict[str, Any]) -> None:
+    for name in model_id_readers(real_template):
+        real_template["Resources"][name]["Properties"].setdefault("Environment", {}).setdefault("Variables", {})[
+            "MODEL_ID"
+        ] = "musicnn-msd-v2"
+    path = write_template(tmp_path, real_template)
+    shutil.copytree(REPO_ROOT, tmp_path / "repo", ignore=shutil.ignore_patterns(".*", "tests", "bench", "demo", "docs"))
+
+    assert check_model_id_consistent(path, tmp_path / "repo") == []

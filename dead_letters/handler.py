@@ -6,7 +6,7 @@ killed on every attempt. Without this consumer the track would stay pending with
 reason, and a re-crawl would not retry it for PENDING_STALE_AFTER_S. The track is
 marked failed with the last error an attempt noted on it (or says none was noted),
 and its audio is deleted, as for audio that cannot embed: a failed track is crawled
-again. No TensorFlow here: this runs as a small zip function.
+again. It imports catalog/ only: a small zip function, no TensorFlow.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from catalog.keys import parse_preview_key
 from catalog.records import Status
+from catalog.s3_events import created_objects
 from catalog.settings import require_env
 from catalog.storage import AudioStore, TrackTable, record_from_object_metadata
-from extractor.events import created_objects
 
 NO_ERROR_NOTED = "no attempt noted an error (the extractor timed out or was stopped each time)"
 

@@ -1,4 +1,5 @@
-"""The S3 notifications in ExtractQueue's (and ExtractDLQ's) messages, free of TensorFlow."""
+"""The S3 notifications that ExtractQueue's (and ExtractDLQ's) messages carry: read by the extractor and by
+the dead-letter consumer, two deployments, so parsed once here."""
 
 from __future__ import annotations
 
