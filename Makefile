@@ -8,18 +8,26 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 REQUIREMENTS := requirements-dev.txt requirements-nodeps.txt crawler/requirements.txt \
 	extractor/requirements.txt extractor/requirements-nodeps.txt \
-	annoy_service/requirements.txt api/requirements.txt dead_letters/requirements.txt
+	annoy_service/requirements.txt api/requirements.txt api/requirements-index.txt \
+	dead_letters/requirements.txt
 PORT ?= 8080
 PLAYLIST ?=
+FULL ?=
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help install test test-fast lint up down status crawl extract index serve demo \
+.PHONY: help install chromium test test-fast lint up down status crawl extract index serve demo \
 	spotify-login deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
 
-install: $(STAMP) ## build .venv with everything for tests, benchmarks and the local stack
+install: $(STAMP) chromium ## build .venv with everything for tests, benchmarks and the local stack
+
+# The web page's browser tests drive Debian's Chromium (Playwright cannot download browsers here).
+chromium: ## Debian's chromium for the browser tests (skipped when already installed)
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		else echo "the browser tests need Debian's chromium: sudo apt-get install chromium" >&2; exit 2; fi; }
 
 # Re-runs only when a requirements file changes: a second `make install` takes no time.
 $(STAMP): $(REQUIREMENTS)
@@ -55,8 +63,8 @@ crawl: install ## crawl PLAYLIST=<Spotify playlist id/URI/URL, local folder or .
 extract: install ## drain the local ExtractQueue through the extractor, with progress
 	$(PY) -m infra extract
 
-index: install ## build and publish the Annoy index from the local Tracks table
-	$(PY) -m infra exec -- $(PY) -m annoy_service
+index: install ## heal, build or compact the published index (FULL=1: rebuild from the table, report drift)
+	$(PY) -m infra exec -- $(PY) -m annoy_service $(if $(FULL),--full)
 
 serve: install ## serve the HTTP API on 127.0.0.1:$(PORT) against the local stack
 	$(PY) -m infra exec -- $(PY) -m api serve --host 127.0.0.1 --port $(PORT)
@@ -104,7 +112,7 @@ stage-%:
 	rm -rf "$(STAGE_ROOT)/$*" && mkdir -p "$(STAGE_ROOT)/$*/requirements"
 	cp -r catalog $(PACKAGES_$*) "$(STAGE_ROOT)/$*/"
 	for package in $(PACKAGES_$*); do mkdir -p "$(STAGE_ROOT)/$*/requirements/$$package" && \
-		cp $$package/requirements.txt "$(STAGE_ROOT)/$*/requirements/$$package/"; done
+		cp $$package/requirements*.txt "$(STAGE_ROOT)/$*/requirements/$$package/"; done
 	echo "-r requirements/$(firstword $(PACKAGES_$*))/requirements.txt" > "$(STAGE_ROOT)/$*/requirements.txt"
 	echo "$*" > "$(STAGE_ROOT)/$*/function.txt"
 	echo "catalog $(PACKAGES_$*)" > "$(STAGE_ROOT)/$*/packages.txt"

@@ -1,8 +1,9 @@
 """annoy_service: the index's one custodian.
 
-Rebuilds the Annoy index when a Tracks stream batch changes a ready embedding
-(:mod:`annoy_service.changes`), from every ready embedding of the current model
-(:mod:`annoy_service.builder`), publishes it as a versioned bundle with
-index/LATEST.json written last and announces it (:mod:`annoy_service.publisher`).
-``python -m annoy_service`` does the same on demand (``make index``).
+A Tracks stream batch becomes a new small delta over the current base, read from
+the records' images alone (:mod:`annoy_service.changes`, :mod:`annoy_service.service`);
+compaction folds the delta into a new base from the previous base's vectors; a full
+rebuild from the table (:mod:`annoy_service.builder`) serves recovery and the weekly
+reconcile. LATEST.json is written last and conditionally, then announced
+(:mod:`annoy_service.publisher`). ``python -m annoy_service`` is ``make index``.
 """

@@ -1,21 +1,18 @@
-"""Reading the ready embeddings of one model from Tracks and building the Annoy index over them."""
+"""A full read of the ready embeddings of one model from Tracks: recovery, the weekly reconcile, a fresh stack."""
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-from annoy import AnnoyIndex
 from boto3.dynamodb.conditions import Attr
 
-from catalog.bundle import METRIC, TrackMeta
+from catalog.bundle import TrackMeta
 from catalog.records import Status, TrackRecord
 from catalog.storage import TrackTable
 
@@ -30,11 +27,6 @@ from catalog.storage import TrackTable
 N_TREES = 50
 SEARCH_K = 2000
 SEARCH_K_ITEMS_PER_NODE = 50
-# Fixed so that the same input builds the same file (Annoy picks split points at random).
-ANNOY_SEED = 42
-# Above this many items Annoy writes the index straight to its file while building, so
-# a Lambda's memory holds the vectors once (numpy) instead of twice (numpy + Annoy heap).
-ON_DISK_BUILD_MIN_ITEMS = 200_000
 SCAN_SEGMENTS = 4
 PROGRESS_EVERY_ITEMS = 10_000
 
@@ -42,19 +34,20 @@ PROGRESS_EVERY_ITEMS = 10_000
 # DynamoDB reserved words, hence placeholders.
 _PROJECTED = (
     "track_id", "status", "source", "title", "artists", "album", "isrc", "duration_ms",
-    "preview_source", "embedding", "model", "dim", "tags", "descriptors",
+    "preview_source", "embedding", "model", "dim", "tags", "descriptors", "spotify_id", "deezer_id",
 )
 
 Progress = Callable[[str], None]
 
 
 class ReadyEmbeddings(NamedTuple):
-    """The index's input: ``ids[i]`` has vector ``vectors[i]`` and manifest entry ``metadata[i]``."""
+    """A base's input from the table: ``ids[i]`` has raw vector ``vectors[i]`` and TrackMeta ``metas_json[i]``."""
 
     ids: list[str]
     vectors: npt.NDArray[np.float32]
-    metadata: list[dict[str, Any]]
+    metas_json: list[str]
     skipped: dict[str, int]
+    scanned: int  # ready Tracks items the scan returned
 
 
 def _usable_vector(record: TrackRecord) -> npt.NDArray[np.float32] | None:
@@ -135,55 +128,12 @@ def load_ready_embeddings(
     return ReadyEmbeddings(
         ids=[record.track_id for record, _ in chosen],
         vectors=vectors,
-        metadata=[TrackMeta.from_record(record).to_dict() for record, _ in chosen],
+        metas_json=[TrackMeta.from_record(record).to_json() for record, _ in chosen],
         skipped=dict(skipped),
+        scanned=scanned,
     )
 
 
 def search_k_for(count: int) -> int:
     """The default search_k of an index of ``count`` items (see SEARCH_K)."""
     return max(SEARCH_K, count // SEARCH_K_ITEMS_PER_NODE)
-
-
-def content_fingerprint(model_id: str, ids: list[str], vectors: npt.NDArray[np.float32], n_trees: int, search_k: int) -> str:
-    """SHA-256 of everything an index is built from; equal fingerprints mean equal indexes."""
-    digest = hashlib.sha256()
-    digest.update(f"{model_id}\n{vectors.shape}\n{n_trees}\n{search_k}\n{ANNOY_SEED}\n".encode())
-    digest.update("\n".join(ids).encode())
-    digest.update(np.ascontiguousarray(vectors, dtype="<f4").tobytes())
-    return digest.hexdigest()
-
-
-def build_index(
-    vectors: npt.NDArray[np.float32],
-    n_trees: int,
-    path: str | Path,
-    on_disk: bool | None = None,
-    progress: Progress | None = None,
-) -> AnnoyIndex:
-    """Build an angular Annoy index of ``vectors`` (item ``i`` = row ``i``) and save it at ``path``.
-
-    ``on_disk=None`` builds on disk from ON_DISK_BUILD_MIN_ITEMS items up. The returned
-    index is loaded (memory-mapped from ``path``) and ready for queries.
-    """
-    if vectors.ndim != 2 or vectors.shape[0] == 0 or vectors.shape[1] == 0:
-        raise ValueError(f"need a non-empty 2-d array of vectors, got shape {vectors.shape}")
-    if n_trees < 1:
-        raise ValueError(f"n_trees must be at least 1, got {n_trees}")
-    count, dim = vectors.shape
-    if on_disk is None:
-        on_disk = count >= ON_DISK_BUILD_MIN_ITEMS
-    index = AnnoyIndex(dim, METRIC)
-    index.set_seed(ANNOY_SEED)
-    if on_disk:
-        index.on_disk_build(str(path))
-    for i, vector in enumerate(vectors):
-        index.add_item(i, vector)
-        if progress and (i + 1) % (10 * PROGRESS_EVERY_ITEMS) == 0:
-            progress(f"added {i + 1:,} of {count:,} vectors")
-    if progress:
-        progress(f"building {n_trees} trees over {count:,} vectors (dim {dim}, {'on disk' if on_disk else 'in memory'})")
-    index.build(n_trees, n_jobs=-1)
-    if not on_disk:
-        index.save(str(path))
-    return index

@@ -16,22 +16,18 @@ environment changes (the local stack, tests) gets fresh ones.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import Annotated, Any
+from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Depends
 
-from api.constants import INDEX_DIR_DEFAULT, INDEX_PREFAULT_DEFAULT, INDEX_RECHECK_S_DEFAULT
+from api.constants import INDEX_PREFAULT_DEFAULT, INDEX_RECHECK_S_DEFAULT
 from api.errors import ApiError
-from api.index_cache import IndexCache
+from api.index_cache import IndexCache, default_index_dir
 from api.served import ServedIndex
-from catalog.ingest import IngestOutcome
 from catalog.settings import env_float, env_str, require_env
 from catalog.storage import TrackTable, resource
-
-IngestFunction = Callable[[str], IngestOutcome]
 
 _TRUE = frozenset({"1", "true", "yes"})
 
@@ -40,7 +36,7 @@ _TRUE = frozenset({"1", "true", "yes"})
 class ApiSettings:
     index_bucket: str
     tracks_table: str
-    index_dir: str = INDEX_DIR_DEFAULT
+    index_dir: str = ""
     index_recheck_s: float = INDEX_RECHECK_S_DEFAULT
     index_prefault: bool = INDEX_PREFAULT_DEFAULT
 
@@ -49,7 +45,7 @@ def settings() -> ApiSettings:
     return ApiSettings(
         index_bucket=require_env("INDEX_BUCKET"),
         tracks_table=require_env("TRACKS_TABLE"),
-        index_dir=env_str("INDEX_DIR", INDEX_DIR_DEFAULT),
+        index_dir=env_str("INDEX_DIR", default_index_dir()),
         index_recheck_s=env_float("INDEX_RECHECK_S", INDEX_RECHECK_S_DEFAULT),
         index_prefault=env_str("INDEX_PREFAULT", str(INDEX_PREFAULT_DEFAULT)).lower() in _TRUE,
     )
@@ -57,7 +53,7 @@ def settings() -> ApiSettings:
 
 @cache
 def _index_cache_for(bucket: str, directory: str, recheck_s: float, prefault: bool) -> IndexCache:
-    return IndexCache(bucket, directory=directory, recheck_s=recheck_s, prefault=prefault)
+    return IndexCache(bucket, directory=directory or None, recheck_s=recheck_s, prefault=prefault)
 
 
 def index_cache(config: Annotated[ApiSettings, Depends(settings)]) -> IndexCache:
@@ -78,18 +74,12 @@ def served_index(index: Annotated[ServedIndex | None, Depends(current_index)]) -
 
 
 @cache
-def _table_on(dynamodb: Any, name: str) -> TrackTable:
-    # Keyed on the process's DynamoDB resource too: the local stack replaces it when it moves the endpoint.
-    return TrackTable(name, dynamodb.Table(name))
+def _table_on(endpoint: str | None, name: str) -> TrackTable:
+    # Keyed on the endpoint, not the resource object: boto3 service resources without
+    # identifiers all compare equal, so a cache keyed on one would outlive a moved endpoint.
+    return TrackTable(name, resource("dynamodb").Table(name))
 
 
 def tracks_table(config: Annotated[ApiSettings, Depends(settings)]) -> TrackTable:
     """The Tracks table; built once per container (building one costs over a millisecond)."""
-    return _table_on(resource("dynamodb"), config.tracks_table)
-
-
-def ingest_function() -> IngestFunction:
-    """The crawler's ingest_track, imported on the first PUT so that GET requests never load spotipy."""
-    from crawler.pipeline import ingest_track
-
-    return ingest_track
+    return _table_on(resource("dynamodb").meta.client.meta.endpoint_url, config.tracks_table)

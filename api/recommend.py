@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.descriptor_filters import DescriptorFilter
 from api.served import Accept, ServedIndex
 from catalog.bundle import TrackMeta
 
@@ -50,14 +51,37 @@ def distinct_artists_filter(query: TrackMeta) -> Accept:
     return accept
 
 
-def recommendations(index: ServedIndex, track_id: str, k: int, distinct_artists: bool = False) -> dict[str, Any]:
+def all_of(*accepts: Accept | None) -> Accept | None:
+    """One predicate that accepts what every given one accepts, asked in order and stopping at the first no.
+
+    Put stateless predicates (descriptor filters) before stateful ones (artist caps), so
+    that the stateful ones only count tracks that are accepted.
+    """
+    chain = [accept for accept in accepts if accept is not None]
+    if not chain:
+        return None
+    if len(chain) == 1:
+        return chain[0]
+    return lambda meta: all(accept(meta) for accept in chain)
+
+
+def recommendations(
+    index: ServedIndex,
+    track_id: str,
+    k: int,
+    distinct_artists: bool = False,
+    filters: DescriptorFilter | None = None,
+) -> dict[str, Any]:
     """The body of GET /recommendations: the query track itself is never among the results."""
     try:
         query = index.meta(track_id)
         vector = index.vector(track_id)
     except KeyError:
         raise TrackNotIndexedError(track_id) from None
-    accept = distinct_artists_filter(query) if distinct_artists else None
+    accept = all_of(
+        filters.accept(query.descriptors) if filters else None,
+        distinct_artists_filter(query) if distinct_artists else None,
+    )
     neighbours = index.search(vector, k, exclude={track_id}, accept=accept)
     return {
         "trackId": track_id,

@@ -1,22 +1,24 @@
-"""The served index: one verified bundle, never mutated, swapped whole by :mod:`api.index_cache`.
+"""The served index: one verified base + delta pair, never mutated, swapped whole by :mod:`api.index_cache`.
 
 Every API feature (recommendations, discovery, filters, query by audio, the map)
-asks this interface and nothing below it, so the bundle's layout can change
-without touching a route.
+asks this interface and nothing below it. The base is Annoy over the searched
+space plus per-track metadata opened from SQLite by item number; the delta is
+searched exactly (it is small) and its ids, with the tombstones, hide the base's
+copies. Results of both are merged by similarity.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from annoy import AnnoyIndex
 
 from api.constants import SIMILARITY_DECIMALS
-from catalog.bundle import Manifest, Projection, TrackMeta, Transform
+from catalog.bundle import BaseReader, BundleError, Delta, TrackMeta
+
+Accept = Callable[[TrackMeta], bool]
 
 
 @dataclass(frozen=True)
@@ -25,59 +27,115 @@ class Neighbour:
     similarity: float  # cosine similarity in the searched space, rounded to SIMILARITY_DECIMALS
 
 
-Accept = Callable[[TrackMeta], bool]
-
-
 def cosine_similarity(angular_distance: float) -> float:
     """Annoy's angular distance is sqrt(2 - 2 cos θ) between unit vectors; this returns cos θ."""
     return round(1.0 - angular_distance * angular_distance / 2.0, SIMILARITY_DECIMALS)
 
 
-class ServedIndex:
-    """Annoy over the catalogue's vectors plus each track's :class:`TrackMeta`, opened from one bundle."""
+class _DeltaPart:
+    """The delta in the searched space, held in memory (it is small by construction)."""
 
-    def __init__(self, manifest: Manifest, annoy: AnnoyIndex, directory: Path) -> None:
-        self.version = manifest.version
+    def __init__(self, delta: Delta | None, base: BaseReader) -> None:
+        entries = delta.entries if delta is not None else {}
+        self.ids = list(entries)
+        self.positions = {track_id: i for i, track_id in enumerate(self.ids)}
+        self.metas = [entry.meta for entry in entries.values()]
+        raw = np.stack([entry.vector for entry in entries.values()]) if entries else np.zeros((0, base.manifest.dim), np.float32)
+        self.vectors = base.manifest.transform.apply(raw)
+        self.hidden = frozenset(entries) | frozenset(delta.tombstones if delta is not None else ())
+
+
+class ServedIndex:
+    """A base and its delta, opened and verified; what every route answers from."""
+
+    def __init__(self, base: BaseReader, delta: Delta | None, version: str) -> None:
+        manifest = base.manifest
+        if delta is not None and (delta.base_version != manifest.version or delta.dim != manifest.dim or delta.model != manifest.model):
+            raise BundleError(f"delta of base {delta.base_version} cannot be served with base {manifest.version}")
+        self.version = version
         self.model = manifest.model
         self.dim = manifest.dim
-        self.count = manifest.count
-        self.created_at = manifest.created_at
-        self.directory = directory
-        self._annoy = annoy
+        self.created_at = delta.created_at if delta is not None and delta.created_at else manifest.created_at
+        self.base_version = manifest.version
+        self.delta_sequence = delta.sequence if delta is not None else 0
+        self._base = base
+        self._delta = _DeltaPart(delta, base)
+        self._hidden_items = frozenset(base.items_of(self._delta.hidden).values())
+        self.count = manifest.count - len(self._hidden_items) + len(self._delta.ids)
         self._n_trees = max(1, manifest.n_trees)
         self._search_k = manifest.search_k if manifest.search_k > 0 else -1
-        self._ids = manifest.track_ids
-        self._metas = manifest.metas()
-        self._items = {track_id: i for i, track_id in enumerate(self._ids)}
-        self._transform = Transform.from_dict(manifest.transform)
-        self._projection = Projection.from_dict(manifest.projection, manifest.dim) if manifest.projection else None
+
+    @property
+    def base(self) -> BaseReader:
+        return self._base
+
+    def close(self) -> None:
+        self._base.close()
+
+    def _base_item(self, track_id: str) -> int | None:
+        if track_id in self._delta.hidden:
+            return None
+        return self._base.item_of(track_id)
 
     def __contains__(self, track_id: object) -> bool:
-        return track_id in self._items
+        return isinstance(track_id, str) and (track_id in self._delta.positions or self._base_item(track_id) is not None)
 
     def __len__(self) -> int:
         return self.count
 
     def track_ids(self) -> Iterator[str]:
-        return iter(self._ids)
+        """Every servable id: the base's in item order (hidden ones skipped), then the delta's."""
+        for rows in self._base.iter_rows():
+            for item, track_id, _ in rows:
+                if item not in self._hidden_items:
+                    yield track_id
+        yield from self._delta.ids
 
     def meta(self, track_id: str) -> TrackMeta:
-        return self._metas[self._items[track_id]]
+        position = self._delta.positions.get(track_id)
+        if position is not None:
+            return self._delta.metas[position]
+        item = self._base_item(track_id)
+        if item is None:
+            raise KeyError(track_id)
+        return self._base.meta(item)
 
     def vector(self, track_id: str) -> npt.NDArray[np.float32]:
-        """The track's unit vector in the searched space (what Annoy holds); KeyError when not served."""
-        vector = np.asarray(self._annoy.get_item_vector(self._items[track_id]), dtype=np.float32)
+        """The track's unit vector in the searched space; KeyError when not served."""
+        position = self._delta.positions.get(track_id)
+        if position is not None:
+            return self._delta.vectors[position].copy()
+        item = self._base_item(track_id)
+        if item is None:
+            raise KeyError(track_id)
+        vector = np.asarray(self._base.annoy.get_item_vector(item), dtype=np.float32)
         return vector / np.float32(np.linalg.norm(vector))
 
     def transform(self, raw: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        return self._transform.apply(raw)
+        return self._base.manifest.transform.apply(raw)
 
     def project(self, track_id: str) -> tuple[float, float]:
-        """2-D map coordinates from the PCA basis fitted when the bundle was built."""
-        if self._projection is None:
-            raise LookupError(f"index {self.version} carries no projection basis")
-        x, y = self._projection.apply(self.vector(track_id))[0]
+        """2-D map coordinates from the PCA basis fitted at base build (delta tracks use the same basis)."""
+        x, y = self._base.projection.apply(self.vector(track_id))[0]
         return float(x), float(y)
+
+    def _base_candidates(self, query: npt.NDArray[np.float32], want: int) -> Iterator[tuple[float, int, str]]:
+        """(similarity, item, track id) of visible base items, nearest first, each once, widening until exhausted."""
+        total = self._base.manifest.count
+        seen: set[int] = set()
+        want = max(1, min(total, want))
+        while True:
+            search_k = -1 if self._search_k < 0 else max(self._search_k, want * self._n_trees)
+            items, distances = self._base.annoy.get_nns_by_vector(query, want, search_k=search_k, include_distances=True)
+            fresh = [(item, distance) for item, distance in zip(items, distances, strict=True) if item not in seen]
+            seen.update(item for item, _ in fresh)
+            ids = self._base.track_ids_of([item for item, _ in fresh if item not in self._hidden_items])
+            for item, distance in fresh:
+                if item in ids:
+                    yield cosine_similarity(distance), item, ids[item]
+            if want >= total:
+                return
+            want = min(total, want * 2)
 
     def search(
         self,
@@ -89,31 +147,38 @@ class ServedIndex:
     ) -> list[Neighbour]:
         """Up to ``k`` nearest tracks to ``query`` (a searched-space vector), nearest first.
 
-        ``exclude`` ids are skipped without asking ``accept``; ``accept`` sees every other
-        candidate once, in similarity order, and may keep state. The search widens until
-        ``k`` are accepted or every track has been considered.
+        Base and delta results are merged by similarity; tombstoned and replaced base items
+        never appear. ``exclude`` ids are skipped without asking ``accept``; ``accept`` sees
+        every other candidate once, in similarity order, and may keep state. The search
+        widens until ``k`` are accepted or every track has been considered.
         """
         if k < 1:
             return []
         query = np.asarray(query, dtype=np.float32).reshape(-1)
         if query.size != self.dim:
             raise ValueError(f"query has {query.size} values, the index has dim {self.dim}")
+        delta_sims = self._delta.vectors @ query
+        delta_order = np.argsort(-delta_sims, kind="stable")
+        delta_at = 0
+        # Enough for k when nothing is filtered out; the candidates widen themselves if more are needed.
+        want = k + len(exclude) + min(len(self._hidden_items), k) + (0 if accept is None else 3 * k)
+        base = self._base_candidates(query, want)
+        next_base = next(base, None)
         picked: list[Neighbour] = []
-        considered: set[int] = set()
-        want = min(self.count, k + len(exclude) + (0 if accept is None else 3 * k))
-        while True:
-            search_k = -1 if self._search_k < 0 else max(self._search_k, want * self._n_trees)
-            items, distances = self._annoy.get_nns_by_vector(query, want, search_k=search_k, include_distances=True)
-            for item, distance in zip(items, distances, strict=True):
-                if item in considered:
-                    continue
-                considered.add(item)
-                track_id = self._ids[item]
-                if track_id in exclude or (accept is not None and not accept(self._metas[item])):
-                    continue
-                picked.append(Neighbour(track_id, cosine_similarity(distance)))
-                if len(picked) == k:
-                    return picked
-            if want >= self.count:
-                return picked
-            want = min(self.count, want * 2)
+        while len(picked) < k:
+            delta_sim = round(float(delta_sims[delta_order[delta_at]]), SIMILARITY_DECIMALS) if delta_at < len(delta_order) else None
+            if next_base is None and delta_sim is None:
+                break
+            if next_base is not None and (delta_sim is None or next_base[0] >= delta_sim):
+                similarity, item, track_id = next_base
+                next_base = next(base, None)
+                meta_of: Callable[[], TrackMeta] = lambda item=item: self._base.meta(item)  # noqa: E731
+            else:
+                position = int(delta_order[delta_at])
+                delta_at += 1
+                similarity, track_id = delta_sim, self._delta.ids[position]
+                meta_of = lambda position=position: self._delta.metas[position]  # noqa: E731
+            if track_id in exclude or (accept is not None and not accept(meta_of())):
+                continue
+            picked.append(Neighbour(track_id, similarity))
+        return picked

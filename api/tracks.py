@@ -7,23 +7,26 @@ GET /tracks/{trackId} and to explain a 404.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from api.constants import SPOTIFY_ID_PATTERN
-from api.deps import IngestFunction
 from api.errors import ApiError
 from api.served import ServedIndex
-from catalog.ingest import IngestStatus, UpstreamUnavailableError
+from catalog.ingest import IngestOutcome, IngestStatus, UpstreamUnavailableError
+from catalog.keys import DEEZER_ID_PREFIX, INGESTABLE_ID_PATTERN
 from catalog.records import Status, TrackRecord
 from catalog.settings import NotConfiguredError
 from catalog.storage import TrackTable
 
 logger = Logger(child=True)
 
-_SPOTIFY_ID_RE = re.compile(SPOTIFY_ID_PATTERN)
+# The crawler's ingest_track, or a test's stand-in.
+IngestFunction = Callable[[str], IngestOutcome]
+
+_INGESTABLE_ID_RE = re.compile(INGESTABLE_ID_PATTERN)
 
 
 def track_view(record: TrackRecord, index: ServedIndex | None) -> dict[str, Any]:
@@ -42,9 +45,11 @@ def track_view(record: TrackRecord, index: ServedIndex | None) -> dict[str, Any]
         "durationMs": record.duration_ms,
         "previewSource": record.preview_source.value if record.preview_source else None,
         "playlists": sorted(record.playlists),
+        "refs": record.refs,
         "model": record.model,
         "dim": record.dim,
         "tags": record.tags,
+        "descriptors": record.descriptors.to_json() if record.descriptors else None,
         "error": record.error,
         "crawledAt": record.crawled_at,
         "extractedAt": record.extracted_at,
@@ -80,12 +85,13 @@ def not_indexed_error(table: TrackTable, track_id: str) -> ApiError:
 
 
 def request_ingest(track_id: str, ingest: IngestFunction) -> tuple[int, dict[str, Any]]:
-    """PUT /tracks/{trackId}: (HTTP status, body) for asking the crawler to ingest one Spotify track.
+    """PUT /tracks/{trackId}: (HTTP status, body) for asking the crawler to ingest one Spotify
+    track (22 letters and digits) or one Deezer track (dz- and Deezer's numeric id).
 
     Only an upstream failure is a 502; any other exception is a bug and reaches the 500 handler.
     """
-    if not _SPOTIFY_ID_RE.fullmatch(track_id):
-        raise ApiError(400, "invalid_track_id", "a Spotify track id is 22 letters and digits")
+    if not _INGESTABLE_ID_RE.fullmatch(track_id):
+        raise ApiError(400, "invalid_track_id", "expected a Spotify track id (22 letters and digits) or dz- and a Deezer track number")
     try:
         outcome = ingest(track_id)
     except NotConfiguredError as exc:
@@ -108,5 +114,7 @@ def request_ingest(track_id: str, ingest: IngestFunction) -> tuple[int, dict[str
             raise ApiError(409, "track_failed", "the track is known but its audio could not be analysed")
         case IngestStatus.NO_PREVIEW:
             raise ApiError(422, "no_preview", "no audio preview can be found for this track on Spotify or Deezer")
+        case IngestStatus.NOT_FOUND if track_id.startswith(DEEZER_ID_PREFIX):
+            raise ApiError(404, "deezer_track_not_found", "Deezer has no track with this id")
         case IngestStatus.NOT_FOUND:
             raise ApiError(404, "spotify_track_not_found", "Spotify has no track with this id")

@@ -1,15 +1,19 @@
-"""Benchmark of the API: cold start and warm latency, against downloading the index per request.
+"""Benchmark of the API: cold start, metadata open, memory and warm latency, against downloading the index per request.
 
-For each size (10k and 100k tracks, 200-d embeddings as musicnn's penultimate
-layer gives) an index bundle is built with Annoy and published to a local S3
-(moto's server on 127.0.0.1). Measured in one run:
+For each size (10k, 100k and 1M tracks, 200-d embeddings as musicnn's penultimate
+layer gives) a base is written by the bundle's one writer (catalog.bundle.write_base)
+and published to a local S3 (moto's server on 127.0.0.1). Measured in one run:
 
 * cold start: a fresh Python process imports api.handler and answers its first
-  request (LATEST + download + SHA-256 + load), with Annoy's prefault off and on;
-* warm p50/p99 of the Lambda handler called in-process, and of a real HTTP
-  request through the loopback API Gateway;
+  request (LATEST + download + SHA-256 + open), with Annoy's prefault off and on,
+  and that process's peak RSS;
+* ``metadata_open_ms``: opening the base's meta.sqlite and reading one track's
+  metadata by id (what replaced parsing a manifest of every track);
+* warm p50/p99 of the Lambda handler called in-process, of a real HTTP request
+  through the loopback API Gateway, and of the handler again once a delta of 10k
+  tracks is merged in;
 * the baseline, what the original did per request: download the bundle from
-  S3, load it, query, answer.
+  S3, open it, query, answer.
 
 Ends with one JSON line. ``--quick`` runs smaller sizes in under a minute.
 """
@@ -20,6 +24,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -31,22 +36,36 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import requests
-from annoy import AnnoyIndex
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from annoy_service.builder import N_TREES, search_k_for  # noqa: E402 - the index the annoy_service publishes
-from catalog.bundle import LatestPointer, Manifest, sha256_file  # noqa: E402
-from catalog.keys import LATEST_KEY, new_index_version  # noqa: E402
+from api.served import ServedIndex  # noqa: E402
+from catalog.bundle import (  # noqa: E402
+    SERVING_FILES,
+    BaseManifest,
+    BaseReader,
+    BaseRows,
+    Delta,
+    LatestPointer,
+    TrackMeta,
+    write_base,
+)
+from catalog.bundle_store import BundleStore  # noqa: E402
+from catalog.keys import META_FILENAME, new_index_version  # noqa: E402
 from catalog.records import utc_now_iso  # noqa: E402
 
 EMBEDDING_DIM = 200
 K_RESULTS = 10
 CLUSTERS = 64
 TAGS = ("rock", "pop", "jazz", "electronic", "guitar", "female vocalists", "chill", "beat", "piano", "dance")
-FULL_SIZES = (10_000, 100_000)
+FULL_SIZES = (10_000, 100_000, 1_000_000)
 QUICK_SIZES = (2_000, 10_000)
+DELTA_TRACKS = 10_000
+QUICK_DELTA_TRACKS = 1_000
+QUICK_N_TREES = 10  # --quick only, to fit its minute
+WRITE_CHUNK = 50_000
 TRACKS_TABLE = "bench-tracks"
 
 
@@ -71,53 +90,67 @@ def embeddings(n: int, seed: int) -> npt.NDArray[np.float32]:
     return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
 
 
-def track_id(i: int) -> str:
-    return f"B{i:021d}"
+def track_id(i: int, prefix: str = "B") -> str:
+    return f"{prefix}{i:021d}"
 
 
-def build_bundle(n: int, directory: Path, seed: int) -> Manifest:
-    vectors = embeddings(n, seed)
-    index = AnnoyIndex(EMBEDDING_DIM, "angular")
-    for i, vector in enumerate(vectors):
-        index.add_item(i, vector)
-    index.build(N_TREES, n_jobs=-1)
-    ann_path = directory / "tracks.ann"
-    index.save(str(ann_path))
-    index.unload()
-    rng = np.random.default_rng(seed + 1)
-    tracks = [
-        {
-            "title": f"Track {i}",
-            "artists": [f"Artist {i % (n // 4)}"],
-            "album": f"Album {i // 12}",
-            "isrc": f"GBAAA{i:07d}",
-            "duration_ms": 180_000 + i % 60_000,
-            "source": "spotify",
-            "preview_source": "deezer" if i % 3 else "spotify",
-            "tags": {TAGS[t]: round(float(p), 4) for t, p in zip(rng.choice(len(TAGS), 3, replace=False), rng.random(3), strict=True)},
-        }
-        for i in range(n)
-    ]
-    return Manifest(
-        version=new_index_version(),
-        created_at=utc_now_iso(),
-        model="musicnn-msd-v1",
-        dim=EMBEDDING_DIM,
-        n_trees=N_TREES,
-        search_k=search_k_for(n),
-        count=n,
-        ann_sha256=sha256_file(ann_path),
-        ann_bytes=ann_path.stat().st_size,
-        track_ids=[track_id(i) for i in range(n)],
-        tracks=tracks,
+def track_meta(i: int, n: int, rng: np.random.Generator, prefix: str = "B") -> TrackMeta:
+    return TrackMeta(
+        track_id=track_id(i, prefix),
+        title=f"Track {i}",
+        artists=(f"Artist {i % max(1, n // 4)}",),
+        album=f"Album {i // 12}",
+        isrc=f"GBAAA{i:07d}",
+        duration_ms=180_000 + i % 60_000,
+        source="spotify",
+        preview_source="deezer" if i % 3 else "spotify",
+        tags={TAGS[t]: round(float(p), 4) for t, p in zip(rng.choice(len(TAGS), 3, replace=False), rng.random(3), strict=True)},
     )
 
 
-def publish(s3: Any, bucket: str, manifest: Manifest, ann_path: Path) -> None:
-    s3.create_bucket(Bucket=bucket)
-    s3.upload_file(str(ann_path), bucket, manifest.ann_key)
-    s3.put_object(Bucket=bucket, Key=manifest.manifest_key, Body=manifest.to_json())
-    s3.put_object(Bucket=bucket, Key=LATEST_KEY, Body=LatestPointer.for_manifest(manifest).to_json())
+def build_bundle(n: int, directory: Path, seed: int, n_trees: int) -> BaseManifest:
+    vectors = embeddings(n, seed)
+    rng = np.random.default_rng(seed + 1)
+    rows = (
+        BaseRows([track_id(i) for i in range(s, min(n, s + WRITE_CHUNK))],
+                 [track_meta(i, n, rng).to_json() for i in range(s, min(n, s + WRITE_CHUNK))], vectors[s:s + WRITE_CHUNK])
+        for s in range(0, n, WRITE_CHUNK)
+    )
+    return write_base(directory, rows, version=new_index_version(), created_at=utc_now_iso(), model="musicnn-msd-v1",
+                      n_trees=n_trees, search_k=search_k_for)
+
+
+def publish(store: BundleStore, manifest: BaseManifest, directory: Path) -> None:
+    store.s3.create_bucket(Bucket=store.bucket)
+    sha = store.upload_base(directory, manifest)
+    store.write_latest(LatestPointer.for_base(manifest, sha, utc_now_iso()), None)
+
+
+def publish_delta(store: BundleStore, n: int, count: int, directory: Path) -> None:
+    """A delta of ``count`` new tracks over the published base, as the annoy_service writes one."""
+    read = store.read_latest()
+    pointer = read.pointer
+    delta = Delta(pointer.base_version, 1, pointer.model, pointer.dim, utc_now_iso())
+    rng = np.random.default_rng(n + 2)
+    for i, vector in enumerate(embeddings(count, n + 3)):
+        delta.upsert(track_meta(i, count, rng, prefix="D"), vector, was_indexed=False)
+    file = store.upload_delta(delta, directory / "delta.npz")
+    store.write_latest(pointer.with_delta(delta, file, utc_now_iso()), read.etag)
+
+
+def metadata_open_ms(directory: Path, manifest: BaseManifest, probe: str) -> float:
+    """Open meta.sqlite as the API does and read one track's metadata by id (median of 5 fresh opens)."""
+    import sqlite3
+
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        db = sqlite3.connect(f"{(directory / META_FILENAME).resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+        (meta,) = db.execute("SELECT meta FROM tracks WHERE track_id = ?", (probe,)).fetchone()
+        TrackMeta.from_json(meta)
+        times.append(time.perf_counter() - started)
+        db.close()
+    return round(float(np.median(times)) * 1e3, 3)
 
 
 def recommendations_event(track: str) -> dict[str, Any]:
@@ -158,7 +191,9 @@ for e in events:
     t = time.perf_counter()
     handler.lambda_handler(e, LambdaContext())
     first.append(time.perf_counter() - t)
-print(json.dumps({"import_s": imported - started, "first_request_s": answered - imported, "first_queries_s": first}))
+peak_kb = [int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")][0]
+print(json.dumps({"import_s": imported - started, "first_request_s": answered - imported, "first_queries_s": first,
+                  "peak_rss_mb": peak_kb / 1024}))
 """
 
 
@@ -186,26 +221,24 @@ def cold_start(bucket: str, index_dir: Path, prefault: bool, events: list[dict[s
         "cold_start_s": round(result["import_s"] + result["first_request_s"], 3),
         "first_queries_p50_ms": p50,
         "first_queries_p99_ms": p99,
+        "peak_rss_mb": round(result["peak_rss_mb"], 1),
     }
 
 
-def baseline_request(s3: Any, bucket: str, workdir: Path, track: str) -> list[dict[str, Any]]:
-    """What the original did on every request: fetch the index from S3, load it, query it."""
-    pointer = LatestPointer.from_json(s3.get_object(Bucket=bucket, Key=LATEST_KEY)["Body"].read())
-    manifest = Manifest.from_json(s3.get_object(Bucket=bucket, Key=pointer.manifest_key)["Body"].read())
-    ann_path = workdir / "baseline.ann"
-    s3.download_file(bucket, pointer.ann_key, str(ann_path))
-    index = AnnoyIndex(manifest.dim, "angular")
-    index.load(str(ann_path))
-    item = manifest.track_ids.index(track)
-    items, distances = index.get_nns_by_item(item, K_RESULTS + 1, search_k=manifest.search_k, include_distances=True)
+def baseline_request(store: BundleStore, workdir: Path, track: str) -> list[dict[str, Any]]:
+    """What the original did on every request: fetch the index from S3, open it, query it."""
+    pointer = store.read_latest().pointer
+    manifest = store.read_manifest(pointer.base_version)
+    directory = workdir / "baseline"
+    store.download_base(manifest, directory, SERVING_FILES)
+    index = ServedIndex(BaseReader.open(directory, manifest, verify=False), None, pointer.version)
     results = [
-        {"trackId": manifest.track_ids[i], **manifest.tracks[i], "similarity": 1 - d * d / 2}
-        for i, d in zip(items, distances, strict=True)
-        if i != item
-    ][:K_RESULTS]
-    index.unload()
-    ann_path.unlink()
+        {"trackId": n.track_id, "similarity": n.similarity}
+        for n in index.search(index.vector(track), K_RESULTS, exclude={track})
+    ]
+    index.close()
+    for name in SERVING_FILES:
+        (directory / name).unlink()
     return results
 
 
@@ -220,8 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="sizes 2k and 10k, fewer requests (under a minute)")
     parser.add_argument("--warm-requests", type=int, default=None, help="warm handler and HTTP requests per size")
     parser.add_argument("--baseline-requests", type=int, default=None, help="per-request-download baseline requests per size")
+    parser.add_argument("--sizes", type=int, nargs="*", help="catalogue sizes (default: 10k 100k 1M; --quick: 2k 10k)")
     args = parser.parse_args(argv)
-    sizes = QUICK_SIZES if args.quick else FULL_SIZES
+    sizes = tuple(args.sizes) if args.sizes else (QUICK_SIZES if args.quick else FULL_SIZES)
+    n_trees = QUICK_N_TREES if args.quick else N_TREES
+    delta_tracks = QUICK_DELTA_TRACKS if args.quick else DELTA_TRACKS
     warm_n = args.warm_requests or (300 if args.quick else 3000)
     baseline_n = args.baseline_requests or (3 if args.quick else 10)
 
@@ -247,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
 
     s3 = boto3.client("s3")
     figures: dict[str, Any] = {
-        "sizes": list(sizes), "dim": EMBEDDING_DIM, "n_trees": N_TREES, "k": K_RESULTS,
+        "sizes": list(sizes), "dim": EMBEDDING_DIM, "n_trees": n_trees, "k": K_RESULTS, "delta_tracks": delta_tracks,
         "warm_requests": warm_n, "baseline_requests": baseline_n,
     }
     try:
@@ -264,23 +300,29 @@ def main(argv: list[str] | None = None) -> int:
                 bucket = f"bench-index-{label}"
                 build_dir = workdir / f"build-{label}"
                 build_dir.mkdir()
-                log(f"{label}: building a {n}-track, {EMBEDDING_DIM}-d Annoy index ({N_TREES} trees)")
+                log(f"{label}: writing a {n}-track, {EMBEDDING_DIM}-d base ({n_trees} trees)")
                 started = time.perf_counter()
-                manifest = build_bundle(n, build_dir, seed=n)
-                log(f"{label}: built in {time.perf_counter() - started:.1f} s ({manifest.ann_bytes / 1e6:.1f} MB); publishing to local S3")
-                publish(s3, bucket, manifest, build_dir / "tracks.ann")
-                (build_dir / "tracks.ann").unlink()
+                manifest = build_bundle(n, build_dir, seed=n, n_trees=n_trees)
+                sizes_mb = {name: round(f.bytes / 1e6, 1) for name, f in manifest.files.items()}
+                figures[f"files_mb_{label}"] = sizes_mb
+                log(f"{label}: written in {time.perf_counter() - started:.1f} s ({sizes_mb} MB); publishing to local S3")
+                store = BundleStore(bucket, s3)
+                publish(store, manifest, build_dir)
                 rng = np.random.default_rng(n)
-                queries = [manifest.track_ids[i] for i in rng.integers(0, n, size=warm_n)]
+                queries = [track_id(int(i)) for i in rng.integers(0, n, size=warm_n)]
+                figures[f"metadata_open_ms_{label}"] = metadata_open_ms(build_dir, manifest, queries[0])
+                shutil.rmtree(build_dir)
                 events = [recommendations_event(t) for t in queries]
 
                 for prefault in (False, True):
                     log(f"{label}: cold start, prefault {'on' if prefault else 'off'}")
                     cold = cold_start(bucket, workdir / f"cold-{label}-{prefault}", prefault, events[:101])
+                    shutil.rmtree(workdir / f"cold-{label}-{prefault}", ignore_errors=True)
                     suffix = "prefault" if prefault else "noprefault"
                     for key, value in cold.items():
                         figures[f"{key}_{suffix}_{label}"] = value
                 figures[f"cold_start_s_{label}"] = figures[f"cold_start_s_prefault_{label}"]  # the API's default
+                figures[f"peak_rss_mb_{label}"] = figures[f"peak_rss_mb_prefault_{label}"]
 
                 warm_cache = IndexCache(bucket, directory=workdir / f"warm-{label}")
                 handler.app.dependency_overrides[deps.index_cache] = lambda cache=warm_cache, **_: cache
@@ -317,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
                 baseline_s = []
                 for track in queries[:baseline_n]:
                     t = time.perf_counter()
-                    results = baseline_request(s3, bucket, workdir, track)
+                    results = baseline_request(store, workdir, track)
                     baseline_s.append(time.perf_counter() - t)
                     ours = json.loads(handler.lambda_handler(recommendations_event(track), context)["body"])["results"]
                     if [r["trackId"] for r in results] != [r["trackId"] for r in ours]:
@@ -330,13 +372,30 @@ def main(argv: list[str] | None = None) -> int:
                     f"{label}: handler p50 {figures[f'p50_ms_{label}']} ms p99 {figures[f'p99_ms_{label}']} ms; "
                     f"HTTP p50 {figures[f'http_p50_ms_{label}']} ms; baseline p50 {figures[f'baseline_p50_ms_{label}']} ms"
                 )
-                del warm_cache
+                log(f"{label}: a delta of {delta_tracks} tracks merged; {warm_n} warm handler requests again")
+                publish_delta(store, n, delta_tracks, workdir)
+                merged_cache = IndexCache(bucket, directory=workdir / f"warm-delta-{label}", recheck_s=3600.0)
+                handler.app.dependency_overrides[deps.index_cache] = lambda cache=merged_cache, **_: cache
+                assert handler.lambda_handler(events[0], context)["statusCode"] == 200
+                assert merged_cache.current().delta_sequence == 1
+                merged_s = []
+                for event in events:
+                    t = time.perf_counter()
+                    response = handler.lambda_handler(event, context)
+                    merged_s.append(time.perf_counter() - t)
+                    if response["statusCode"] != 200:
+                        raise RuntimeError(f"handler answered {response['statusCode']}: {response['body']}")
+                figures[f"p50_ms_delta_{label}"], figures[f"p99_ms_delta_{label}"] = percentiles_ms(merged_s)
+                del warm_cache, merged_cache
                 handler.app.dependency_overrides.pop(deps.index_cache)  # frees this size's index before the next
+                for name in (f"warm-{label}", f"warm-delta-{label}"):
+                    shutil.rmtree(workdir / name, ignore_errors=True)
 
             largest = size_label(sizes[-1])
             figures["speedup_vs_download"] = figures[f"speedup_vs_download_{largest}"]
-            for key in ("p50_ms", "p99_ms", "cold_start_s"):
+            for key in ("p50_ms", "p99_ms", "cold_start_s", "metadata_open_ms", "peak_rss_mb", "p99_ms_delta"):
                 figures[key] = figures[f"{key}_{largest}"]
+            figures["metadata_open_ms_max"] = max(figures[f"metadata_open_ms_{size_label(n)}"] for n in sizes)
     finally:
         moto.stop()
     print(json.dumps(figures, separators=(",", ":")))

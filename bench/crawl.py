@@ -1,11 +1,15 @@
-"""Crawl throughput: a Spotify playlist against the loopback fakes with added latency per
-request, the default concurrency against a sequential crawl (concurrency 1) in the same run.
+"""Crawl throughput: a Spotify playlist and a Deezer playlist against the loopback fakes with
+added latency per request, the default concurrency against a sequential crawl (concurrency 1)
+in the same run. The Deezer runs go through the crawler's shared request pacer at its default
+(DEEZER_MAX_RPS = 8): listing the playlist is paced, its previews come from the CDN.
 
     python bench/crawl.py [--quick] [--tracks 500] [--latency-ms 50] [--concurrency 8]
 
 Spotify, Deezer and the CDN are the loopback fakes of tests/crawler/crawler_fakes.py;
 they run in a child process (as remote servers would, they do not compete with the
-crawler for this interpreter's GIL). S3 and DynamoDB are moto in-process. Ends with one JSON line.
+crawler for this interpreter's GIL). S3 and DynamoDB are a moto server in another child
+process, for the same reason (in-process moto spent more CPU per track than the whole crawl
+around it). Ends with one JSON line.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import boto3  # noqa: E402
 from crawler_fakes import (  # noqa: E402
     CLIENT_ID,
     CLIENT_SECRET,
+    DeezerList,
     FakeCdn,
     FakeDeezer,
     FakeSpotify,
@@ -33,13 +38,15 @@ from crawler_fakes import (  # noqa: E402
     spotify_id,
     spotify_track,
 )
-from moto import mock_aws  # noqa: E402
 
-from crawler.pipeline import build_crawler, crawl_playlist  # noqa: E402
+from crawler.pipeline import build_crawler, crawl_deezer, crawl_playlist  # noqa: E402
 from crawler.settings import CRAWL_CONCURRENCY_DEFAULT, CrawlerSettings  # noqa: E402
+from infra.resources import template_table_params  # noqa: E402
+from infra.stack import MotoServer  # noqa: E402
 
 REGION = "us-east-1"
 PLAYLIST = spotify_id(1, "pl")
+DEEZER_PLAYLIST = 908622995
 SECRET = "bench-spotify"
 QUICK_TRACKS = 100
 FULL_TRACKS = 500
@@ -58,6 +65,10 @@ def build_playlist(spotify: FakeSpotify, deezer: FakeDeezer, cdn: FakeCdn, n: in
             deezer.add(title, artist, isrc=isrc, media=f"isrc-{i}")
         entries.append(playlist_entry(spotify_track(spotify_id(10_000 + i), title, [artist], isrc=isrc, preview_url=preview)))
     spotify.add_playlist(PLAYLIST, "Bench", entries)
+    # The Deezer playlist: its own recordings (other ISRCs), each with a signed preview.
+    deezer.playlists[DEEZER_PLAYLIST] = DeezerList("Bench", [
+        deezer.add(f"Deezer Tune {i}", f"Deezer Band {i}", isrc=f"DZBEN{i:07d}", media=f"dz-{i}") for i in range(n)
+    ])
 
 
 def serve_fakes(n: int, latency_s: float, conn: multiprocessing.connection.Connection) -> None:
@@ -72,10 +83,10 @@ def serve_fakes(n: int, latency_s: float, conn: multiprocessing.connection.Conne
         server.close()
 
 
-def run(settings: CrawlerSettings, table: str, bucket: str) -> tuple[float, int]:
+def run(settings: CrawlerSettings, table: str, bucket: str, deezer: bool = False) -> tuple[float, int]:
     crawler = build_crawler(table, bucket, SECRET, settings)
     started = time.perf_counter()
-    summary = crawl_playlist(crawler, PLAYLIST)
+    summary = crawl_deezer(crawler, f"deezer:playlist:{DEEZER_PLAYLIST}") if deezer else crawl_playlist(crawler, PLAYLIST)
     elapsed = time.perf_counter() - started
     if summary.failed or summary.no_preview or summary.errors:
         raise SystemExit(f"bench crawl was not clean: {summary.to_dict()}")
@@ -94,7 +105,8 @@ def main() -> None:
 
     for name, value in {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": REGION}.items():
         os.environ[name] = value
-    os.environ.pop("AWS_ENDPOINT_URL", None)
+    moto = MotoServer().start()
+    os.environ["AWS_ENDPOINT_URL"] = moto.endpoint
     parent, child = multiprocessing.Pipe()
     fakes = multiprocessing.Process(target=serve_fakes, args=(n, latency_s, child), daemon=True)
     fakes.start()
@@ -107,14 +119,10 @@ def main() -> None:
         deezer_preview_hosts=("127.0.0.1",),
         allow_http_loopback=True,
     )
-    with mock_aws():
+    try:
         dynamodb, s3 = boto3.client("dynamodb", region_name=REGION), boto3.client("s3", region_name=REGION)
-        for suffix in ("seq", "conc"):
-            dynamodb.create_table(
-                TableName=f"Tracks-{suffix}", BillingMode="PAY_PER_REQUEST",
-                AttributeDefinitions=[{"AttributeName": "track_id", "AttributeType": "S"}],
-                KeySchema=[{"AttributeName": "track_id", "KeyType": "HASH"}],
-            )
+        for suffix in ("seq", "conc", "dz-seq", "dz-conc"):
+            dynamodb.create_table(**template_table_params(f"Tracks-{suffix}"))
             s3.create_bucket(Bucket=f"audio-{suffix}")
         boto3.client("secretsmanager", region_name=REGION).create_secret(
             Name=SECRET,
@@ -125,6 +133,13 @@ def main() -> None:
         print(f"sequential: {seq_s:.2f} s ({seq_new / seq_s:.1f} tracks/s)", file=sys.stderr)
         conc_s, conc_new = run(CrawlerSettings(**{**base.__dict__, "concurrency": args.concurrency}), "Tracks-conc", "audio-conc")
         print(f"concurrency {args.concurrency}: {conc_s:.2f} s ({conc_new / conc_s:.1f} tracks/s)", file=sys.stderr)
+        print(f"crawling a {n}-track Deezer playlist, paced at {base.deezer_max_rps:g} requests/s ...", file=sys.stderr)
+        dz_seq_s, dz_seq_new = run(CrawlerSettings(**{**base.__dict__, "concurrency": 1}), "Tracks-dz-seq", "audio-dz-seq", deezer=True)
+        print(f"deezer sequential: {dz_seq_s:.2f} s ({dz_seq_new / dz_seq_s:.1f} tracks/s)", file=sys.stderr)
+        dz_conc_s, dz_conc_new = run(CrawlerSettings(**{**base.__dict__, "concurrency": args.concurrency}), "Tracks-dz-conc", "audio-dz-conc", deezer=True)
+        print(f"deezer concurrency {args.concurrency}: {dz_conc_s:.2f} s ({dz_conc_new / dz_conc_s:.1f} tracks/s)", file=sys.stderr)
+    finally:
+        moto.stop()
     parent.send("stop")
     fakes.join(timeout=10)
     print(json.dumps({
@@ -136,6 +151,10 @@ def main() -> None:
         "speedup_vs_sequential": round(seq_s / conc_s, 2),
         "concurrent_s": round(conc_s, 2),
         "sequential_s": round(seq_s, 2),
+        "deezer_tracks_per_s": round(dz_conc_new / dz_conc_s, 2),
+        "deezer_sequential_tracks_per_s": round(dz_seq_new / dz_seq_s, 2),
+        "deezer_speedup_vs_sequential": round(dz_seq_s / dz_conc_s, 2),
+        "deezer_max_rps": base.deezer_max_rps,
     }))
 
 

@@ -10,6 +10,8 @@ get identical log-mel patches in identical chunks (PATCHES_PER_FORWARD patches p
 call: feeding 160 patches at once needs several GB); they take turns on each group
 of 16 clips, since this CPU is shared, and the figures are totals over all rounds.
 Before the original is loaded, ours is also timed alone (``*_alone``), as the Lambda runs it.
+Stage times (one clip at a time) include the descriptors' and their overhead over the
+embedding (``descriptors_overhead``, target ≤ 0.25).
 Ends with one JSON line.
 """
 
@@ -23,6 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -35,9 +38,10 @@ sys.path.insert(0, str(REPO_ROOT / "tests" / "extractor"))
 
 from extractor_synth import distorted_riff, drum_groove, encode, stereo, string_pad  # noqa: E402
 
-from extractor.audio import decode  # noqa: E402
+from extractor.audio import decode, decode_clip  # noqa: E402
 from extractor.constants import PATCHES_PER_FORWARD  # noqa: E402
-from extractor.features import clip_patches  # noqa: E402
+from extractor.descriptors import describe  # noqa: E402
+from extractor.features import Spectra, clip_patches  # noqa: E402
 
 BATCH_CLIPS = 16
 GENERATORS = (drum_groove, string_pad, distorted_riff)
@@ -83,19 +87,39 @@ def chunked(run: Forward) -> Forward:
 
 
 def stage_times(clips: list[bytes], forward: Forward) -> dict[str, float]:
-    """Per-clip seconds of each stage, one clip at a time."""
-    decode_s = mel_s = forward_s = 0.0
+    """Per-clip seconds of each stage, one clip at a time, and what the descriptors add.
+
+    The descriptors start from the decoded clip and the spectrogram the log-mel is made of
+    (extractor.analysis.analyse); their overhead is their time over the embedding's
+    (decode + log-mel + forward), in wall and in CPU seconds.
+    """
+    wall = dict.fromkeys(("decode", "logmel", "forward", "descriptors"), 0.0)
+    cpu = dict.fromkeys(wall, 0.0)
+
+    def timed(stage: str, run: Callable[..., Any], *args: Any) -> Any:
+        w, c = time.perf_counter(), time.process_time()
+        out = run(*args)
+        wall[stage] += time.perf_counter() - w
+        cpu[stage] += time.process_time() - c
+        return out
+
     for data in clips:
-        t0 = time.perf_counter()
-        samples = decode(data)
-        t1 = time.perf_counter()
-        patches = clip_patches(samples)
-        t2 = time.perf_counter()
-        forward(patches)
-        t3 = time.perf_counter()
-        decode_s, mel_s, forward_s = decode_s + t1 - t0, mel_s + t2 - t1, forward_s + t3 - t2
+        clip = timed("decode", decode_clip, data)
+        shared = timed("logmel", Spectra.of, clip.samples)
+        timed("forward", forward, timed("logmel", shared.patches))
+        timed("descriptors", describe, clip, shared)
     n = len(clips)
-    return {"decode_s_per_clip": decode_s / n, "logmel_s_per_clip": mel_s / n, "forward_s_per_clip": forward_s / n}
+    embedding_wall = wall["decode"] + wall["logmel"] + wall["forward"]
+    embedding_cpu = cpu["decode"] + cpu["logmel"] + cpu["forward"]
+    return {
+        "decode_s_per_clip": wall["decode"] / n,
+        "logmel_s_per_clip": wall["logmel"] / n,
+        "forward_s_per_clip": wall["forward"] / n,
+        "embedding_s_per_clip": embedding_wall / n,
+        "descriptors_s_per_clip": wall["descriptors"] / n,
+        "descriptors_overhead": wall["descriptors"] / embedding_wall,
+        "descriptors_cpu_overhead": cpu["descriptors"] / embedding_cpu,
+    }
 
 
 def main() -> None:
@@ -124,6 +148,7 @@ def main() -> None:
     log(f"TensorFlow import {tf_import_s:.1f} s, model build {build_s:.2f} s; warming up")
     end_to_end(clips[:BATCH_CLIPS], ours, BATCH_CLIPS)
     stages = stage_times(clips[: min(8, n_clips)], ours)
+    log(f"descriptors {stages['descriptors_s_per_clip']:.3f} s per clip, {stages['descriptors_overhead']:.1%} of the embedding's time")
     # Ours alone first, as the Lambda runs it (no second TensorFlow runtime in the process):
     # it shows whether the original's resident TF 1 session skews the paired figures below.
     alone = {batch: end_to_end(clips, ours, batch) for batch in (1, BATCH_CLIPS)}

@@ -1,21 +1,30 @@
-"""Do recommendations follow the music? precision@10 by instrument and composer on the demo catalogue.
+"""Do recommendations follow the music? Raw musicnn against every candidate, on real and on rendered audio.
 
-Leave-one-out query by example: every clip queries all the others by cosine
-similarity, and precision@10 is the share of its 10 nearest clips with the
-same instrument (or composer). Three arms run in the same process on the same
-clips:
+Two sets, one run:
 
-- ``embedding``: our extractor's vector, ``Embedder().embed_file(path).vector``;
-- ``mfcc``: the classic baseline, 20 MFCCs (librosa defaults, 22.05 kHz) summarised
-  per clip by their means and standard deviations (40 values), each dimension
-  z-scored over the catalogue so that MFCC 0 (loudness) does not dominate the cosine;
-- ``random``: seeded Gaussian vectors of the embedding's size.
+- the **dev set** (bench/devset.py): 30 s clips cut from the music of Debian game
+  packages, two per track. ``same_track_hit10`` / ``same_track_mrr``: is the other
+  clip of the query's track among its 10 nearest / at what rank; ``source_p10``:
+  the share of the 10 nearest clips of *other* tracks from the query's package
+  (its soundtrack);
+- the **demo catalogue** (demo/catalog.py, rendered scores): ``instrument_p10``,
+  the share of the 10 nearest clips of *other* pieces with the query's instrument;
+  ``composer_p10`` (leave-one-out, as before) for continuity.
 
-Chance is the expected precision of a random ranking: for a query of class c,
-(n_c - 1) / (N - 1), averaged over queries.
+Every arm (raw musicnn, every candidate, the MFCC baseline) is scored through the
+same cross-fitting protocol (bench/quality_arms.py): tracks or pieces split in
+halves, each half transformed by the fit on the other, the whole set ranked in
+one pool, 5 seeded splits. The model's per-patch outputs are cached (bench/patch_cache.py), so the
+arms cost no extraction of their own. Chance levels are those of a random
+ranking in the same pools.
 
-Usage: ``python bench/quality.py [--quick] [--catalogue DIR]``. --quick uses the
-small catalogue. The last line printed is one JSON object with the figures.
+A second, smaller table scores a few arms on the whole dev set at once with the
+transform fitted on that same (unlabelled) set: what an index base built over
+this catalogue would serve, and the pool size the issue's figures refer to.
+
+Usage: ``python bench/quality.py [--quick] [--more-models] [--catalogue DIR]``. --quick uses the
+small demo catalogue and the dev set only if bench/devset.py has built it. The
+last line printed is one JSON object with the figures.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,15 +42,24 @@ from numpy.typing import NDArray
 # Run as a script (python bench/quality.py), the repo root is not on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import librosa  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
+from bench import devset  # noqa: E402
+from bench.quality_arms import (  # noqa: E402
+    Arm,
+    centred_pca,
+    fused,
+    pair_projection,
+    raw,
+    score_demo,
+    score_dev,
+    unit,
+    weighted,
+    whitened,
+    zscored,
+)
+from catalog.model import MODEL_ID  # noqa: E402
 from demo.catalog import build, read_catalogue  # noqa: E402
 
 K = 10
-MFCC_SAMPLE_RATE_HZ = 22_050
-N_MFCC = 20
-RANDOM_SEED = 7
 
 
 def precision_at_k(vectors: NDArray[np.float32], labels: Sequence[str], k: int = K) -> NDArray[np.float64]:
@@ -70,100 +88,187 @@ def chance_at_k(labels: Sequence[str]) -> NDArray[np.float64]:
     return np.array([(counts[label] - 1) / (len(labels) - 1) for label in labels])
 
 
-def mfcc_features(path: Path) -> NDArray[np.float32]:
-    samples, rate = librosa.load(path, sr=MFCC_SAMPLE_RATE_HZ, mono=True)
-    mfcc = librosa.feature.mfcc(y=samples, sr=rate, n_mfcc=N_MFCC)
-    return np.concatenate([mfcc.mean(axis=1), mfcc.std(axis=1)]).astype(np.float32)
+def pool_features(patches: Sequence[dict[str, NDArray[np.float32]]], prefix: str) -> dict[str, NDArray[np.float32]]:
+    """Per-clip poolings of one (model, grid)'s per-patch outputs, named ``{prefix}_{layer}_{statistic}``."""
+    features: dict[str, NDArray[np.float32]] = {}
+    for layer in ("penultimate", "taggram", "pooled"):
+        per_clip = [p[layer].astype(np.float64) for p in patches]
+        features[f"{prefix}_{layer}_mean"] = np.stack([x.mean(axis=0) for x in per_clip]).astype(np.float32)
+        if layer == "penultimate":
+            features[f"{prefix}_{layer}_max"] = np.stack([x.max(axis=0) for x in per_clip]).astype(np.float32)
+            features[f"{prefix}_{layer}_std"] = np.stack([x.std(axis=0) for x in per_clip]).astype(np.float32)
+            # Positive pairs for the projection learnt without labels: the two halves of each clip.
+            features[f"{prefix}_{layer}_first"] = np.stack([x[: len(x) // 2].mean(axis=0) for x in per_clip]).astype(np.float32)
+            features[f"{prefix}_{layer}_second"] = np.stack([x[len(x) // 2 :].mean(axis=0) for x in per_clip]).astype(np.float32)
+    return features
 
 
-def zscore(features: NDArray[np.float32]) -> NDArray[np.float32]:
-    std = features.std(axis=0)
-    return ((features - features.mean(axis=0)) / np.where(std > 0, std, 1.0)).astype(np.float32)
+def clip_features(paths: Sequence[Path], more_models: bool) -> dict[str, NDArray[np.float32]]:
+    """Every feature an arm reads, from the cached per-patch outputs (computed on a cache miss) and MFCCs."""
+    from bench.patch_cache import load_all, mfcc_all
+
+    msd = load_all(paths, "msd", "hop187")
+    features = pool_features(msd, "msd")
+    features["mfcc"] = mfcc_all(paths)
+    if more_models:
+        features |= pool_features(load_all(paths, "mtt", "hop187"), "mtt")
+        shifted = load_all(paths, "msd", "mid93")
+        # The two grids together: patches every 93-94 frames (≤ 1.5 s), half overlapping.
+        overlap = [{k: np.concatenate([a[k], b[k]]) for k in a} for a, b in zip(msd, shifted, strict=True)]
+        features |= pool_features(overlap, "msdov")
+    meanstd = lambda p: np.concatenate([unit(features[f"{p}_penultimate_mean"]), unit(features[f"{p}_penultimate_std"])], axis=1)  # noqa: E731
+    for prefix in ("msd", "mtt", "msdov") if more_models else ("msd",):
+        features[f"{prefix}_penultimate_meanstd"] = meanstd(prefix)
+    return features
 
 
-def embed_all(paths: Sequence[Path], embed: Callable[[Path], NDArray[np.float32]], desc: str) -> NDArray[np.float32]:
-    return np.stack([embed(path) for path in tqdm(paths, desc=desc, unit="clip", file=sys.stderr)])
+SERVED = "raw"  # the arm the top-level figures describe: what the index serves (no candidate won; bench/RESULTS.md)
+WHOLE_POOL_ARMS = ("raw", "mfcc", "whiten", "whiten_s0.9", "max_raw")
 
 
-def evaluate(vectors: NDArray[np.float32], instruments: Sequence[str], composers: Sequence[str]) -> dict[str, float]:
-    return {
-        "instrument_p10": float(precision_at_k(vectors, instruments).mean()),
-        "composer_p10": float(precision_at_k(vectors, composers).mean()),
+def arms(full: bool, more_models: bool) -> dict[str, Arm]:
+    """Every candidate by name; --quick keeps four, --more-models adds MTT_musicnn and overlapping patches."""
+    msd = "msd_penultimate_mean"
+    table: dict[str, Arm] = {"raw": raw(msd), "mfcc": zscored("mfcc"), "whiten": whitened(msd), "max_raw": raw("msd_penultimate_max")}
+    if not full:
+        return table
+    table |= {
+        "whiten_d64": whitened(msd, dims=64),
+        "whiten_d32": whitened(msd, dims=32),
+        "whiten_s0.3": whitened(msd, shrinkage=0.3),
+        "whiten_s0.6": whitened(msd, shrinkage=0.6),
+        "whiten_s0.9": whitened(msd, shrinkage=0.9),
+        "centre": centred_pca(msd, 200),
+        "pca_d64": centred_pca(msd, 64),
+        "meanstd_raw": raw("msd_penultimate_meanstd"),
+        "meanstd_whiten": whitened("msd_penultimate_meanstd"),
+        "max_centre": centred_pca("msd_penultimate_max", 200),
+        "max_whiten": whitened("msd_penultimate_max"),
+        "max_whiten_s0.9": whitened("msd_penultimate_max", shrinkage=0.9),
+        "taggram_whiten": whitened("msd_taggram_mean"),
+        "midlevel_raw": raw("msd_pooled_mean"),
+        "midlevel_pca_d200": centred_pca("msd_pooled_mean", 200),
+        "pairs_d64": pair_projection(msd, "msd_penultimate_first", "msd_penultimate_second", 64),
+        "pairs_d32": pair_projection(msd, "msd_penultimate_first", "msd_penultimate_second", 32),
+        "whiten+mfcc_w0.3": weighted(whitened(msd), zscored("mfcc"), 0.3),
+        "raw+mfcc_w0.3": weighted(raw(msd), zscored("mfcc"), 0.3),
     }
+    if more_models:
+        table |= {
+            "overlap_raw": raw("msdov_penultimate_mean"),
+            "overlap_whiten": whitened("msdov_penultimate_mean"),
+            "mtt_raw": raw("mtt_penultimate_mean"),
+            "mtt_whiten": whitened("mtt_penultimate_mean"),
+            "msd+mtt_fused": fused(whitened(msd), whitened("mtt_penultimate_mean")),
+            "msd+mtt_concat_whiten": whitened("msd_mtt_concat"),
+        }
+    return table
 
 
-def per_label(vectors: NDArray[np.float32], labels: Sequence[str]) -> dict[str, float]:
-    scores = precision_at_k(vectors, labels)
-    label_array = np.asarray(labels)
-    return {label: float(scores[label_array == label].mean()) for label in sorted(set(labels))}
+def load_dev(full: bool, more_models: bool) -> tuple[dict[str, NDArray[np.float32]], list[str], list[str]] | None:
+    """The dev set's features, tracks and sources; built on a full run, read from its cache on --quick."""
+    record = devset.build() if full else devset.read_manifest(devset.ROOT)
+    if record is None:
+        print("dev set not built (python bench/devset.py): --quick reports no dev figures", file=sys.stderr)
+        return None
+    clips = record["clips"]
+    features = clip_features([devset.ROOT / c["file"] for c in clips], more_models)
+    return features, [c["track"] for c in clips], [c["source"] for c in clips]
+
+
+def with_concat(features: dict[str, NDArray[np.float32]]) -> dict[str, NDArray[np.float32]]:
+    if "mtt_penultimate_mean" in features:
+        features["msd_mtt_concat"] = np.concatenate(
+            [unit(features["msd_penultimate_mean"]), unit(features["mtt_penultimate_mean"])], axis=1
+        )
+    return features
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="the small catalogue (32 clips) instead of the full (72)")
-    parser.add_argument("--catalogue", type=Path, help="catalogue folder (default: the demo build cache)")
+    parser.add_argument("--quick", action="store_true", help="small demo catalogue, the served model's arms only")
+    parser.add_argument("--catalogue", type=Path, help="demo catalogue folder (default: the demo build cache)")
+    parser.add_argument("--more-models", action="store_true",
+                        help="also MTT_musicnn and overlapping patches (3x the extraction on a cold cache)")
     args = parser.parse_args(argv)
 
-    mode = "small" if args.quick else "full"
+    full = not args.quick
+    mode = "full" if full else "small"
     started = time.monotonic()
     folder = build(mode, args.catalogue).folder
     record = read_catalogue(folder)
     if record is None or not record.get("complete"):
         print(f"no complete catalogue.json in {folder}", file=sys.stderr)
         return 1
-    clips = record["clips"]
-    paths = [folder / clip["file"] for clip in clips]
-    instruments = [clip["instrument"] for clip in clips]
-    composers = [clip["composer"] for clip in clips]
+    demo_clips = record["clips"]
+    demo_paths = [folder / clip["file"] for clip in demo_clips]
+    instruments = [clip["instrument"] for clip in demo_clips]
+    composers = [clip["composer"] for clip in demo_clips]
+    # Two excerpts of one score (e.g. "from bar 17") are the same piece: the corpus path names the work.
+    pieces = [clip["corpus_path"] for clip in demo_clips]
 
-    # TensorFlow loads here, after the cheap checks.
-    from catalog.model import MODEL_ID
-    from extractor.embed import Embedder
+    demo_features = with_concat(clip_features(demo_paths, args.more_models))
+    dev = load_dev(full, args.more_models)
+    if dev is not None:
+        dev = (with_concat(dev[0]), dev[1], dev[2])
 
-    embedder = Embedder()
-    t0 = time.monotonic()
-    ours = embed_all(paths, lambda path: embedder.embed_file(path).vector, "embedding")
-    embed_seconds = time.monotonic() - t0
-    t0 = time.monotonic()
-    mfcc = zscore(embed_all(paths, mfcc_features, "mfcc"))
-    mfcc_seconds = time.monotonic() - t0
-    random_vectors = np.random.default_rng(RANDOM_SEED).standard_normal(ours.shape).astype(np.float32)
+    rows: dict[str, dict[str, float | None]] = {}
+    chance: dict[str, float | None] = {}
+    for name, arm in arms(full, args.more_models).items():
+        row: dict[str, float | None] = dict.fromkeys(("same_track_hit10", "same_track_mrr", "source_p10"))
+        if dev is not None:
+            scores, dev_chance = score_dev(arm, *dev)
+            row |= {"same_track_hit10": scores.same_track_hit10, "same_track_mrr": scores.same_track_mrr,
+                    "source_p10": scores.source_p10}  # fmt: skip
+            chance |= {"same_track_hit10": dev_chance.same_track_hit10, "same_track_mrr": dev_chance.same_track_mrr,
+                       "source_p10": dev_chance.source_p10}  # fmt: skip
+        row["instrument_p10"], chance["instrument_p10"] = score_demo(arm, demo_features, pieces, instruments)
+        rows[name] = row
+        print(f"{name:<24} " + " ".join("   -  " if v is None else f"{v:6.3f}" for v in row.values()), file=sys.stderr)
 
-    arms = {"embedding": ours, "mfcc": mfcc, "random": random_vectors}
-    results = {name: evaluate(vectors, instruments, composers) for name, vectors in arms.items()}
-    chance = {
-        "instrument": float(chance_at_k(instruments).mean()),
-        "composer": float(chance_at_k(composers).mean()),
-    }
+    whole: dict[str, dict[str, float]] = {}
+    if dev is not None:
+        table = arms(full, args.more_models)
+        for name in (n for n in WHOLE_POOL_ARMS if n in table):
+            scores, _ = score_dev(table[name], *dev, transductive=True)
+            whole[name] = {"same_track_hit10": scores.same_track_hit10, "same_track_mrr": scores.same_track_mrr,
+                           "source_p10": scores.source_p10}  # fmt: skip
 
-    print(f"\n{len(clips)} clips ({mode}), {len(set(instruments))} instruments, {len(set(composers))} composers")
-    print(f"{'arm':<10} {'instrument p@10':>16} {'composer p@10':>14}")
-    for name, figures in results.items():
-        print(f"{name:<10} {figures['instrument_p10']:>16.3f} {figures['composer_p10']:>14.3f}")
-    print(f"{'chance':<10} {chance['instrument']:>16.3f} {chance['composer']:>14.3f}")
-    print("\nper instrument (embedding / mfcc):")
-    ours_by, mfcc_by = per_label(ours, instruments), per_label(mfcc, instruments)
-    for label in ours_by:
-        print(f"  {label:<14} {ours_by[label]:.3f} / {mfcc_by[label]:.3f}")
+    # Leave-one-out composer precision on the whole demo catalogue, as this bench always reported it.
+    raw_vectors = unit(demo_features["msd_penultimate_mean"])
+    composer_p10 = float(precision_at_k(raw_vectors, composers).mean())
+    composer_chance = float(chance_at_k(composers).mean())
 
-    summary = {
-        "mode": mode,
-        "clips": len(clips),
-        "k": K,
-        "model": MODEL_ID,
-        "instrument_p10": round(results["embedding"]["instrument_p10"], 4),
-        "instrument_chance": round(chance["instrument"], 4),
-        "mfcc_instrument_p10": round(results["mfcc"]["instrument_p10"], 4),
-        "random_instrument_p10": round(results["random"]["instrument_p10"], 4),
-        "composer_p10": round(results["embedding"]["composer_p10"], 4),
-        "composer_chance": round(chance["composer"], 4),
-        "mfcc_composer_p10": round(results["mfcc"]["composer_p10"], 4),
-        "random_composer_p10": round(results["random"]["composer_p10"], 4),
-        "instrument_p10_by_instrument": {label: round(value, 4) for label, value in ours_by.items()},
-        "embed_seconds_per_clip": round(embed_seconds / len(clips), 3),
-        "mfcc_seconds_per_clip": round(mfcc_seconds / len(clips), 3),
-        "total_seconds": round(time.monotonic() - started, 1),
-    }
+    keys = ("same_track_hit10", "same_track_mrr", "source_p10", "instrument_p10")
+    print(f"\ndev set: {'-' if dev is None else f'{len(dev[1])} clips, {len(set(dev[1]))} tracks, {len(set(dev[2]))} sources'}; "
+          f"demo catalogue ({mode}): {len(demo_clips)} clips, {len(set(instruments))} instruments, {len(set(pieces))} pieces")
+    print(f"{'arm':<24} " + " ".join(f"{k:>16}" for k in keys))
+    for name, row in rows.items():
+        print(f"{name:<24} " + " ".join(f"{'-':>16}" if row[k] is None else f"{row[k]:>16.3f}" for k in keys))
+    print(f"{'chance':<24} " + " ".join(f"{'-':>16}" if chance.get(k) is None else f"{chance[k]:>16.3f}" for k in keys))
+
+    if whole:
+        print(f"\nwhole dev set in one pool, transform fitted on it ({len(dev[1])} clips):")
+        for name, row in whole.items():
+            print(f"{name:<24} " + " ".join(f"{row[k]:>16.3f}" for k in keys[:3]))
+
+    def r4(value: float | None) -> float | None:
+        return None if value is None else round(value, 4)
+
+    summary: dict[str, object] = {"mode": mode, "k": K, "model": MODEL_ID, "served_arm": SERVED}
+    for key in keys:
+        summary[key] = r4(rows[SERVED][key])
+        summary[f"{key}_chance"] = r4(chance.get(key))
+        summary[f"raw_{key}"] = r4(rows["raw"][key])
+        summary[f"mfcc_{key}"] = r4(rows["mfcc"][key])
+    summary["instrument_chance"] = summary["instrument_p10_chance"]
+    summary["composer_p10"] = round(composer_p10, 4)
+    summary["composer_chance"] = round(composer_chance, 4)
+    summary["arms"] = {name: {k: r4(v) for k, v in row.items()} for name, row in rows.items()}
+    summary["whole_dev_pool"] = {name: {k: r4(v) for k, v in row.items()} for name, row in whole.items()}
+    summary["dev_clips"] = None if dev is None else len(dev[1])
+    summary["demo_clips"] = len(demo_clips)
+    summary["total_seconds"] = round(time.monotonic() - started, 1)
     print(json.dumps(summary))
     return 0
 

@@ -1,38 +1,84 @@
-"""The index bundle: index/{version}/tracks.ann + manifest.json, and index/LATEST.json.
+"""The index bundle: what annoy_service publishes and the API serves, in one typed module.
 
-The annoy_service writes it, the api reads it; this module is the one place
-that says what is inside.
+A published index is a large immutable *base* plus a small *delta* of what changed
+since the base was built (docs/ARCHITECTURE.md, "The index bundle"):
+
+    index/{base}/manifest.json        BaseManifest: version, counts, settings, checksums
+    index/{base}/tracks.ann           Annoy (angular) over searched-space vectors; item i = row i
+    index/{base}/vectors.f32          raw model embeddings, little-endian float32, row i = item i
+    index/{base}/meta.sqlite          item -> track id and TrackMeta (JSON), read by item or by id
+    index/{base}/space.npz            the catalogue transform's parameters and the map's PCA basis
+    index/{base}/deltas/{seq}.npz     Delta: tracks added or changed since the base, and tombstones
+    index/LATEST.json                 LatestPointer: the base + delta to serve
+
+One writer (:func:`write_base`, :meth:`Delta.write`) and one reader
+(:class:`BaseReader`, :meth:`Delta.read`); :mod:`catalog.bundle_store` moves them
+to and from S3.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
+import io
 import json
-from collections.abc import Mapping
+import re
+import sqlite3
+import threading
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from annoy import AnnoyIndex
 
-from catalog.keys import ann_key, manifest_key
+from catalog.keys import (
+    ANN_FILENAME,
+    MANIFEST_FILENAME,
+    META_FILENAME,
+    SPACE_FILENAME,
+    VECTORS_FILENAME,
+    delta_key,
+    manifest_key,
+)
 from catalog.records import TrackRecord
 
+FORMAT = 2
 METRIC = "angular"
-BUNDLE_FORMAT = 1
+VECTOR_DTYPE = np.dtype("<f4")
 # A bundle carries only each track's strongest tags: all 50 musicnn tags for every track
 # would multiply its size for no use in a results list.
 META_TOP_TAGS = 5
 PROJECTION_DIMS = 2
-# The 2-D map's PCA basis is fitted on at most this many vectors (a random sample, fixed seed):
-# two principal axes are stable long before 1M vectors, and the SVD stays seconds long.
+# The map's PCA basis is fitted on at most this many vectors (a fixed-seed sample): two
+# principal axes are stable long before 1M vectors, and the SVD stays well under a second.
 PROJECTION_FIT_MAX_ITEMS = 50_000
 PROJECTION_SEED = 0
+# Fixed so that the same input builds the same file (Annoy picks split points at random).
+ANNOY_SEED = 42
+# From this many items Annoy writes the index straight to its file while building, so the
+# builder's memory holds the vectors once instead of twice (numpy + Annoy's heap).
+ON_DISK_BUILD_MIN_ITEMS = 200_000
+# Rows moved per step when writing or compacting: bounded memory at any catalogue size.
+CHUNK_ROWS = 50_000
+# Parsed TrackMeta kept per opened base (results, filters and the map ask for the same tracks).
+META_CACHE_ITEMS = 65_536
+# The files a reader needs to serve, and the ones compaction needs as well.
+SERVING_FILES = (ANN_FILENAME, META_FILENAME, SPACE_FILENAME)
+BASE_FILES = (ANN_FILENAME, VECTORS_FILENAME, META_FILENAME, SPACE_FILENAME)
+# A version becomes a directory name on readers' disks.
+VERSION_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
+_VERSION_RE = re.compile(VERSION_PATTERN)
+
+Progress = Callable[[str], None]
 
 
 class BundleError(ValueError):
-    """A bundle that must not be served: bad checksum, dim, or shape."""
+    """A bundle (or LATEST.json) that must not be served: bad checksum, shape, or content."""
 
 
 def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
@@ -42,6 +88,14 @@ def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
             digest.update(chunk)
     return digest.hexdigest()
 
+
+def validate_version(version: object) -> str:
+    if not isinstance(version, str) or not _VERSION_RE.fullmatch(version) or version.strip(".") == "":
+        raise BundleError("an index version must be a plain directory name")
+    return version
+
+
+# -- per-track metadata ----------------------------------------------------------------
 
 @dataclass(frozen=True)
 class TrackMeta:
@@ -77,12 +131,16 @@ class TrackMeta:
             preview_source=record.preview_source.value if record.preview_source else None,
             tags=dict(top_tags),
             descriptors=record.descriptors.to_json() if record.descriptors else None,
+            refs=record.refs,
         )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["artists"] = list(self.artists)
         return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrackMeta:
@@ -95,45 +153,18 @@ class TrackMeta:
         except (TypeError, ValueError, AttributeError) as exc:
             raise BundleError(f"track metadata is not valid: {exc}") from exc
 
-
-@dataclass(frozen=True)
-class Projection:
-    """The 2-D map's PCA basis: ``(v - mean) @ components.T`` places a searched-space vector."""
-
-    mean: npt.NDArray[np.float32]
-    components: npt.NDArray[np.float32]  # PROJECTION_DIMS x dim
-
     @classmethod
-    def fit(cls, vectors: npt.NDArray[np.float32]) -> Projection:
-        count, dim = vectors.shape
-        if count > PROJECTION_FIT_MAX_ITEMS:
-            rows = np.random.default_rng(PROJECTION_SEED).choice(count, PROJECTION_FIT_MAX_ITEMS, replace=False)
-            vectors = vectors[np.sort(rows)]
-        mean = vectors.mean(axis=0, dtype=np.float64)
-        _, _, vt = np.linalg.svd(vectors - mean, full_matrices=False)
-        components = np.zeros((PROJECTION_DIMS, dim), np.float64)
-        components[: min(PROJECTION_DIMS, vt.shape[0])] = vt[:PROJECTION_DIMS]
-        # SVD signs are arbitrary: fix them so the same data always draws the same map.
-        signs = np.where(components[np.arange(PROJECTION_DIMS), np.abs(components).argmax(axis=1)] < 0, -1.0, 1.0)
-        return cls(mean.astype(np.float32), (components * signs[:, None]).astype(np.float32))
-
-    def apply(self, vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        return ((np.atleast_2d(vectors) - self.mean) @ self.components.T).astype(np.float32)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"mean": self.mean.tolist(), "components": self.components.tolist()}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], dim: int) -> Projection:
+    def from_json(cls, text: str | bytes) -> TrackMeta:
         try:
-            mean = np.asarray(data["mean"], np.float32)
-            components = np.asarray(data["components"], np.float32)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BundleError(f"projection is not valid: {exc}") from exc
-        if mean.shape != (dim,) or components.shape != (PROJECTION_DIMS, dim):
-            raise BundleError(f"projection shapes {mean.shape}, {components.shape} do not fit dim {dim}")
-        return cls(mean, components)
+            data = json.loads(text)
+        except ValueError as exc:
+            raise BundleError(f"track metadata is not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise BundleError("track metadata is not a JSON object")
+        return cls.from_dict(data)
 
+
+# -- the searched space ----------------------------------------------------------------
 
 IDENTITY_TRANSFORM = "identity"
 
@@ -142,9 +173,10 @@ IDENTITY_TRANSFORM = "identity"
 class Transform:
     """The catalogue-level transform from a raw model embedding to the searched space.
 
-    Named and versioned so that a reader can refuse one it does not know. Identity
-    (then L2 normalisation) until a fitted one (whitening) is added here; the bundle's
-    raw vectors stay as the model gave them, so a transform can be refitted at compaction.
+    Named and versioned so that a reader refuses one it does not know. Identity (then
+    L2 normalisation) until a fitted one (whitening, fitted at base build) is added
+    here with its parameters in space.npz; the bundle's raw vectors stay as the model
+    gave them, so compaction can refit it.
     """
 
     name: str = IDENTITY_TRANSFORM
@@ -164,7 +196,7 @@ class Transform:
         return {"name": self.name, "version": self.version}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Transform:
+    def from_dict(cls, data: Any) -> Transform:
         try:
             transform = cls(name=str(data.get("name", IDENTITY_TRANSFORM)), version=int(data.get("version", 1)))
         except (TypeError, ValueError, AttributeError) as exc:
@@ -173,107 +205,605 @@ class Transform:
         return transform
 
 
-@dataclass
-class Manifest:
-    """What a reader needs to serve an index without reading the table.
+@dataclass(frozen=True)
+class Projection:
+    """The 2-D map's PCA basis: ``(v - mean) @ components.T`` places a searched-space vector."""
 
-    ``track_ids[i]`` is Annoy item ``i``; ``tracks[i]`` holds its metadata
-    (:class:`TrackMeta` as a dict).
-    """
+    mean: npt.NDArray[np.float32]
+    components: npt.NDArray[np.float32]  # PROJECTION_DIMS x dim
+
+    @classmethod
+    def fit(cls, vectors: npt.NDArray[np.float32]) -> Projection:
+        count, dim = vectors.shape
+        if count > PROJECTION_FIT_MAX_ITEMS:
+            rows = np.random.default_rng(PROJECTION_SEED).choice(count, PROJECTION_FIT_MAX_ITEMS, replace=False)
+            vectors = vectors[np.sort(rows)]
+        vectors = np.asarray(vectors, dtype=np.float64)
+        mean = vectors.mean(axis=0)
+        _, _, vt = np.linalg.svd(vectors - mean, full_matrices=False)
+        components = np.zeros((PROJECTION_DIMS, dim), np.float64)
+        components[: min(PROJECTION_DIMS, vt.shape[0])] = vt[:PROJECTION_DIMS]
+        # SVD signs are arbitrary: fix them so the same data always draws the same map.
+        signs = np.where(components[np.arange(PROJECTION_DIMS), np.abs(components).argmax(axis=1)] < 0, -1.0, 1.0)
+        return cls(mean.astype(np.float32), (components * signs[:, None]).astype(np.float32))
+
+    def apply(self, vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        return ((np.atleast_2d(vectors) - self.mean) @ self.components.T).astype(np.float32)
+
+
+def write_space(path: Path, projection: Projection) -> None:
+    np.savez(path, projection_mean=projection.mean, projection_components=projection.components)
+
+
+def read_space(path: Path, dim: int) -> Projection:
+    try:
+        with np.load(path, allow_pickle=False) as space:
+            mean = np.asarray(space["projection_mean"], np.float32)
+            components = np.asarray(space["projection_components"], np.float32)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise BundleError(f"space.npz is not valid: {exc}") from exc
+    if mean.shape != (dim,) or components.shape != (PROJECTION_DIMS, dim):
+        raise BundleError(f"space.npz shapes {mean.shape}, {components.shape} do not fit dim {dim}")
+    return Projection(mean, components)
+
+
+# -- the base ------------------------------------------------------------------------
+
+class BuiltFrom(enum.StrEnum):
+    TABLE = "table"  # a full scan of Tracks (make index FULL=1, the weekly reconcile, a fresh stack)
+    COMPACTION = "compaction"  # the previous base's vectors plus its delta
+
+
+@dataclass(frozen=True)
+class FileSum:
+    sha256: str
+    bytes: int
+
+    @classmethod
+    def of(cls, path: Path) -> FileSum:
+        return cls(sha256_file(path), path.stat().st_size)
+
+
+def _parse_object(data: bytes | str, what: str) -> dict[str, Any]:
+    try:
+        raw = json.loads(data)
+    except (TypeError, ValueError) as exc:
+        raise BundleError(f"{what} is not valid JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise BundleError(f"{what} is JSON but not an object")
+    return raw
+
+
+@dataclass
+class BaseManifest:
+    """index/{base}/manifest.json: version, counts, settings and checksums; no per-track data."""
 
     version: str
     created_at: str
     model: str
     dim: int
+    count: int
     n_trees: int
     search_k: int
-    count: int
-    ann_sha256: str
-    ann_bytes: int
-    track_ids: list[str]
-    tracks: list[dict[str, Any]]
-    metric: str = METRIC
-    skipped: dict[str, int] = field(default_factory=dict)
-    format: int = BUNDLE_FORMAT
-    # SHA-256 of what the index was built from (model, dim, settings, ids, embeddings):
-    # the builder skips a rebuild whose input matches LATEST's, so redelivered batches publish nothing new.
+    files: dict[str, FileSum]
+    transform: Transform = field(default_factory=Transform)
+    built_from: str = BuiltFrom.TABLE.value
+    # SHA-256 of what the base was built from (model, settings, ids, raw vectors): a full
+    # rebuild whose input equals LATEST's base (and no delta) publishes nothing new.
     content_sha256: str = ""
-    projection: dict[str, Any] = field(default_factory=dict)
-    transform: dict[str, Any] = field(default_factory=lambda: Transform().to_dict())
-
-    def metas(self) -> list[TrackMeta]:
-        return [TrackMeta.from_dict({**entry, "track_id": tid}) for tid, entry in zip(self.track_ids, self.tracks, strict=True)]
+    skipped: dict[str, int] = field(default_factory=dict)
+    metric: str = METRIC
+    format: int = FORMAT
 
     def validate(self) -> None:
+        validate_version(self.version)
+        if self.format != FORMAT:
+            raise BundleError(f"bundle format {self.format}, this reader knows {FORMAT}")
         if self.metric != METRIC:
             raise BundleError(f"bundle metric is {self.metric!r}, expected {METRIC!r}")
-        if self.dim <= 0:
-            raise BundleError(f"bundle dim must be positive, got {self.dim}")
-        if not (len(self.track_ids) == len(self.tracks) == self.count):
-            raise BundleError(
-                f"bundle count {self.count} does not match {len(self.track_ids)} ids and {len(self.tracks)} tracks"
-            )
-        if len(set(self.track_ids)) != len(self.track_ids):
-            raise BundleError("bundle lists a track id twice")
-
-    @property
-    def ann_key(self) -> str:
-        return ann_key(self.version)
+        if self.dim <= 0 or self.count <= 0:
+            raise BundleError(f"bundle dim and count must be positive, got {self.dim} and {self.count}")
+        missing = [name for name in BASE_FILES if name not in self.files]
+        if missing:
+            raise BundleError(f"manifest lists no checksum for {', '.join(missing)}")
+        if self.files[VECTORS_FILENAME].bytes != self.count * self.dim * VECTOR_DTYPE.itemsize:
+            raise BundleError("vectors.f32 size does not match count x dim float32")
+        self.transform.validate()
 
     @property
     def manifest_key(self) -> str:
         return manifest_key(self.version)
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":")).encode()
+        data = asdict(self)
+        data["transform"] = self.transform.to_dict()
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
 
     @classmethod
-    def from_json(cls, data: bytes | str) -> Manifest:
+    def from_json(cls, data: bytes | str) -> BaseManifest:
+        raw = _parse_object(data, "manifest.json")
         try:
-            raw = json.loads(data)
-            known = set(cls.__dataclass_fields__)
-            manifest = cls(**{k: v for k, v in raw.items() if k in known})
-        except (TypeError, ValueError) as exc:
-            raise BundleError(f"manifest is not valid: {exc}") from exc
+            values = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
+            values["files"] = {str(name): FileSum(str(f["sha256"]), int(f["bytes"])) for name, f in values["files"].items()}
+            values["transform"] = Transform.from_dict(values.get("transform", {}))
+            manifest = cls(**values)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise BundleError(f"manifest.json is not valid: {exc}") from exc
         manifest.validate()
         return manifest
 
 
-@dataclass
-class LatestPointer:
-    """index/LATEST.json: the only mutable key of the index bucket, written last."""
+@dataclass(frozen=True)
+class BaseRows:
+    """One chunk of a base being written: ids, their TrackMeta as JSON, their raw vectors."""
 
-    version: str
-    created_at: str
-    model: str
-    dim: int
-    count: int
-    manifest_key: str
-    ann_key: str
-    ann_sha256: str
-    content_sha256: str = ""
+    track_ids: Sequence[str]
+    metas_json: Sequence[str]
+    vectors: npt.NDArray[np.float32]
+
+
+def _create_meta_db(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path)
+    db.executescript(
+        "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
+        "CREATE TABLE tracks (item INTEGER PRIMARY KEY, track_id TEXT NOT NULL, meta TEXT NOT NULL);"
+    )
+    return db
+
+
+def write_base(
+    directory: Path,
+    rows: Iterable[BaseRows],
+    *,
+    version: str,
+    created_at: str,
+    model: str,
+    n_trees: int,
+    search_k: int | Callable[[int], int],
+    transform: Transform = Transform(),
+    built_from: BuiltFrom = BuiltFrom.TABLE,
+    skipped: Mapping[str, int] | None = None,
+    progress: Progress | None = None,
+) -> BaseManifest:
+    """Write a complete base into ``directory`` (the one writer of base files).
+
+    ``rows`` arrive in item order and are streamed to disk, so memory stays bounded
+    at any size. ``search_k`` may depend on the final count. Raises ValueError for
+    an empty input, mixed dims or a duplicate track id.
+    """
+    validate_version(version)
+    if n_trees < 1:
+        raise ValueError(f"n_trees must be at least 1, got {n_trees}")
+    directory.mkdir(parents=True, exist_ok=True)
+    vectors_path = directory / VECTORS_FILENAME
+    db = _create_meta_db(directory / META_FILENAME)
+    digest = hashlib.sha256()
+    count, dim = 0, 0
+    try:
+        with vectors_path.open("wb") as vectors_file:
+            for chunk in rows:
+                vectors = np.ascontiguousarray(chunk.vectors, dtype=VECTOR_DTYPE)
+                if len(chunk.track_ids) != len(vectors) or len(chunk.metas_json) != len(vectors):
+                    raise ValueError("a chunk's ids, metadata and vectors differ in length")
+                if not len(vectors):
+                    continue
+                if vectors.ndim != 2 or (dim and vectors.shape[1] != dim) or vectors.shape[1] == 0:
+                    raise ValueError(f"vectors of shape {vectors.shape} do not fit dim {dim}")
+                dim = vectors.shape[1]
+                vectors_file.write(vectors.tobytes())
+                db.executemany(
+                    "INSERT INTO tracks (item, track_id, meta) VALUES (?, ?, ?)",
+                    zip(range(count, count + len(vectors)), chunk.track_ids, chunk.metas_json, strict=True),
+                )
+                digest.update("\n".join(chunk.track_ids).encode() + b"\n")
+                digest.update(vectors.tobytes())
+                count += len(vectors)
+        if count == 0:
+            raise ValueError("a base needs at least one track")
+        try:
+            db.execute("CREATE UNIQUE INDEX tracks_by_id ON tracks (track_id)")
+        except sqlite3.IntegrityError as exc:
+            raise ValueError("a track id appears twice in the base") from exc
+        db.commit()
+    finally:
+        db.close()
+    k = search_k(count) if callable(search_k) else search_k
+    raw = np.memmap(vectors_path, dtype=VECTOR_DTYPE, mode="r", shape=(count, dim))
+    _build_annoy(raw, transform, n_trees, directory / ANN_FILENAME, progress)
+    write_space(directory / SPACE_FILENAME, Projection.fit(_sample_transformed(raw, transform)))
+    del raw
+    digest.update(f"{model}\n{count}x{dim}\n{n_trees}\n{k}\n{ANNOY_SEED}\n{transform.to_dict()}".encode())
+    manifest = BaseManifest(
+        version=version,
+        created_at=created_at,
+        model=model,
+        dim=dim,
+        count=count,
+        n_trees=n_trees,
+        search_k=k,
+        files={name: FileSum.of(directory / name) for name in BASE_FILES},
+        transform=transform,
+        built_from=built_from.value,
+        content_sha256=digest.hexdigest(),
+        skipped=dict(skipped or {}),
+    )
+    manifest.validate()
+    (directory / MANIFEST_FILENAME).write_bytes(manifest.to_json())
+    return manifest
+
+
+def _sample_transformed(raw: npt.NDArray[np.float32], transform: Transform) -> npt.NDArray[np.float32]:
+    count = raw.shape[0]
+    if count > PROJECTION_FIT_MAX_ITEMS:
+        rows = np.sort(np.random.default_rng(PROJECTION_SEED).choice(count, PROJECTION_FIT_MAX_ITEMS, replace=False))
+        return transform.apply(raw[rows])
+    return transform.apply(raw)
+
+
+def _build_annoy(
+    raw: npt.NDArray[np.float32], transform: Transform, n_trees: int, path: Path, progress: Progress | None
+) -> None:
+    count, dim = raw.shape
+    index = AnnoyIndex(dim, METRIC)
+    index.set_seed(ANNOY_SEED)
+    on_disk = count >= ON_DISK_BUILD_MIN_ITEMS
+    if on_disk:
+        index.on_disk_build(str(path))
+    for start in range(0, count, CHUNK_ROWS):
+        for offset, vector in enumerate(transform.apply(raw[start:start + CHUNK_ROWS])):
+            index.add_item(start + offset, vector)
+        if progress and count > CHUNK_ROWS:
+            progress(f"added {min(count, start + CHUNK_ROWS):,} of {count:,} vectors")
+    if progress:
+        progress(f"building {n_trees} trees over {count:,} vectors (dim {dim}, {'on disk' if on_disk else 'in memory'})")
+    index.build(n_trees, n_jobs=-1)
+    if not on_disk:
+        index.save(str(path))
+    index.unload()
+
+
+def verify_files(directory: Path, manifest: BaseManifest, names: Iterable[str]) -> None:
+    """Each named file in ``directory`` is the one the manifest describes; BundleError if not."""
+    for name in names:
+        path = directory / name
+        expected = manifest.files[name]
+        if not path.is_file():
+            raise BundleError(f"{name} is missing")
+        size = path.stat().st_size
+        if size != expected.bytes:
+            raise BundleError(f"{name} has {size} bytes, manifest says {expected.bytes}")
+        digest = sha256_file(path)
+        if digest != expected.sha256:
+            raise BundleError(f"{name} SHA-256 is {digest}, manifest says {expected.sha256}")
+
+
+class BaseReader:
+    """An opened base (the one reader of base files): Annoy mapped, metadata opened, never parsed whole.
+
+    Thread-safe: the SQLite connection is shared behind a lock.
+    """
+
+    def __init__(self, directory: Path, manifest: BaseManifest, annoy: AnnoyIndex, db: sqlite3.Connection, projection: Projection) -> None:
+        self.directory = directory
+        self.manifest = manifest
+        self.annoy = annoy
+        self.projection = projection
+        self._db = db
+        self._lock = threading.Lock()
+        self.meta = lru_cache(maxsize=META_CACHE_ITEMS)(self._meta)
 
     @classmethod
-    def for_manifest(cls, manifest: Manifest) -> LatestPointer:
+    def open(cls, directory: Path, manifest: BaseManifest, *, verify: bool = True, prefault: bool = False) -> BaseReader:
+        if verify:
+            verify_files(directory, manifest, SERVING_FILES)
+        projection = read_space(directory / SPACE_FILENAME, manifest.dim)
+        index = AnnoyIndex(manifest.dim, METRIC)
+        try:
+            index.load(str(directory / ANN_FILENAME), prefault=prefault)
+        except OSError as exc:
+            raise BundleError(f"Annoy cannot load tracks.ann: {exc}") from exc
+        if index.get_n_items() != manifest.count:
+            index.unload()
+            raise BundleError(f"tracks.ann holds {index.get_n_items()} items, manifest says {manifest.count}")
+        try:
+            # immutable=1: the file never changes, so SQLite takes no locks and reads no journal.
+            db = sqlite3.connect(f"{(directory / META_FILENAME).resolve().as_uri()}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+            (rows,) = db.execute("SELECT count(*) FROM tracks").fetchone()
+        except sqlite3.Error as exc:
+            index.unload()
+            raise BundleError(f"meta.sqlite cannot be read: {exc}") from exc
+        if rows != manifest.count:
+            db.close()
+            index.unload()
+            raise BundleError(f"meta.sqlite holds {rows} tracks, manifest says {manifest.count}")
+        return cls(directory, manifest, index, db, projection)
+
+    def close(self) -> None:
+        self.annoy.unload()
+        self._db.close()
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def item_of(self, track_id: str) -> int | None:
+        rows = self._query("SELECT item FROM tracks WHERE track_id = ?", (track_id,))
+        return rows[0][0] if rows else None
+
+    def items_of(self, track_ids: Iterable[str]) -> dict[str, int]:
+        """Item numbers of those ids that are in the base."""
+        ids = list(track_ids)
+        found: dict[str, int] = {}
+        for start in range(0, len(ids), 500):
+            part = ids[start:start + 500]
+            marks = ",".join("?" * len(part))
+            found.update(self._query(f"SELECT track_id, item FROM tracks WHERE track_id IN ({marks})", part))
+        return found
+
+    def track_ids_of(self, items: Sequence[int]) -> dict[int, str]:
+        found: dict[int, str] = {}
+        for start in range(0, len(items), 500):
+            part = list(items[start:start + 500])
+            marks = ",".join("?" * len(part))
+            found.update(self._query(f"SELECT item, track_id FROM tracks WHERE item IN ({marks})", part))
+        return found
+
+    def _meta(self, item: int) -> TrackMeta:
+        rows = self._query("SELECT meta FROM tracks WHERE item = ?", (item,))
+        if not rows:
+            raise KeyError(item)
+        return TrackMeta.from_json(rows[0][0])
+
+    def iter_rows(self, chunk: int = CHUNK_ROWS) -> Iterator[list[tuple[int, str, str]]]:
+        """(item, track_id, meta JSON) in item order, ``chunk`` rows at a time."""
+        for start in range(0, self.manifest.count, chunk):
+            yield self._query(
+                "SELECT item, track_id, meta FROM tracks WHERE item >= ? AND item < ? ORDER BY item", (start, start + chunk)
+            )
+
+    def raw_vectors(self) -> npt.NDArray[np.float32]:
+        """The raw embeddings, memory-mapped (present where the base was downloaded with vectors.f32)."""
+        return np.memmap(
+            self.directory / VECTORS_FILENAME, dtype=VECTOR_DTYPE, mode="r", shape=(self.manifest.count, self.manifest.dim)
+        )
+
+
+# -- the delta -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DeltaEntry:
+    meta: TrackMeta
+    vector: npt.NDArray[np.float32]  # raw model embedding
+    # True when the base holds an older copy of this track: removing it then needs a tombstone.
+    shadows_base: bool = False
+
+
+@dataclass
+class Delta:
+    """What changed since the base: tracks added or changed (raw vectors and metadata) and tombstones.
+
+    A reader hides a base item whose id is tombstoned or has an entry here. Deltas are
+    cumulative: sequence n holds everything since the base, so a reader needs only the newest.
+    """
+
+    base_version: str
+    sequence: int
+    model: str
+    dim: int
+    created_at: str = ""
+    entries: dict[str, DeltaEntry] = field(default_factory=dict)
+    tombstones: set[str] = field(default_factory=set)
+
+    @property
+    def size(self) -> int:
+        """What compaction thresholds count: entries plus tombstones."""
+        return len(self.entries) + len(self.tombstones)
+
+    def served_count(self, base_count: int) -> int:
+        shadowing = sum(entry.shadows_base for entry in self.entries.values())
+        return base_count - len(self.tombstones) - shadowing + len(self.entries)
+
+    def upsert(self, meta: TrackMeta, vector: npt.NDArray[np.float32], was_indexed: bool) -> None:
+        """Add or replace a track; ``was_indexed`` says the index held it before this change."""
+        previous = self.entries.get(meta.track_id)
+        shadows = previous.shadows_base if previous is not None else (was_indexed or meta.track_id in self.tombstones)
+        self.tombstones.discard(meta.track_id)
+        self.entries[meta.track_id] = DeltaEntry(meta, np.asarray(vector, np.float32), shadows)
+
+    def remove(self, track_id: str, was_indexed: bool) -> None:
+        previous = self.entries.pop(track_id, None)
+        if (previous is not None and previous.shadows_base) or (previous is None and was_indexed):
+            self.tombstones.add(track_id)
+
+    def content_sha256(self) -> str:
+        """Fingerprint of what the delta serves: equal fingerprints, equal answers."""
+        digest = hashlib.sha256(f"{self.base_version}\n{self.model}\n{self.dim}\n".encode())
+        for track_id in sorted(self.entries):
+            entry = self.entries[track_id]
+            digest.update(f"{entry.meta.to_json()}\n{int(entry.shadows_base)}\n".encode())
+            digest.update(np.ascontiguousarray(entry.vector, VECTOR_DTYPE).tobytes())
+        digest.update("\n".join(sorted(self.tombstones)).encode())
+        return digest.hexdigest()
+
+    @property
+    def key(self) -> str:
+        return delta_key(self.base_version, self.sequence)
+
+    def write(self, path: Path) -> FileSum:
+        """The one writer of delta files (an .npz of plain arrays, no pickles)."""
+        ids = list(self.entries)
+        header = {
+            "format": FORMAT,
+            "base_version": self.base_version,
+            "sequence": self.sequence,
+            "model": self.model,
+            "dim": self.dim,
+            "created_at": self.created_at,
+            "count": len(ids),
+            "tombstones": len(self.tombstones),
+        }
+        vectors = (
+            np.stack([self.entries[i].vector for i in ids]).astype(VECTOR_DTYPE)
+            if ids
+            else np.zeros((0, self.dim), VECTOR_DTYPE)
+        )
+        metas = json.dumps([self.entries[i].meta.to_dict() for i in ids], ensure_ascii=False, separators=(",", ":"))
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            header=np.frombuffer(json.dumps(header).encode(), np.uint8),
+            track_ids=np.array(ids, dtype=str) if ids else np.zeros(0, "U1"),
+            vectors=vectors,
+            shadows_base=np.array([self.entries[i].shadows_base for i in ids], dtype=bool),
+            metas=np.frombuffer(metas.encode(), np.uint8),
+            tombstones=np.array(sorted(self.tombstones), dtype=str) if self.tombstones else np.zeros(0, "U1"),
+        )
+        path.write_bytes(buffer.getvalue())
+        return FileSum.of(path)
+
+    @classmethod
+    def read(cls, path: Path) -> Delta:
+        """The one reader of delta files; BundleError when the file is not a whole, consistent delta."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                header = _parse_object(bytes(data["header"]), "delta header")
+                ids = [str(i) for i in data["track_ids"]]
+                vectors = np.asarray(data["vectors"], np.float32)
+                shadows = [bool(s) for s in data["shadows_base"]]
+                metas = json.loads(bytes(data["metas"]).decode())
+                tombstones = {str(t) for t in data["tombstones"]}
+            delta = cls(
+                base_version=validate_version(header["base_version"]),
+                sequence=int(header["sequence"]),
+                model=str(header["model"]),
+                dim=int(header["dim"]),
+                created_at=str(header.get("created_at", "")),
+            )
+        except BundleError:
+            raise
+        except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile, EOFError) as exc:
+            raise BundleError(f"delta file is not valid: {exc}") from exc
+        if header.get("format") != FORMAT:
+            raise BundleError(f"delta format {header.get('format')}, this reader knows {FORMAT}")
+        if not (len(ids) == len(shadows) == len(metas) == vectors.shape[0]) or (ids and vectors.shape[1] != delta.dim):
+            raise BundleError("delta ids, metadata and vectors do not line up")
+        if len(set(ids)) != len(ids) or tombstones & set(ids):
+            raise BundleError("delta lists a track twice")
+        if not isinstance(metas, list):
+            raise BundleError("delta metadata is not a list")
+        for track_id, vector, shadow, meta in zip(ids, vectors, shadows, metas, strict=True):
+            entry_meta = TrackMeta.from_dict(meta) if isinstance(meta, dict) else None
+            if entry_meta is None or entry_meta.track_id != track_id:
+                raise BundleError("delta metadata does not match its ids")
+            delta.entries[track_id] = DeltaEntry(entry_meta, vector, shadow)
+        delta.tombstones = tombstones
+        return delta
+
+    def rebased(self, base: BaseReader, compacted: Delta | None) -> Delta:
+        """This delta re-expressed over ``base``, a newer base that already holds ``compacted``.
+
+        ``compacted`` is an earlier state of this delta (same old base) that went into the
+        new base, or None; what changed since it stays, what it held is dropped.
+        """
+        before = compacted if compacted is not None else Delta(self.base_version, 0, self.model, self.dim)
+        rebased = Delta(base.manifest.version, 1, self.model, self.dim, self.created_at)
+        in_base = base.items_of(self.entries.keys() | self.tombstones | before.entries.keys())
+        for track_id, entry in self.entries.items():
+            old = before.entries.get(track_id)
+            if old is not None and old.meta == entry.meta and np.array_equal(old.vector, entry.vector):
+                continue
+            rebased.entries[track_id] = DeltaEntry(entry.meta, entry.vector, track_id in in_base)
+        # Removed since ``compacted``: tombstoned here, or dropped from the entries it had.
+        for track_id in (self.tombstones - before.tombstones) | (before.entries.keys() - self.entries.keys()):
+            if track_id in in_base:
+                rebased.tombstones.add(track_id)
+        return rebased
+
+
+# -- LATEST.json -----------------------------------------------------------------------
+
+@dataclass
+class LatestPointer:
+    """index/LATEST.json: the base and delta to serve. The only mutable key, written conditionally."""
+
+    base_version: str
+    base_manifest_sha256: str
+    model: str
+    dim: int
+    base_count: int
+    count: int  # tracks served: base minus hidden plus delta entries
+    published_at: str
+    delta_sequence: int = 0  # 0: no delta
+    delta_key: str = ""
+    delta_sha256: str = ""
+    delta_size: int = 0
+    delta_content_sha256: str = ""
+    base_content_sha256: str = ""
+    format: int = FORMAT
+
+    @property
+    def version(self) -> str:
+        """The served version: the base's, plus the delta's sequence when there is one."""
+        return self.base_version if not self.delta_sequence else f"{self.base_version}+{self.delta_sequence}"
+
+    @property
+    def manifest_key(self) -> str:
+        return manifest_key(self.base_version)
+
+    def validate(self) -> None:
+        validate_version(self.base_version)
+        if self.format != FORMAT:
+            raise BundleError(f"LATEST.json format {self.format}, this reader knows {FORMAT}")
+        if self.delta_sequence < 0 or (self.delta_sequence > 0) != bool(self.delta_key):
+            raise BundleError("LATEST.json delta fields disagree")
+        if self.delta_sequence and self.delta_key != delta_key(self.base_version, self.delta_sequence):
+            raise BundleError("LATEST.json names a delta of another base")
+
+    @classmethod
+    def for_base(cls, manifest: BaseManifest, manifest_sha256: str, published_at: str) -> LatestPointer:
         return cls(
-            version=manifest.version,
-            created_at=manifest.created_at,
+            base_version=manifest.version,
+            base_manifest_sha256=manifest_sha256,
             model=manifest.model,
             dim=manifest.dim,
+            base_count=manifest.count,
             count=manifest.count,
-            manifest_key=manifest.manifest_key,
-            ann_key=manifest.ann_key,
-            ann_sha256=manifest.ann_sha256,
-            content_sha256=manifest.content_sha256,
+            published_at=published_at,
+            base_content_sha256=manifest.content_sha256,
+        )
+
+    def with_delta(self, delta: Delta, file: FileSum, published_at: str) -> LatestPointer:
+        if delta.base_version != self.base_version:
+            raise BundleError(f"delta of base {delta.base_version} cannot extend base {self.base_version}")
+        return LatestPointer(
+            base_version=self.base_version,
+            base_manifest_sha256=self.base_manifest_sha256,
+            model=self.model,
+            dim=self.dim,
+            base_count=self.base_count,
+            count=delta.served_count(self.base_count),
+            published_at=published_at,
+            delta_sequence=delta.sequence,
+            delta_key=delta.key,
+            delta_sha256=file.sha256,
+            delta_size=delta.size,
+            delta_content_sha256=delta.content_sha256(),
+            base_content_sha256=self.base_content_sha256,
         )
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        data = asdict(self)
+        data["version"] = self.version  # for people and scripts reading the pointer
+        return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, data: bytes | str) -> LatestPointer:
+        raw = _parse_object(data, "LATEST.json")
         try:
-            raw = json.loads(data)
-            return cls(**{k: v for k, v in raw.items() if k in cls.__dataclass_fields__})
-        except (TypeError, ValueError) as exc:
+            pointer = cls(**{k: v for k, v in raw.items() if k in cls.__dataclass_fields__})
+        except TypeError as exc:
             raise BundleError(f"LATEST.json is not valid: {exc}") from exc
+        if not all(isinstance(getattr(pointer, name), int) for name in ("dim", "base_count", "count", "delta_sequence", "format")):
+            raise BundleError("LATEST.json counts are not integers")
+        pointer.validate()
+        return pointer

@@ -16,7 +16,7 @@ class IngestStatus(enum.StrEnum):
     QUEUED = "queued"  # a preview was stored and extraction will follow
     KNOWN = "known"  # the track was already in the table (track_status says how far it got)
     NO_PREVIEW = "no_preview"  # neither Spotify nor Deezer has audio for it
-    NOT_FOUND = "not_found"  # Spotify has no such track (or the id is not a Spotify id)
+    NOT_FOUND = "not_found"  # Spotify (Deezer, for a dz- id) has no such track, or the id is neither
 
 
 @dataclass(frozen=True)

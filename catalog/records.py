@@ -30,8 +30,15 @@ class Status(enum.StrEnum):
 
 
 class Source(enum.StrEnum):
+    """The service the catalogue entry was first reached through (its id's namespace)."""
+
     SPOTIFY = "spotify"
+    DEEZER = "deezer"
     LOCAL = "local"
+
+
+# Record attribute -> key in ``refs`` (TrackMeta.refs): the track's id in each service.
+REF_ATTRIBUTES = {"spotify_id": "spotify", "deezer_id": "deezer"}
 
 
 class PreviewSource(enum.StrEnum):
@@ -100,6 +107,12 @@ class TrackRecord:
     playlists: set[str] = field(default_factory=set)
     preview_source: PreviewSource | None = None
     audio_key: str = ""
+    # Local files only: the absolute path the file was crawled from. The API serves it for listening
+    # in the local stack, and only after checking that the bytes still hash to the track id.
+    local_path: str = ""
+    # Local files only, opt-in (KEEP_LOCAL_PREVIEWS): a copy kept for listening at listen/{id}.{ext},
+    # outside previews/ so that the extractor neither sees nor deletes it.
+    listen_key: str = ""
     embedding: bytes | None = None
     model: str = ""
     dim: int | None = None
@@ -109,6 +122,10 @@ class TrackRecord:
     error: str = ""
     crawled_at: str = ""
     extracted_at: str = ""
+    # The same recording's id in each service (one catalogue entry per ISRC): the Deezer id
+    # lets a preview, whose signed URL expires, be resolved again for extraction or playback.
+    spotify_id: str = ""
+    deezer_id: str = ""
 
     def __post_init__(self) -> None:
         validate_track_id(self.track_id)
@@ -116,6 +133,11 @@ class TrackRecord:
         self.status = Status(self.status)
         if self.preview_source is not None:
             self.preview_source = PreviewSource(self.preview_source)
+
+    @property
+    def refs(self) -> dict[str, str]:
+        """{"spotify": "...", "deezer": "3135556"}: the services this recording was reached through."""
+        return {key: getattr(self, attr) for attr, key in REF_ATTRIBUTES.items() if getattr(self, attr)}
 
     def vector(self) -> npt.NDArray[np.float32] | None:
         return None if self.embedding is None else decode_embedding(self.embedding, self.dim)
@@ -136,6 +158,8 @@ class TrackRecord:
             "playlists": set(self.playlists),
             "preview_source": self.preview_source.value if self.preview_source else None,
             "audio_key": self.audio_key,
+            "local_path": self.local_path,
+            "listen_key": self.listen_key,
             "embedding": self.embedding,
             "model": self.model,
             "dim": self.dim,
@@ -144,6 +168,8 @@ class TrackRecord:
             "error": self.error,
             "crawled_at": self.crawled_at,
             "extracted_at": self.extracted_at,
+            "spotify_id": self.spotify_id,
+            "deezer_id": self.deezer_id,
         }
         for name, value in optional.items():
             if value is None or (isinstance(value, (str, list, set, dict, bytes)) and not value):

@@ -16,13 +16,17 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 import boto3
-from boto3.dynamodb.conditions import Attr
+from boto3.dynamodb.conditions import Attr, Key
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from catalog.descriptors import Descriptors
-from catalog.keys import LOCAL_ID_PREFIX, preview_key
+from catalog.keys import LOCAL_ID_PREFIX, listen_key, preview_key
 from catalog.records import Source, Status, TrackRecord, tags_to_item, utc_now_iso
+
+# Tracks' global secondary index on isrc (template.yaml): one catalogue entry per recording.
+ISRC_INDEX = "isrc-index"
 
 DEFAULT_MAX_ATTEMPTS = 6
 logger = logging.getLogger(__name__)
@@ -58,6 +62,12 @@ def client(service: str) -> Any:
 
 
 @cache
+def signing_client() -> Any:
+    """An S3 client for presigned URLs: SigV4, so a URL's lifetime is its X-Amz-Expires."""
+    return boto3.session.Session().client("s3", config=_client_config().merge(Config(signature_version="s3v4")))
+
+
+@cache
 def resource(service: str) -> Any:
     return boto3.session.Session().resource(service, config=_client_config())
 
@@ -66,17 +76,17 @@ def error_code(exc: BaseException) -> str:
     return exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
 
 
+def is_unreachable(exc: BaseException) -> bool:
+    """S3 / DynamoDB could not be reached at all (refused, reset, timed out), after botocore's retries."""
+    return isinstance(exc, (BotoConnectionError, HTTPClientError))
+
+
 def is_transient(exc: BaseException) -> bool:
     """Throttling and 5xx answers from AWS: worth retrying later."""
     if not isinstance(exc, ClientError):
         return False
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
     return error_code(exc) in TRANSIENT_ERROR_CODES or status >= 500
-
-
-def is_unreachable(exc: BaseException) -> bool:
-    """DynamoDB or S3 did not answer (refused, dropped, timed out) or answered that it cannot serve now."""
-    return isinstance(exc, ConnectionError | HTTPClientError) or is_transient(exc)
 
 
 # -- S3 object metadata --------------------------------------------------------------
@@ -95,6 +105,8 @@ def encode_object_metadata(record: TrackRecord, playlist: str = "") -> dict[str,
         "preview-source": record.preview_source.value if record.preview_source else "",
         "playlist": playlist,
         "crawled-at": record.crawled_at,
+        "spotify-id": record.spotify_id,
+        "deezer-id": record.deezer_id,
     }
     return {k: quote(v, safe="") for k, v in fields.items() if v}
 
@@ -122,6 +134,9 @@ def decode_object_metadata(metadata: Mapping[str, str]) -> dict[str, Any]:
         values["playlists"] = {raw["playlist"]}
     if raw.get("crawled-at"):
         values["crawled_at"] = raw["crawled-at"]
+    for name in ("spotify-id", "deezer-id"):
+        if raw.get(name):
+            values[name.replace("-", "_")] = raw[name]
     return values
 
 
@@ -154,7 +169,7 @@ class AudioObject:
 
 
 class AudioStore:
-    """previews/{track_id}.{ext} objects in the audio bucket."""
+    """previews/{track_id}.{ext} (and opt-in listen/{track_id}.{ext}) objects in the audio bucket."""
 
     def __init__(self, bucket: str, s3: Any | None = None) -> None:
         self.bucket = bucket
@@ -171,6 +186,12 @@ class AudioStore:
             ContentType=content_type,
             Metadata=encode_object_metadata(record, playlist),
         )
+        return key
+
+    def put_listen_copy(self, track_id: str, ext: str, data: bytes, content_type: str) -> str:
+        """listen/{track_id}.{ext}: a local file's audio kept for playback (KEEP_LOCAL_PREVIEWS)."""
+        key = listen_key(track_id, ext)
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
         return key
 
     def head(self, key: str) -> AudioHead | None:
@@ -234,6 +255,58 @@ class TrackTable:
             raise
         return True
 
+    def find_by_isrc(self, isrc: str) -> list[str]:
+        """Ids of the entries holding this recording (ISRC), oldest id first; the index is
+        eventually consistent, so an entry written a moment ago may not be listed yet."""
+        if not isrc:
+            return []
+        ids: list[str] = []
+        params: dict[str, Any] = {"IndexName": ISRC_INDEX, "KeyConditionExpression": Key("isrc").eq(isrc)}
+        while True:
+            page = self.table.query(**params)
+            ids += [str(item["track_id"]) for item in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                return sorted(ids)
+            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def link(self, track_id: str, playlists: set[str], refs: Mapping[str, str]) -> None:
+        """The entry gains ``playlists`` and, where it has none yet, the service ids in
+        ``refs`` (record attribute -> value, e.g. {"deezer_id": "3135556"})."""
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        sets: list[str] = []
+        for i, (name, value) in enumerate(sorted((k, v) for k, v in refs.items() if v)):
+            names[f"#r{i}"] = name
+            values[f":r{i}"] = value
+            sets.append(f"#r{i} = if_not_exists(#r{i}, :r{i})")
+        expression = ("SET " + ", ".join(sets)) if sets else ""
+        if playlists:
+            values[":p"] = set(playlists)
+            expression += " ADD playlists :p"
+        if not expression:
+            return
+        self.table.update_item(
+            Key={"track_id": track_id},
+            UpdateExpression=expression.strip(),
+            ConditionExpression=Attr("track_id").exists(),
+            **({"ExpressionAttributeNames": names} if names else {}),
+            ExpressionAttributeValues=values,
+        )
+
+    def put_failed(self, record: TrackRecord) -> bool:
+        """Record a track the crawl refused (status failed, ``record.error`` says why), never over
+        a pending or ready item; False when such an item exists."""
+        item = record.to_item()
+        item["status"] = Status.FAILED.value
+        item.setdefault("crawled_at", utc_now_iso())
+        try:
+            self.table.put_item(Item=item, ConditionExpression=Attr("track_id").not_exists() | Attr("status").eq(Status.FAILED.value))
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     def add_playlists(self, track_id: str, playlists: set[str]) -> None:
         if not playlists:
             return
@@ -275,7 +348,7 @@ class TrackTable:
         if record is None:
             return {}
         item = record.to_item()
-        return {k: item[k] for k in ("source", "title", "artists", "album", "isrc", "duration_ms", "preview_source", "crawled_at") if k in item}
+        return {k: item[k] for k in ("source", "title", "artists", "album", "isrc", "duration_ms", "preview_source", "crawled_at", "spotify_id", "deezer_id") if k in item}
 
     def mark_ready(
         self,

@@ -22,10 +22,12 @@ def _progress(result: TrackResult, done: int, total: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m crawler",
-        description="Crawl Spotify playlists (id, spotify:playlist: URI or open.spotify.com URL) and local "
-        "folders / .m3u files into the pipeline; 'login' stores a Spotify refresh token.",
+        description="Crawl sources into the pipeline: Spotify playlists (id, spotify:playlist: URI or "
+        "open.spotify.com URL), the Spotify user's library (spotify:me:tracks|playlists|top|recent), Deezer "
+        "(deezer:playlist:ID, deezer:album:ID, deezer:artist:ID, deezer:track:ID, deezer:chart, deezer.com URLs) "
+        "and local folders / .m3u files; 'login' stores a Spotify refresh token.",
     )
-    parser.add_argument("sources", nargs="+", metavar="PLAYLIST_OR_FOLDER", help="playlists and local sources, or 'login'")
+    parser.add_argument("sources", nargs="+", metavar="SOURCE", help="references of any kind above, or 'login'")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 

@@ -2,6 +2,8 @@
 
 Playlists come from the event's input ``{"playlists": [...]}`` when the rule sets one,
 else from the SSM parameter PLAYLISTS_PARAM (comma-separated; "none" or empty: none).
+Every remote reference kind is accepted: Spotify playlists, spotify:me:…, and Deezer's
+(deezer:playlist:ID, deezer:album:ID, deezer:artist:ID, deezer:track:ID, deezer:chart, URLs).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from catalog.settings import env_int, require_env
-from crawler.pipeline import CrawlSummary, crawl_sources, default_crawler
-from crawler.spotify import parse_playlist_ref
+from crawler.deezer import is_deezer_ref
+from crawler.pipeline import SOURCE_FORMS, CrawlSummary, crawl_sources, default_crawler
+from crawler.spotify import is_library_ref, is_playlist_ref
 
 logger = Logger(service="crawler")
 metrics = Metrics(service="crawler")
@@ -39,15 +42,18 @@ def playlists_from(event: dict[str, Any]) -> list[str]:
         raw = event["playlists"]
         items = split_playlists(raw) if isinstance(raw, str) else raw
         if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-            raise BadEventError('event "playlists" must be a list of Spotify playlist ids, URIs or URLs')
+            raise BadEventError('event "playlists" must be a list of playlist references')
     else:
         items = split_playlists(parameters.get_parameter(require_env("PLAYLISTS_PARAM"), max_age=PARAMETER_MAX_AGE_S) or "")
     for item in items:
-        try:
-            parse_playlist_ref(item)
-        except ValueError as exc:
-            raise BadEventError(str(exc)) from None
+        if not is_remote_ref(item):
+            raise BadEventError(f"{item!r} is not a playlist reference: expected {SOURCE_FORMS.split('; ', 1)[1]}")
     return items
+
+
+def is_remote_ref(ref: str) -> bool:
+    """A reference the scheduled crawl can read (a Lambda has no local folders)."""
+    return is_playlist_ref(ref) or is_library_ref(ref) or is_deezer_ref(ref)
 
 
 def _record_metrics(summary: CrawlSummary) -> None:

@@ -2,11 +2,13 @@
 
 track_id = local- + SHA-256 of the bytes (catalog.keys.local_track_id), so the same file
 keeps its id wherever it lies. Title and artists come from the tags, else from the file
-name "Artist - Title.ext".
+name "Artist - Title.ext". An entry that cannot be a file (a symlink loop, a dangling link,
+a remote URL, a missing or unsearchable path) is counted under its reason and skipped.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 from collections import Counter
 from dataclasses import dataclass, field
@@ -41,12 +43,37 @@ def _is_audio_name(path: Path) -> bool:
     return path.suffix.lower().lstrip(".") in AUDIO_EXTENSIONS
 
 
+def _unusable(path: Path) -> str:
+    """Why ``path`` is no file to read: "symlink_loop", "missing_file", "unreadable", or ""."""
+    try:
+        path.resolve(strict=True)
+        return "" if path.is_file() else "missing_file"
+    except RuntimeError:  # Python < 3.13 reports a symlink loop so
+        return "symlink_loop"
+    except FileNotFoundError:
+        return "missing_file"
+    except OSError as exc:
+        return "symlink_loop" if exc.errno == errno.ELOOP else "unreadable"
+
+
+def _list_folder(path: Path) -> LocalListing:
+    listing = LocalListing(name=path.name, files=[])
+    for candidate in sorted(path.rglob("*")):
+        if candidate.name.startswith(".") or not _is_audio_name(candidate) or candidate.is_dir():
+            continue
+        reason = _unusable(candidate)
+        if reason:
+            listing.skipped[reason] += 1
+        else:
+            listing.files.append(candidate)
+    return listing
+
+
 def list_source(ref: str) -> LocalListing:
     """The audio files of a folder or of an .m3u playlist, in a stable order."""
     path = Path(ref).expanduser().resolve()
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and _is_audio_name(p) and not p.name.startswith("."))
-        return LocalListing(name=path.name, files=files)
+        return _list_folder(path)
     if path.suffix.lower() in PLAYLIST_SUFFIXES:
         return _list_m3u(path)
     if path.is_file() and _is_audio_name(path):
@@ -63,13 +90,15 @@ def _list_m3u(path: Path) -> LocalListing:
         if "://" in entry:
             listing.skipped["remote_entry"] += 1
             continue
-        file = (path.parent / entry).expanduser().resolve()
-        if not file.is_file():
-            listing.skipped["missing_file"] += 1
+        file = (path.parent / entry).expanduser()
+        reason = _unusable(file)
+        if reason:
+            listing.skipped[reason] += 1
         elif not _is_audio_name(file):
             listing.skipped["not_audio"] += 1
         else:
-            listing.files.append(file)
+            # The entry's own name, not a link target's: titles fall back to "Artist - Title.ext".
+            listing.files.append(file.absolute())
     return listing
 
 

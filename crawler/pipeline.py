@@ -7,12 +7,24 @@ If the audio upload fails after the item was written, the item is marked failed 
 next crawl takes the track again (put_pending accepts failed items); if the process dies in
 between, the item stays pending, and a pending item older than PENDING_STALE_AFTER_S is
 taken again too.
+
+One recording, one track: an entry is looked up by ISRC (the table's isrc-index) before a
+track is crawled, so a recording reached through Spotify and through Deezer is one entry that
+gains the other service's id (``spotify_id`` / ``deezer_id``) and playlist, and is neither
+downloaded nor extracted twice. Tracks reached only through Deezer get ``dz-{deezer id}``.
+
+A bad entry never stops a crawl: each is counted under a named reason, and a local file that
+was read and refused gets a failed item saying why. What does stop it: Spotify's or Deezer's
+quota, and storage (S3 / DynamoDB) that stays unreachable for STORAGE_ERROR_LIMIT tracks:
+the summary then says ``stopped`` with one error line.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -27,17 +39,33 @@ import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
 from catalog.ingest import IngestOutcome, IngestStatus, UpstreamUnavailableError
-from catalog.keys import local_track_id, preview_key
+from catalog.keys import (
+    LOCAL_ID_HEX_CHARS,
+    LOCAL_ID_PREFIX,
+    deezer_number,
+    deezer_track_id,
+    local_track_id,
+    preview_key,
+)
 from catalog.records import PreviewSource, Source, Status, TrackRecord, utc_now_iso
 from catalog.settings import env_str, require_env
-from catalog.storage import AudioStore, TrackTable, error_code
+from catalog.storage import AudioStore, TrackTable, error_code, is_unreachable
 from crawler.audio import NotAudioError, sniff
-from crawler.deezer import DeezerClient, DeezerError
+from crawler.deezer import (
+    DeezerClient,
+    DeezerError,
+    DeezerListing,
+    DeezerQuotaError,
+    DeezerTrack,
+    is_deezer_ref,
+    parse_deezer_ref,
+)
 from crawler.download import Audio, Downloader
 from crawler.local import is_local_source, list_source, read_tags
 from crawler.previews import NoPreview, PreviewFinder
 from crawler.settings import CrawlerSettings
 from crawler.spotify import (
+    PlaylistListing,
     RateLimitedError,
     SpotifyCatalog,
     SpotifyConfigError,
@@ -45,8 +73,10 @@ from crawler.spotify import (
     SpotifyTrack,
     catalog_from_store,
     credential_store,
+    is_library_ref,
     is_playlist_ref,
     is_spotify_track_id,
+    parse_library_ref,
 )
 
 logger = logging.getLogger(__name__)
@@ -54,6 +84,14 @@ logger = logging.getLogger(__name__)
 LOCAL_PLAYLIST_PREFIX = "local:"
 BATCH_GET_KEYS = 100  # BatchGetItem's limit per request
 T = TypeVar("T")
+
+
+class StorageUnreachableError(RuntimeError):
+    """S3 / DynamoDB stayed unreachable for STORAGE_ERROR_LIMIT tracks: the run stops."""
+
+
+def _stops_run(exc: BaseException) -> bool:
+    return isinstance(exc, (RateLimitedError, DeezerQuotaError))
 
 
 class Outcome(enum.StrEnum):
@@ -166,7 +204,9 @@ class Crawler:
         self.table = table
         self.store = store
         self.settings = settings
-        self.previews = PreviewFinder(Downloader(settings), DeezerClient(settings))
+        # One Deezer client, hence one request pacer, for every worker and every source of the run.
+        self.deezer = DeezerClient(settings)
+        self.previews = PreviewFinder(Downloader(settings), self.deezer)
         self._spotify_factory = spotify_factory
 
     @cached_property
@@ -269,36 +309,145 @@ def known_statuses(crawler: Crawler, track_ids: Sequence[str]) -> dict[str, str]
     return known
 
 
+def _same_recording(crawler: Crawler, isrc: str, own_id: str) -> TrackRecord | None:
+    """The entry already holding this recording (same ISRC) under another id, if any."""
+    for track_id in crawler.table.find_by_isrc(isrc):
+        if track_id != own_id:
+            existing = crawler.table.get(track_id)
+            if existing is not None:
+                return existing
+    return None
+
+
+def _linked(crawler: Crawler, existing: TrackRecord, playlist: str, refs: dict[str, str], title: str, artists: tuple[str, ...]) -> TrackResult | None:
+    """KNOWN when ``existing`` is settled: it gains the playlist and the other service's id."""
+    if not is_settled(existing.status.value, existing.crawled_at, stale_before(crawler)):
+        return None
+    crawler.table.link(existing.track_id, {playlist} if playlist else set(), refs)
+    return TrackResult(existing.track_id, Outcome.KNOWN, title=title, artists=artists, status=existing.status.value)
+
+
 def process_spotify_track(crawler: Crawler, track: SpotifyTrack, playlist: str, known_status: str | None = None) -> TrackResult:
     """One track; ``known_status`` when a batch lookup already found it pending or ready."""
     if known_status is not None:
         if playlist:
             crawler.table.add_playlists(track.id, {playlist})
         return TrackResult(track.id, Outcome.KNOWN, title=track.title, artists=track.artists, status=known_status)
+    other = _same_recording(crawler, track.isrc, track.id) if track.isrc else None
+    if other is not None:
+        linked = _linked(crawler, other, playlist, {"spotify_id": track.id}, track.title, track.artists)
+        if linked:
+            return linked
     try:
         preview = crawler.previews.find(track)
     except NoPreview as exc:
         return TrackResult(track.id, Outcome.NO_PREVIEW, exc.reason, track.title, track.artists, exc.detail)
     record = TrackRecord(
-        track_id=track.id,
-        source=Source.SPOTIFY,
+        track_id=other.track_id if other else track.id,
+        source=other.source if other else Source.SPOTIFY,
         title=track.title,
         artists=list(track.artists),
         album=track.album,
         isrc=track.isrc,
         duration_ms=track.duration_ms,
-        playlists={playlist} if playlist else set(),
+        playlists=(other.playlists if other else set()) | ({playlist} if playlist else set()),
         preview_source=preview.source,
+        spotify_id=track.id,
+        deezer_id=preview.deezer_id or (other.deezer_id if other else ""),
     )
     return _store(crawler, record, preview.audio, playlist)
 
 
+def _complete(crawler: Crawler, track: DeezerTrack) -> DeezerTrack | None:
+    """The track with its ISRC and a preview URL: a list may leave them out, /track/{id} has them."""
+    if track.isrc and track.preview_url:
+        return track
+    full = crawler.deezer.track(track.id)
+    if full is None:
+        return None
+    return DeezerTrack(
+        id=track.id, title=track.title or full.title, artist=track.artist or full.artist, preview_url=full.preview_url,
+        artists=track.artists or full.artists, album=track.album or full.album, isrc=full.isrc,
+        duration_ms=track.duration_ms or full.duration_ms, title_short=track.title_short,
+    )
+
+
+def process_deezer_track(crawler: Crawler, track: DeezerTrack, playlist: str, known_status: str | None = None) -> TrackResult:
+    """One Deezer track, under ``dz-{id}`` unless the recording is already in the catalogue."""
+    own_id = deezer_track_id(track.id)
+    artists = track.artists or ((track.artist,) if track.artist else ())
+    if known_status is not None:
+        if playlist:
+            crawler.table.add_playlists(own_id, {playlist})
+        return TrackResult(own_id, Outcome.KNOWN, title=track.title, artists=artists, status=known_status)
+    try:
+        complete = _complete(crawler, track)
+    except DeezerQuotaError:
+        raise
+    except DeezerError as exc:
+        return TrackResult(own_id, Outcome.NO_PREVIEW, "deezer_error", track.title, artists, str(exc))
+    if complete is None:
+        return TrackResult(own_id, Outcome.NO_PREVIEW, "unavailable", track.title, artists, f"Deezer no longer knows track {track.id}")
+    other = _same_recording(crawler, complete.isrc, own_id) if complete.isrc else None
+    if other is not None:
+        linked = _linked(crawler, other, playlist, {"deezer_id": str(track.id)}, track.title, artists)
+        if linked:
+            return linked
+    try:
+        preview = crawler.previews.find_deezer(complete)
+    except NoPreview as exc:
+        return TrackResult(own_id, Outcome.NO_PREVIEW, exc.reason, track.title, artists, exc.detail)
+    record = TrackRecord(
+        track_id=other.track_id if other else own_id,
+        source=other.source if other else Source.DEEZER,
+        title=complete.title,
+        artists=list(artists),
+        album=complete.album,
+        isrc=complete.isrc,
+        duration_ms=complete.duration_ms,
+        playlists=(other.playlists if other else set()) | ({playlist} if playlist else set()),
+        preview_source=PreviewSource.DEEZER,
+        spotify_id=other.spotify_id if other else "",
+        deezer_id=str(track.id),
+    )
+    return _store(crawler, record, preview.audio, playlist)
+
+
+def _path_track_id(path: Path) -> str:
+    """The id of a file that cannot be read (no bytes to hash): from its absolute path instead."""
+    digest = hashlib.sha256(b"path:" + str(path.absolute()).encode("utf-8", "surrogateescape")).hexdigest()
+    return LOCAL_ID_PREFIX + digest[:LOCAL_ID_HEX_CHARS]
+
+
+def _refused(crawler: Crawler, track_id: str, reason: str, detail: str, path: Path, title: str = "", artists: tuple[str, ...] = ()) -> TrackResult:
+    """A local file seen and refused: a failed item says why (GET /tracks/{id} shows it)."""
+    record = TrackRecord(
+        track_id=track_id, source=Source.LOCAL, status=Status.FAILED, title=title or path.name, artists=list(artists),
+        error=f"{reason}: {detail}", crawled_at=utc_now_iso(),
+    )
+    crawler.table.put_failed(record)
+    return TrackResult(track_id, Outcome.FAILED, reason, title or path.name, artists, f"{path}: {detail}")
+
+
+def _hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return LOCAL_ID_PREFIX + digest.hexdigest()[:LOCAL_ID_HEX_CHARS]
+
+
 def process_local_file(crawler: Crawler, path: Path, playlist: str) -> TrackResult:
-    size = path.stat().st_size
-    if size > crawler.settings.local_max_bytes:
-        return TrackResult("", Outcome.FAILED, "too_large", path.name, detail=f"{path}: {size} bytes > LOCAL_MAX_BYTES")
-    data = path.read_bytes()
+    try:
+        size = path.stat().st_size
+        if size > crawler.settings.local_max_bytes:
+            return _refused(crawler, _hash_file(path), "too_large", f"{size} bytes > LOCAL_MAX_BYTES={crawler.settings.local_max_bytes}", path)
+        data = path.read_bytes()
+    except OSError as exc:
+        return _refused(crawler, _path_track_id(path), "unreadable", exc.strerror or type(exc).__name__, path)
     track_id = local_track_id(data)
+    if not data:
+        return _refused(crawler, track_id, "empty_file", "the file has no bytes", path)
     tags = read_tags(data, path)
     existing = _known(crawler, track_id, playlist)
     if existing is not None:
@@ -306,7 +455,7 @@ def process_local_file(crawler: Crawler, path: Path, playlist: str) -> TrackResu
     try:
         fmt = sniff(data)
     except NotAudioError as exc:
-        return TrackResult(track_id, Outcome.FAILED, "not_audio", tags.title, tags.artists, f"{path}: {exc}")
+        return _refused(crawler, track_id, "not_audio", str(exc), path, tags.title, tags.artists)
     record = TrackRecord(
         track_id=track_id,
         source=Source.LOCAL,
@@ -316,7 +465,10 @@ def process_local_file(crawler: Crawler, path: Path, playlist: str) -> TrackResu
         duration_ms=round(fmt.duration_s * 1000),
         playlists={playlist},
         preview_source=PreviewSource.FILE,
+        local_path=str(path.resolve()),
     )
+    if crawler.settings.keep_local_previews:
+        record.listen_key = crawler.store.put_listen_copy(track_id, fmt.ext, data, fmt.content_type)
     return _store(crawler, record, Audio(data, fmt), playlist)
 
 
@@ -325,16 +477,42 @@ def _failure_reason(exc: BaseException) -> str:
 
 
 def _run(crawler: Crawler, items: Sequence[T], work: Callable[[T], TrackResult], describe: Callable[[T], str], summary: CrawlSummary, progress: Progress | None) -> None:
-    """``work`` on every item, ``crawler.settings.concurrency`` at a time; one item's failure is counted, not raised."""
+    """``work`` on every item, ``crawler.settings.concurrency`` at a time; one item's failure is
+    counted, not raised. A quota, or storage unreachable STORAGE_ERROR_LIMIT times, stops the
+    run: the items not started are not attempted, and ``summary`` says so (stopped, one error)."""
+    stop = threading.Event()
+    lock = threading.Lock()
+    stopped_by: list[BaseException] = []
+    unreachable = [0]
 
-    def safe(item: T) -> TrackResult:
+    def safe(item: T) -> TrackResult | None:
+        if stop.is_set():
+            return None
         try:
             return work(item)
         except Exception as exc:
+            if _stops_run(exc):
+                with lock:
+                    stopped_by.append(exc)
+                stop.set()
+                return None
+            if is_unreachable(exc):
+                with lock:
+                    unreachable[0] += 1
+                    if unreachable[0] >= crawler.settings.storage_error_limit and not stop.is_set():
+                        stopped_by.append(StorageUnreachableError(
+                            f"storage unreachable ({exc}); stopped after {unreachable[0]} connection errors: "
+                            "is the local stack up (make up), or AWS reachable?"
+                        ))
+                        stop.set()
+                logger.debug("crawling %s: storage unreachable: %s", describe(item), exc)
+                return TrackResult("", Outcome.FAILED, "storage_unreachable", describe(item), detail=str(exc))
             logger.exception("crawling %s failed", describe(item))
             return TrackResult("", Outcome.FAILED, _failure_reason(exc), describe(item), detail=str(exc))
 
-    def record(result: TrackResult, done: int) -> None:
+    def record(result: TrackResult | None, done: int) -> None:
+        if result is None:
+            return
         summary.add(result)
         if progress:
             progress(result, done, len(items))
@@ -342,31 +520,91 @@ def _run(crawler: Crawler, items: Sequence[T], work: Callable[[T], TrackResult],
     if crawler.settings.concurrency == 1:
         for done, item in enumerate(items, 1):
             record(safe(item), done)
-        return
-    with ThreadPoolExecutor(max_workers=crawler.settings.concurrency, thread_name_prefix="crawl") as pool:
-        futures = [pool.submit(safe, item) for item in items]
-        for done, future in enumerate(as_completed(futures), 1):
-            record(future.result(), done)
+    else:
+        with ThreadPoolExecutor(max_workers=crawler.settings.concurrency, thread_name_prefix="crawl") as pool:
+            futures = [pool.submit(safe, item) for item in items]
+            for done, future in enumerate(as_completed(futures), 1):
+                record(future.result(), done)
+    if stopped_by:
+        summary.errors.append(str(stopped_by[0]))
+        summary.stopped = True
 
 
 # -- sources ----------------------------------------------------------------------------
 
 
-def crawl_playlist(crawler: Crawler, ref: str, progress: Progress | None = None) -> CrawlSummary:
-    """One Spotify playlist; raises SpotifyError (PlaylistUnavailableError, RateLimitedError ...)."""
-    listing = crawler.spotify.playlist(ref)
-    summary = CrawlSummary(sources=[f"spotify:playlist:{listing.playlist_id}"], skipped=Counter(listing.skipped))
+def _crawl_spotify_listing(crawler: Crawler, listing: PlaylistListing, source: str, progress: Progress | None) -> CrawlSummary:
+    summary = CrawlSummary(sources=[source], skipped=Counter(listing.skipped))
     unique: dict[str, SpotifyTrack] = {}
     for track in listing.tracks:
         if track.id in unique:
             summary.skipped["duplicate_entry"] += 1
         unique.setdefault(track.id, track)
     tracks = list(unique.values())
-    logger.info("playlist %s (%r): %d tracks, %d entries skipped", listing.playlist_id, listing.name, len(tracks), sum(listing.skipped.values()))
+    logger.info("%s (%r): %d tracks, %d entries skipped", source, listing.name, len(tracks), sum(listing.skipped.values()))
     known = known_statuses(crawler, [t.id for t in tracks])
     _run(
         crawler, tracks, lambda t: process_spotify_track(crawler, t, listing.playlist_id, known.get(t.id)),
         lambda t: f"{t.id} ({t.title})", summary, progress,
+    )
+    return summary
+
+
+def crawl_playlist(crawler: Crawler, ref: str, progress: Progress | None = None) -> CrawlSummary:
+    """One Spotify playlist; raises SpotifyError (PlaylistUnavailableError, RateLimitedError ...)."""
+    listing = crawler.spotify.playlist(ref)
+    return _crawl_spotify_listing(crawler, listing, f"spotify:playlist:{listing.playlist_id}", progress)
+
+
+def crawl_library(crawler: Crawler, ref: str, progress: Progress | None = None) -> CrawlSummary:
+    """spotify:me:tracks, spotify:me:top, spotify:me:recent, or spotify:me:playlists (each playlist
+    the user owns or collaborates on, crawled in turn; one that cannot be read is reported)."""
+    kind = parse_library_ref(ref)
+    if kind != "playlists":
+        return _crawl_spotify_listing(crawler, crawler.spotify.library(kind), f"spotify:me:{kind}", progress)
+    playlists, skipped = crawler.spotify.own_playlists()
+    total = CrawlSummary(sources=[f"spotify:me:{kind}"], skipped=skipped)
+    for playlist_id, name in playlists:
+        try:
+            total.merge(crawl_playlist(crawler, playlist_id, progress))
+        except RateLimitedError:
+            raise
+        except SpotifyError as exc:
+            total.errors.append(f"spotify:playlist:{playlist_id} ({name!r}): {exc}")
+        if total.stopped:
+            break
+    return total
+
+
+def _unique_deezer(listing: DeezerListing, summary: CrawlSummary) -> list[DeezerTrack]:
+    """One entry per Deezer id and per ISRC (an album and its single list the same recording)."""
+    tracks: list[DeezerTrack] = []
+    ids: set[int] = set()
+    isrcs: set[str] = set()
+    for track in listing.tracks:
+        if track.id in ids or (track.isrc and track.isrc in isrcs):
+            summary.skipped["duplicate_entry"] += 1
+            continue
+        ids.add(track.id)
+        if track.isrc:
+            isrcs.add(track.isrc)
+        tracks.append(track)
+    return tracks
+
+
+def crawl_deezer(crawler: Crawler, ref: str, progress: Progress | None = None) -> CrawlSummary:
+    """A Deezer playlist, album, artist's top tracks, the chart or one track; raises
+    DeezerUnavailableError (private, unknown id) and DeezerQuotaError."""
+    listing = crawler.deezer.listing(parse_deezer_ref(ref))
+    label = listing.ref.label
+    summary = CrawlSummary(sources=[label], skipped=Counter(listing.skipped))
+    tracks = _unique_deezer(listing, summary)
+    logger.info("%s (%r): %d tracks, %d entries skipped", label, listing.name, len(tracks), sum(summary.skipped.values()))
+    known = known_statuses(crawler, [deezer_track_id(t.id) for t in tracks])
+    playlist = "" if listing.ref.kind == "track" else label
+    _run(
+        crawler, tracks, lambda t: process_deezer_track(crawler, t, playlist, known.get(deezer_track_id(t.id))),
+        lambda t: f"{deezer_track_id(t.id)} ({t.title})", summary, progress,
     )
     return summary
 
@@ -380,28 +618,60 @@ def crawl_local(crawler: Crawler, ref: str, progress: Progress | None = None) ->
     return summary
 
 
+SOURCE_FORMS = (
+    "an existing folder, .m3u or audio file; a Spotify playlist id, URI or URL; spotify:me:tracks, "
+    "spotify:me:playlists, spotify:me:top or spotify:me:recent; deezer:playlist:ID, deezer:album:ID, "
+    "deezer:artist:ID, deezer:track:ID, deezer:chart or a deezer.com URL of one"
+)
+
+
+def crawl_one(crawler: Crawler, ref: str, progress: Progress | None = None) -> CrawlSummary:
+    """One reference of any kind; ValueError when it is none of them."""
+    if is_local_source(ref):
+        return crawl_local(crawler, ref, progress)
+    if is_playlist_ref(ref):
+        return crawl_playlist(crawler, ref, progress)
+    if is_library_ref(ref):
+        return crawl_library(crawler, ref, progress)
+    if is_deezer_ref(ref):
+        return crawl_deezer(crawler, ref, progress)
+    raise ValueError(f"not {SOURCE_FORMS}")
+
+
 def crawl_sources(crawler: Crawler, refs: Iterable[str], progress: Progress | None = None) -> CrawlSummary:
-    """Playlists and local sources in turn. A source that cannot be read is reported and the
-    next one crawled; a Spotify rate limit beyond the cap stops the run."""
+    """Every reference in turn. One that cannot be read is reported and the next one crawled;
+    a quota (Spotify's or Deezer's) or unreachable storage stops the run."""
     total = CrawlSummary()
     for ref in refs:
         try:
-            if is_local_source(ref):
-                total.merge(crawl_local(crawler, ref, progress))
-            elif is_playlist_ref(ref):
-                total.merge(crawl_playlist(crawler, ref, progress))
-            else:
-                total.errors.append(f"{ref}: not an existing folder, .m3u or audio file, nor a Spotify playlist id, URI or URL")
-        except RateLimitedError as exc:
+            total.merge(crawl_one(crawler, ref, progress))
+            if total.stopped:
+                break
+        except (RateLimitedError, DeezerQuotaError) as exc:
             total.errors.append(str(exc))
             total.stopped = True
             break
-        except (SpotifyError, ValueError, OSError) as exc:
+        except (SpotifyError, DeezerError, ValueError, OSError) as exc:
             total.errors.append(f"{ref}: {exc}")
+        except Exception as exc:
+            if not is_unreachable(exc):
+                raise
+            total.errors.append(f"storage unreachable ({exc}): is the local stack up (make up), or AWS reachable?")
+            total.stopped = True
+            break
     return total
 
 
 # -- the API's PUT /tracks/{trackId} --------------------------------------------------------
+
+
+def _ingest_result(track_id: str, result: TrackResult, previous: Status | None) -> IngestOutcome:
+    if result.outcome is Outcome.NEW:
+        return IngestOutcome(result.track_id, IngestStatus.QUEUED, Status.PENDING, f"preview from {result.preview_source} queued for extraction")
+    if result.outcome is Outcome.KNOWN:
+        note = "" if result.track_id == track_id else f" as {result.track_id} (the same recording)"
+        return IngestOutcome(result.track_id, IngestStatus.KNOWN, Status(result.status or Status.PENDING), f"track is already known{note}")
+    return IngestOutcome(track_id, IngestStatus.NO_PREVIEW, previous, f"no preview found: {result.detail}")
 
 
 def ingest_spotify_track(crawler: Crawler, track_id: str) -> IngestOutcome:
@@ -416,22 +686,32 @@ def ingest_spotify_track(crawler: Crawler, track_id: str) -> IngestOutcome:
     track = crawler.spotify.track(track_id)
     if track is None:
         return IngestOutcome(track_id, IngestStatus.NOT_FOUND, previous, "Spotify does not know this track")
-    result = process_spotify_track(crawler, track, "", None)
-    if result.outcome is Outcome.NEW:
-        return IngestOutcome(track_id, IngestStatus.QUEUED, Status.PENDING, f"preview from {result.preview_source} queued for extraction")
-    if result.outcome is Outcome.KNOWN:
-        return IngestOutcome(track_id, IngestStatus.KNOWN, Status(result.status or Status.PENDING), "track is already known")
-    return IngestOutcome(track_id, IngestStatus.NO_PREVIEW, previous, f"no preview found: {result.detail}")
+    return _ingest_result(track_id, process_spotify_track(crawler, track, "", None), previous)
+
+
+def ingest_deezer_track(crawler: Crawler, track_id: str) -> IngestOutcome:
+    """Ingest one Deezer-only track (``dz-{id}``) now; raises DeezerError when Deezer cannot answer."""
+    existing = crawler.table.get(track_id)
+    if existing is not None and is_settled(existing.status.value, existing.crawled_at, stale_before(crawler)):
+        return IngestOutcome(track_id, IngestStatus.KNOWN, existing.status, f"track is already {existing.status.value}")
+    previous = existing.status if existing else None
+    number = deezer_number(track_id)
+    track = crawler.deezer.track(number) if number is not None else None
+    if track is None:
+        return IngestOutcome(track_id, IngestStatus.NOT_FOUND, previous, "Deezer does not know this track")
+    return _ingest_result(track_id, process_deezer_track(crawler, track, "", None), previous)
 
 
 def ingest_track(track_id: str) -> IngestOutcome:
-    """One Spotify track now, with this container's cached crawler (see ingest_spotify_track).
+    """One track now (a Spotify id, or ``dz-`` and a Deezer id), with this container's cached crawler.
 
     Raises UpstreamUnavailableError when Spotify, Deezer or AWS cannot answer. Missing or
     refused Spotify credentials are this deployment's fault, not the upstream's, and
     propagate as SpotifyConfigError.
     """
     try:
+        if deezer_number(track_id) is not None:
+            return ingest_deezer_track(default_crawler(), track_id)
         return ingest_spotify_track(default_crawler(), track_id)
     except SpotifyConfigError:
         raise

@@ -1,6 +1,8 @@
 """A preview for a Spotify track, tried in order: Spotify's preview_url, Deezer by ISRC,
 Deezer by artist + title. Each candidate is resolved right before it is downloaded, since
-Deezer's signed URLs expire; a download refused as 403 is resolved once more."""
+Deezer's signed URLs expire; a download refused as 403 is resolved once more. The Deezer track
+a preview came from is kept (``Preview.deezer_id``) so it can be resolved again later.
+Deezer's quota error is not a missing preview: DeezerQuotaError goes up and stops the run."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from catalog.records import PreviewSource
-from crawler.deezer import DeezerClient, DeezerError, DeezerTrack
+from crawler.deezer import DeezerClient, DeezerError, DeezerQuotaError, DeezerTrack
 from crawler.download import Audio, Downloader, DownloadRejected
 from crawler.spotify import SpotifyTrack
 
@@ -17,6 +19,7 @@ from crawler.spotify import SpotifyTrack
 class Preview:
     audio: Audio
     source: PreviewSource
+    deezer_id: str = ""
 
 
 class NoPreview(Exception):
@@ -28,7 +31,8 @@ class NoPreview(Exception):
         self.detail = detail
 
 
-Resolver = Callable[[], str]
+# A candidate's preview URL, resolved right before the download, and the Deezer track it is of ("" for Spotify's).
+Resolver = Callable[[], tuple[str, str]]
 
 
 class PreviewFinder:
@@ -38,7 +42,7 @@ class PreviewFinder:
 
     def _candidates(self, track: SpotifyTrack) -> Iterator[tuple[PreviewSource, str, Resolver]]:
         if track.preview_url:
-            yield PreviewSource.SPOTIFY, "spotify preview_url", lambda: track.preview_url
+            yield PreviewSource.SPOTIFY, "spotify preview_url", lambda: (track.preview_url, "")
         if track.isrc:
             yield PreviewSource.DEEZER, "deezer isrc", lambda: _url(self.deezer.by_isrc(track.isrc))
         if track.title and track.artists:
@@ -51,7 +55,9 @@ class PreviewFinder:
         for source, label, resolve in self._candidates(track):
             for attempt in range(2):
                 try:
-                    url = resolve()
+                    url, deezer_id = resolve()
+                except DeezerQuotaError:
+                    raise
                 except DeezerError as exc:
                     attempts.append(f"{label}: {exc}")
                     last_reason = "deezer_error"
@@ -60,7 +66,7 @@ class PreviewFinder:
                     attempts.append(f"{label}: none")
                     break
                 try:
-                    return Preview(self.downloader.fetch(url, source.value), source)
+                    return Preview(self.downloader.fetch(url, source.value), source, deezer_id)
                 except DownloadRejected as exc:
                     attempts.append(f"{label}: {exc}")
                     last_reason = exc.reason
@@ -72,5 +78,28 @@ class PreviewFinder:
         raise NoPreview(last_reason, "; ".join(attempts))
 
 
-def _url(found: DeezerTrack | None) -> str:
-    return found.preview_url if found else ""
+    def find_deezer(self, track: DeezerTrack) -> Preview:
+        """A Deezer track's own preview; a signature refused as expired is resolved once more."""
+        if not track.preview_url:
+            raise NoPreview("no_preview_url", f"Deezer has no preview for track {track.id}")
+        try:
+            return Preview(self.downloader.fetch(track.preview_url, PreviewSource.DEEZER.value), PreviewSource.DEEZER, str(track.id))
+        except DownloadRejected as exc:
+            if exc.status != 403:
+                raise NoPreview(exc.reason, f"deezer track {track.id}: {exc}") from None
+        try:
+            fresh = self.deezer.track(track.id)
+        except DeezerQuotaError:
+            raise
+        except DeezerError as exc:
+            raise NoPreview("deezer_error", f"deezer track {track.id}: {exc}") from None
+        if fresh is None or not fresh.preview_url:
+            raise NoPreview("no_preview_url", f"Deezer no longer has a preview for track {track.id}")
+        try:
+            return Preview(self.downloader.fetch(fresh.preview_url, PreviewSource.DEEZER.value), PreviewSource.DEEZER, str(track.id))
+        except DownloadRejected as exc:
+            raise NoPreview(exc.reason, f"deezer track {track.id}, signed again: {exc}") from None
+
+
+def _url(found: DeezerTrack | None) -> tuple[str, str]:
+    return (found.preview_url, str(found.id)) if found else ("", "")

@@ -30,6 +30,12 @@ DOWNLOAD_TOTAL_TIMEOUT_S_DEFAULT = 60.0
 HTTP_MAX_RETRIES_DEFAULT = 4
 HTTP_BACKOFF_S_DEFAULT = 0.5
 MAX_REDIRECTS = 3
+# Deezer allows 50 requests per 5 s per client; 8/s leaves room for a retry or two.
+DEEZER_MAX_RPS_DEFAULT = 8.0
+# How long every worker pauses after Deezer's quota error (its window is 5 s).
+DEEZER_QUOTA_COOLDOWN_S_DEFAULT = 5.0
+# Connection errors to S3 / DynamoDB after which a crawl stops instead of failing every track.
+STORAGE_ERROR_LIMIT_DEFAULT = 3
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1"})
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -91,6 +97,12 @@ class CrawlerSettings:
     backoff_s: float = HTTP_BACKOFF_S_DEFAULT
     allow_http_loopback: bool = False
     pending_stale_after_s: float = PENDING_STALE_AFTER_S_DEFAULT
+    deezer_max_rps: float = DEEZER_MAX_RPS_DEFAULT
+    deezer_quota_cooldown_s: float = DEEZER_QUOTA_COOLDOWN_S_DEFAULT
+    storage_error_limit: int = STORAGE_ERROR_LIMIT_DEFAULT
+    # Opt-in for a deployed stack: keep a copy of each local file at listen/{id}.{ext} so the page can
+    # play it through a presigned URL (the extractor deletes previews/ after embedding).
+    keep_local_previews: bool = False
 
     def __post_init__(self) -> None:
         for url in (self.spotify_api_url, self.spotify_accounts_url, self.deezer_api_url):
@@ -101,6 +113,10 @@ class CrawlerSettings:
             raise ValueError("DOWNLOAD_MAX_BYTES and LOCAL_MAX_BYTES must be positive")
         if self.rate_limit_max_wait_s < 0:
             raise ValueError("RATE_LIMIT_MAX_WAIT_S must not be negative")
+        if self.deezer_max_rps <= 0:
+            raise ValueError(f"DEEZER_MAX_RPS must be positive, got {self.deezer_max_rps}")
+        if self.storage_error_limit < 1:
+            raise ValueError(f"STORAGE_ERROR_LIMIT must be at least 1, got {self.storage_error_limit}")
 
     @property
     def timeout(self) -> tuple[float, float]:
@@ -128,5 +144,9 @@ class CrawlerSettings:
             max_retries=env_int("HTTP_MAX_RETRIES", HTTP_MAX_RETRIES_DEFAULT),
             backoff_s=env_float("HTTP_BACKOFF_S", HTTP_BACKOFF_S_DEFAULT),
             pending_stale_after_s=env_float("PENDING_STALE_AFTER_S", PENDING_STALE_AFTER_S_DEFAULT),
+            deezer_max_rps=env_float("DEEZER_MAX_RPS", DEEZER_MAX_RPS_DEFAULT),
+            deezer_quota_cooldown_s=env_float("DEEZER_QUOTA_COOLDOWN_S", DEEZER_QUOTA_COOLDOWN_S_DEFAULT),
+            storage_error_limit=env_int("STORAGE_ERROR_LIMIT", STORAGE_ERROR_LIMIT_DEFAULT),
             allow_http_loopback=env_str("CRAWLER_ALLOW_HTTP_LOOPBACK", "").lower() in _TRUE,
+            keep_local_previews=env_str("KEEP_LOCAL_PREVIEWS", "").lower() in _TRUE,
         )

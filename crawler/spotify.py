@@ -7,7 +7,11 @@
   only. That is an error naming the cause, never an empty success.
 - Entries carry the track under ``item`` (``track`` is the deprecated name, still read).
 - spotipy's own retry can sleep for hours on a long Retry-After: it is switched off and
-  429 / 401 / 5xx are handled here.
+  429 / 401 / 5xx are handled here. A 429 whose body says ``QUOTA_EXCEEDED`` (the per-account
+  quota, since July 2026) stops the run at once: waiting does not bring the quota back.
+- The user's own library (``spotify:me:tracks|playlists|top|recent``) needs a login with the
+  scopes in SCOPE; every list is paged 50 at a time (the maximum of each endpoint), following
+  ``next``; recently played holds the last 50 plays only (Spotify keeps no more).
 """
 
 from __future__ import annotations
@@ -37,8 +41,16 @@ from crawler.settings import CrawlerSettings
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_CREDENTIALS_DEFAULT = REPO_ROOT / ".local" / "spotify.json"
 REDIRECT_URI_DEFAULT = "http://127.0.0.1:8888/callback"
-SCOPE = "playlist-read-private playlist-read-collaborative"
-PAGE_LIMIT = 50  # the playlist items endpoint's maximum
+# What each kind of reference needs from the user's login (make spotify-login asks for all).
+LIBRARY_SCOPES = {
+    "tracks": "user-library-read",
+    "playlists": "playlist-read-private playlist-read-collaborative",
+    "top": "user-top-read",
+    "recent": "user-read-recently-played",
+}
+SCOPE = "playlist-read-private playlist-read-collaborative user-library-read user-top-read user-read-recently-played"
+PAGE_LIMIT = 50  # the maximum of the playlist items, saved tracks, playlists, top and recently played endpoints
+QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
 _TRACK_FIELDS = "type,id,name,is_playable,is_local,preview_url,duration_ms,external_ids(isrc),album(name),artists(name)"
 PLAYLIST_FIELDS = "id,name,owner(id,display_name),collaborative,items(total),tracks(total)"
 ITEMS_FIELDS = f"next,total,items(is_local,item({_TRACK_FIELDS}),track({_TRACK_FIELDS}))"
@@ -51,6 +63,7 @@ _PLAYLIST_REF = re.compile(
     re.IGNORECASE,
 )
 _TRACK_ID = re.compile(rf"^{_ID}$")
+_LIBRARY_REF = re.compile(r"^spotify:me:(?P<kind>tracks|playlists|top|recent)$", re.IGNORECASE)
 
 T = TypeVar("T")
 
@@ -74,6 +87,10 @@ class RateLimitedError(SpotifyError):
     """Spotify asked to wait longer than RATE_LIMIT_MAX_WAIT_S: the run stops here."""
 
 
+class QuotaExceededError(RateLimitedError):
+    """Spotify's 429 said QUOTA_EXCEEDED: the run stops at once, without waiting."""
+
+
 def parse_playlist_ref(ref: str) -> str:
     """The playlist id in a bare id, a spotify:playlist: URI or an open.spotify.com URL."""
     match = _PLAYLIST_REF.match(ref.strip())
@@ -87,6 +104,18 @@ def parse_playlist_ref(ref: str) -> str:
 
 def is_playlist_ref(ref: str) -> bool:
     return _PLAYLIST_REF.match(ref.strip()) is not None
+
+
+def parse_library_ref(ref: str) -> str:
+    """``tracks``, ``playlists``, ``top`` or ``recent`` of a spotify:me: reference."""
+    match = _LIBRARY_REF.match(ref.strip())
+    if not match:
+        raise ValueError(f"{ref!r} is not one of spotify:me:tracks, spotify:me:playlists, spotify:me:top, spotify:me:recent")
+    return match.group("kind").lower()
+
+
+def is_library_ref(ref: str) -> bool:
+    return _LIBRARY_REF.match(ref.strip()) is not None
 
 
 def is_spotify_track_id(value: str) -> bool:
@@ -237,14 +266,24 @@ def _app_credentials(values: dict[str, Any], store: CredentialStore) -> tuple[st
     return client_id, client_secret
 
 
-def _user_auth(settings: CrawlerSettings, store: CredentialStore, values: dict[str, Any], state: str | None = None) -> UserAuth:
+def granted_scope(values: dict[str, Any]) -> str:
+    """The scopes the stored login granted (an older login may lack the library's)."""
+    token_info = values.get("token_info")
+    if isinstance(token_info, dict) and token_info.get("refresh_token") == values.get("refresh_token") and token_info.get("scope"):
+        return str(token_info["scope"])
+    return SCOPE
+
+
+def _user_auth(settings: CrawlerSettings, store: CredentialStore, values: dict[str, Any], state: str | None = None, scope: str = SCOPE) -> UserAuth:
     client_id, client_secret = _app_credentials(values, store)
     return UserAuth(
         settings.spotify_accounts_url,
         client_id=client_id,
         client_secret=client_secret,
         redirect_uri=values.get("redirect_uri") or env_str("SPOTIFY_REDIRECT_URI", REDIRECT_URI_DEFAULT),
-        scope=SCOPE,
+        # spotipy drops a cached token whose scopes do not cover this one and would then ask
+        # for a new login interactively: a crawl asks for what was granted, the login for SCOPE.
+        scope=scope,
         state=state,
         open_browser=False,
         cache_handler=StoreCacheHandler(store),
@@ -257,7 +296,7 @@ def auth_manager(settings: CrawlerSettings, store: CredentialStore) -> UserAuth 
     (enough for track lookups and for playlists of extended-quota apps)."""
     values = store.load()
     if values.get("refresh_token"):
-        return _user_auth(settings, store, values)
+        return _user_auth(settings, store, values, scope=granted_scope(values))
     client_id, client_secret = _app_credentials(values, store)
     return AppAuth(
         settings.spotify_accounts_url,
@@ -386,6 +425,11 @@ class SpotifyCatalog:
                 raise SpotifyConfigError(f"Spotify refused the credentials ({exc}); run make spotify-login again") from None
             except SpotifyException as exc:
                 status = exc.http_status
+                if status == 429 and exc.reason == QUOTA_EXCEEDED:
+                    raise QuotaExceededError(
+                        "Spotify answered 429 QUOTA_EXCEEDED: this developer account's API quota is used up "
+                        "(counted per account since July 2026); stopping this run at once, crawl again when it resets"
+                    ) from None
                 if status == 429:
                     wait_s = retry_after_s(exc.headers)
                     if wait_s > self.settings.rate_limit_max_wait_s or failures >= self.settings.max_retries:
@@ -474,6 +518,76 @@ class SpotifyCatalog:
         if seen_entries == 0 and int(summary.get("total") or 0) > 0:
             raise self._metadata_only(playlist_id, name)
         return listing
+
+    # -- the user's library ---------------------------------------------------------------
+
+    def _require_login(self, kind: str) -> None:
+        if not isinstance(self.auth, UserAuth):
+            raise SpotifyConfigError(f"spotify:me:{kind} is a logged-in user's library: run make spotify-login first")
+        missing = set(LIBRARY_SCOPES[kind].split()) - set((self.auth.scope or "").split())
+        if missing:
+            raise SpotifyConfigError(
+                f"spotify:me:{kind} needs the {' '.join(sorted(missing))} scope, which the stored login did not "
+                "grant (it predates it): run make spotify-login again"
+            )
+
+    def _library_error(self, kind: str, exc: SpotifyException) -> SpotifyError:
+        if exc.http_status in (401, 403):
+            return SpotifyConfigError(
+                f"spotify:me:{kind}: Spotify answered {exc.http_status} ({exc.msg.splitlines()[-1].strip()}); "
+                f"the login needs the {LIBRARY_SCOPES[kind]} scope: run make spotify-login again"
+            )
+        return SpotifyError(f"spotify:me:{kind}: Spotify answered HTTP {exc.http_status}: {exc.msg}")
+
+    def _all_items(self, kind: str, first: Callable[[], dict[str, Any]]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        try:
+            page: dict[str, Any] | None = self.call(first)
+            while page:
+                items += [i for i in page.get("items") or [] if isinstance(i, dict)]
+                page = self._checked_next(page)
+        except SpotifyException as exc:
+            raise self._library_error(kind, exc) from None
+        return items
+
+    def library(self, kind: str) -> PlaylistListing:
+        """spotify:me:tracks (saved), spotify:me:top (medium term) or spotify:me:recent (the last 50 plays)."""
+        self._require_login(kind)
+        first: Callable[[], dict[str, Any]] = {
+            "tracks": lambda: self.sp.current_user_saved_tracks(limit=PAGE_LIMIT),
+            "top": lambda: self.sp.current_user_top_tracks(limit=PAGE_LIMIT, time_range="medium_term"),
+            "recent": lambda: self.sp.current_user_recently_played(limit=PAGE_LIMIT),
+        }[kind]
+        names = {"tracks": "Saved tracks", "top": "Top tracks", "recent": "Recently played"}
+        listing = PlaylistListing(playlist_id=f"spotify:me:{kind}", name=names[kind], tracks=[])
+        for item in self._all_items(kind, first):
+            # Top tracks are track objects; saved and recently played wrap them in "track".
+            parsed = parse_entry(item if kind != "top" else {"track": item})
+            if isinstance(parsed, str):
+                listing.skipped[parsed] += 1
+            else:
+                listing.tracks.append(parsed)
+        return listing
+
+    def own_playlists(self) -> tuple[list[tuple[str, str]], Counter[str]]:
+        """(id, name) of every playlist the user owns or collaborates on (the only ones whose
+        items a development-mode app may read), and how many others were left out."""
+        self._require_login("playlists")
+        try:
+            me = self.call(self.sp.me)
+        except SpotifyException as exc:
+            raise self._library_error("playlists", exc) from None
+        user_id = str((me or {}).get("id") or "")
+        playlists: list[tuple[str, str]] = []
+        skipped: Counter[str] = Counter()
+        for item in self._all_items("playlists", lambda: self.sp.current_user_playlists(limit=PAGE_LIMIT)):
+            if not item.get("id"):
+                continue
+            if str((item.get("owner") or {}).get("id") or "") == user_id or item.get("collaborative"):
+                playlists.append((str(item["id"]), str(item.get("name") or "")))
+            else:
+                skipped["playlist_not_owned"] += 1
+        return playlists, skipped
 
     @staticmethod
     def _playlist_error(playlist_id: str, exc: SpotifyException) -> SpotifyError:

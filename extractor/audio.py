@@ -1,4 +1,4 @@
-"""Audio bytes (mp3, ogg, wav, flac) to 16 kHz mono float32 samples.
+"""Audio bytes (mp3, ogg, wav, flac) to 16 kHz mono float32 samples (and the audio as decoded).
 
 Every problem that retrying cannot fix raises :class:`UndecodableAudioError` (or
 a subclass naming the problem), so callers can mark the track failed instead of
@@ -8,6 +8,7 @@ retrying it forever.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import librosa
 import numpy as np
@@ -67,8 +68,22 @@ def check_size(n_bytes: int) -> None:
         )
 
 
-def decode(data: bytes) -> NDArray[np.float32]:
-    """Decode mp3 / ogg / wav / flac bytes to mono float32 samples at SAMPLE_RATE_HZ."""
+@dataclass(frozen=True)
+class DecodedClip:
+    """One decoded preview: what the model embeds, and the audio at its own level, rate and channels.
+
+    Nothing here is normalised: loudness is measured on ``native`` (BS.1770 sums the
+    channels' powers and weights frequencies up to the native Nyquist, so neither the
+    mono mixdown nor the 16 kHz resampling would do).
+    """
+
+    samples: NDArray[np.float32]  # mono at SAMPLE_RATE_HZ
+    native: NDArray[np.float32]  # (frames, channels) as decoded
+    native_rate_hz: int
+
+
+def decode_clip(data: bytes) -> DecodedClip:
+    """Decode mp3 / ogg / wav / flac bytes; the mono float32 samples at SAMPLE_RATE_HZ are checked for use."""
     check_size(len(data))
     try:
         frames, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
@@ -88,7 +103,12 @@ def decode(data: bytes) -> NDArray[np.float32]:
         else mono
     )
     check_samples(samples)
-    return np.ascontiguousarray(samples, dtype=np.float32)
+    return DecodedClip(np.ascontiguousarray(samples, dtype=np.float32), frames, int(rate))
+
+
+def decode(data: bytes) -> NDArray[np.float32]:
+    """Decode mp3 / ogg / wav / flac bytes to mono float32 samples at SAMPLE_RATE_HZ."""
+    return decode_clip(data).samples
 
 
 def check_samples(samples: NDArray[np.float32]) -> None:

@@ -1,7 +1,7 @@
 """``python -m extractor FILE...``: one JSON line per file on stdout.
 
-``{"file", "model", "embedding": [...200 floats], "tags": {...}}`` for a file
-that embeds, ``{"file", "error": {"type", "message"}}`` for one that does not;
+``{"file", "model", "embedding": [...200 floats], "tags": {...}, "descriptors":
+{"tempoBpm", ...}}`` for a file that embeds (descriptors named as in the API), ``{"file", "error": {"type", "message"}}`` for one that does not;
 the exit status is 1 when any file failed. Progress goes to stderr.
 """
 
@@ -12,16 +12,12 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from extractor.embed import Embedder
+from functools import cache
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m extractor", description="musicnn embeddings and tags of audio files"
+        prog="python -m extractor", description="musicnn embeddings, tags and descriptors of audio files"
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="mp3, ogg, wav or flac files")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -29,20 +25,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # TensorFlow's C++ start-up chatter would bury the progress lines.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from extractor.audio import UndecodableAudioError, check_size, decode
+    from extractor.analysis import analyse_file
+    from extractor.audio import UndecodableAudioError
+    from extractor.embed import Embedder
 
-    embedder: Embedder | None = None
+    embedder = cache(Embedder)  # built on the first file that decodes: bad files alone need no model
     failed = 0
     for number, path in enumerate(args.files, start=1):
         try:
-            # Size first, so an oversize file is refused before it is read.
-            check_size(os.path.getsize(path))
-            samples = decode(Path(path).read_bytes())
-            if embedder is None:  # built on the first file that decodes: bad files alone need no model
-                from extractor.embed import Embedder
-
-                embedder = Embedder()
-            line = {"file": path, **embedder.embed_samples(samples).to_json()}
+            line = {"file": path, **analyse_file(embedder, path).to_json()}
             status = "ok"
         except (UndecodableAudioError, OSError) as exc:
             line = {"file": path, "error": {"type": type(exc).__name__, "message": str(exc)}}

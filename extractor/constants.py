@@ -65,3 +65,36 @@ MSD_TAGS = (
     "electro", "heavy metal", "Progressive rock", "60s", "rnb", "indie pop", "sad", "House", "happy",
 )
 # fmt: on
+
+# -- descriptors (extractor/descriptors.py; ARCHITECTURE.md "Descriptors") -------------
+# Onsets: mel band levels floored this far below the clip's loudest.
+ONSET_TOP_DB = 50.0
+# An onset rises at least this much (mean dB increase over the mel bands) above its surroundings.
+ONSET_DELTA_DB = 1.0
+# Tempo: autocorrelation of the onset envelope up to this lag, librosa's log-normal prior.
+TEMPO_MAX_LAG_S = 4.0
+TEMPO_PRIOR_BPM = 120.0
+TEMPO_PRIOR_OCTAVES = 1.0
+TEMPO_MAX_BPM = 200.0
+TEMPO_MIN_BPM = 50.0
+# The fastest octave level whose every other beat carries at least this share of the onset
+# strength of the others is the beat (below it, the level is a subdivision).
+TEMPO_LEVEL_SUPPORT = 0.2
+# The period is refined on this many multiples of the chosen lag (a 16 ms frame is 3 % at 120 BPM).
+TEMPO_REFINE_MULTIPLES = 4
+# Key: a long-window spectrogram resolves semitones down to the bass (3.9 Hz bins).
+KEY_N_FFT = 4096
+KEY_HOP_LENGTH = 4096
+# HPSS on mel bands pooled to 64 ms frames: median filters 9 frames (0.58 s) long and a third
+# of the mel axis wide.
+HPSS_POOL_FRAMES = 4
+HPSS_TIME_KERNEL = 9
+HPSS_BAND_KERNEL = 31
+# Loudness: BS.1770's absolute gate; a clip quieter than this reports the gate itself.
+LOUDNESS_FLOOR_LUFS = -70.0
+LOUDNESS_RANGE_RELATIVE_GATE_LU = -20.0
+LOUDNESS_RANGE_PERCENTILES = (10.0, 95.0)
+# Energy's three terms map these ranges onto 0..1.
+ENERGY_LEVEL_LUFS = (-40.0, -5.0)
+ENERGY_ONSETS_PER_S = 8.0
+ENERGY_BRIGHTNESS_HZ = 4000.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import librosa
 import numpy as np
 from numpy.typing import NDArray
@@ -18,25 +20,58 @@ from extractor.constants import (
 )
 
 
-def log_mel(samples: NDArray[np.float32]) -> NDArray[np.float32]:
-    """(frames, N_MELS) log10(LOG_MEL_SCALE · power + 1) of 16 kHz mono samples.
+def power_spectrogram(samples: NDArray[np.float32]) -> NDArray[np.float32]:
+    """(1 + N_FFT / 2, frames) |STFT|² of 16 kHz mono samples, as melspectrogram computes it.
+
+    Computed once per clip: the model's log-mel and the descriptors both start from it.
+    """
+    spectrum = librosa.stft(np.asarray(samples, dtype=np.float32), n_fft=N_FFT, hop_length=HOP_LENGTH, pad_mode="constant")
+    return np.abs(spectrum) ** 2
+
+
+def mel_power(power: NDArray[np.float32]) -> NDArray[np.float32]:
+    """(N_MELS, frames) mel band power of a power spectrogram."""
+    return librosa.feature.melspectrogram(
+        S=power,
+        sr=SAMPLE_RATE_HZ,
+        n_fft=N_FFT,
+        n_mels=N_MELS,
+        fmin=MEL_FMIN_HZ,
+        fmax=MEL_FMAX_HZ,
+        htk=False,
+        norm="slaney",
+    )
+
+
+def log_compress(mel: NDArray[np.float32]) -> NDArray[np.float32]:
+    """(frames, N_MELS) log10(LOG_MEL_SCALE · power + 1) of mel band power (N_MELS, frames).
 
     Computed in float32: the musicnn package's float16 version overflows on
     loud frames, which makes every mastered track look alike.
     """
-    power = librosa.feature.melspectrogram(
-        y=np.asarray(samples, dtype=np.float32),
-        sr=SAMPLE_RATE_HZ,
-        n_fft=N_FFT,
-        hop_length=HOP_LENGTH,
-        n_mels=N_MELS,
-        fmin=MEL_FMIN_HZ,
-        fmax=MEL_FMAX_HZ,
-        power=2.0,
-        htk=False,
-        norm="slaney",
-    )
-    return np.log10(np.float32(LOG_MEL_SCALE) * power.T.astype(np.float32) + np.float32(1.0))
+    return np.log10(np.float32(LOG_MEL_SCALE) * mel.T.astype(np.float32) + np.float32(1.0))
+
+
+def log_mel(samples: NDArray[np.float32]) -> NDArray[np.float32]:
+    """(frames, N_MELS) log-compressed mel spectrogram of 16 kHz mono samples: the model's input."""
+    return log_compress(mel_power(power_spectrogram(samples)))
+
+
+@dataclass(frozen=True)
+class Spectra:
+    """A clip's spectrogram, computed once for the model's input and the descriptors."""
+
+    power: NDArray[np.float32]  # (1 + N_FFT / 2, frames) |STFT|² at SAMPLE_RATE_HZ
+    mel: NDArray[np.float32]  # (N_MELS, frames) mel band power
+
+    @classmethod
+    def of(cls, samples: NDArray[np.float32]) -> Spectra:
+        power = power_spectrogram(samples)
+        return cls(power=power, mel=mel_power(power))
+
+    def patches(self) -> NDArray[np.float32]:
+        """The model's input patches."""
+        return patches(log_compress(self.mel))
 
 
 def patches(mel: NDArray[np.float32]) -> NDArray[np.float32]:

@@ -1,4 +1,4 @@
-"""One preview object → one Tracks update: the extractor's domain logic, free of Lambda.
+"""One preview object → one Tracks update (embedding, tags, descriptors): the extractor's domain logic, free of Lambda.
 
 The item is written before the audio is deleted, so a crash in between only
 means the object is processed again; a missing object means that already
@@ -19,12 +19,12 @@ from catalog.keys import parse_preview_key
 from catalog.records import TrackRecord, encode_embedding
 from catalog.storage import AudioStore, TrackTable
 from catalog.storage import record_from_object_metadata as fallback_record
-from extractor.audio import UndecodableAudioError, check_size, decode
+from extractor.analysis import analyse
+from extractor.audio import UndecodableAudioError, check_size, decode_clip
 from extractor.constants import EMBEDDING_DIM
 from extractor.embed import Embedder
 
 logger = Logger(child=True)
-
 
 
 class Outcome(enum.StrEnum):
@@ -78,10 +78,12 @@ class Extraction:
             return Outcome.GONE
         fallback = fallback_record(track_id, audio.metadata)
         try:
-            samples = decode(audio.data)
-            embedding = self.embedder().embed_samples(samples)
+            clip = decode_clip(audio.data)
+            # analyse raises UndecodableAudioError too, when the model cannot place the audio.
+            analysis = analyse(self.embedder(), clip)
         except UndecodableAudioError as exc:
             return self._fail(track_id, key, exc, fallback)
+        embedding = analysis.embedding
 
         self.table.mark_ready(
             track_id,
@@ -89,12 +91,16 @@ class Extraction:
             dim=EMBEDDING_DIM,
             model=embedding.model,
             tags=embedding.tags,
+            descriptors=analysis.descriptors,
             fallback=fallback,
         )
         # mark_ready fills metadata only; playlist membership is a set to add to.
         self.table.add_playlists(track_id, fallback.playlists)
         self.store.delete(key)
-        logger.info("track ready", extra={"track_id": track_id, "tags": embedding.tags})
+        logger.info(
+            "track ready",
+            extra={"track_id": track_id, "tags": embedding.tags, "descriptors": analysis.descriptors.to_json()},
+        )
         return Outcome.READY
 
     def _fail(self, track_id: str, key: str, exc: UndecodableAudioError, fallback: TrackRecord) -> Outcome:

@@ -105,9 +105,7 @@ def run(extract: bool, api_port: int | None) -> int:
     gateway = None
     api_url = None
     if api_port is not None:
-        from infra.http_gateway import serve
-
-        gateway = serve(stack.handler("ApiFunction"), host="127.0.0.1", port=api_port)
+        gateway = stack.serve_api(host="127.0.0.1", port=api_port)
         api_url = f"http://127.0.0.1:{gateway[0].server_address[1]}"
     state = {
         "ready": True,
@@ -226,7 +224,7 @@ def _summary(resources: LocalResources) -> list[str]:
 
     import boto3
 
-    from annoy_service.publisher import IndexStore
+    from catalog.bundle_store import BundleStore
     from catalog.storage import TrackTable
     from infra.pump import queue_depths
 
@@ -241,11 +239,15 @@ def _summary(resources: LocalResources) -> list[str]:
         ProjectionExpression="#s", ExpressionAttributeNames={"#s": "status"})
     counts = Counter(item.get("status", "?") for item in items)
     lines.append("tracks        : " + (", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "none"))
-    latest = IndexStore(resources.refs["IndexBucket"]).read_latest()
-    if latest is None:
-        lines.append("index         : none published yet")
+    read = BundleStore(resources.refs["IndexBucket"]).read_latest()
+    latest = read.pointer
+    if latest is not None:
+        delta = f", delta of {latest.delta_size}" if latest.delta_sequence else ""
+        lines.append(f"index         : version {latest.version}, {latest.count} tracks{delta}")
+    elif read.exists:
+        lines.append(f"index         : LATEST.json is unusable ({read.error}); make index repairs it")
     else:
-        lines.append(f"index         : version {latest.version}, {latest.count} tracks")
+        lines.append("index         : none published yet")
     return lines
 
 

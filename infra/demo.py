@@ -25,6 +25,7 @@ from infra.stack import LocalStack, port_open, running_stack
 
 EXAMPLES = 3
 EXAMPLE_K = 5
+PAGE_EXAMPLE_QUERY = "Bach"
 
 
 def say(message: str) -> None:
@@ -82,12 +83,19 @@ def show_recommendations(api_url: str, queries: list[dict[str, Any]]) -> None:
           f"  curl '{api_url}/health'")
 
 
+def page_banner(api_url: str) -> str:
+    """The first thing the demo prints once it serves: where to open the web page."""
+    return (f"\nOpen the web page: {api_url}/   (try {api_url}/?q={PAGE_EXAMPLE_QUERY} and {api_url}/map)")
+
+
 def run(port: int, once: bool, small: bool) -> int:
     if read_state() is not None:
         print("note: a background local stack (make up) is running; the demo starts its own.", file=sys.stderr)
     if port_open("127.0.0.1", port):
         print(f"error: 127.0.0.1:{port} is in use; pass PORT=<free port> to make demo", file=sys.stderr)
         return 2
+    print(f"soundslike demo: the web page will be at http://127.0.0.1:{port}/ once the steps below are done",
+          flush=True)
     say("demo catalogue")
     folder = build_catalogue(small)
 
@@ -114,11 +122,12 @@ def _run_pipeline(stack: LocalStack, folder: Path, port: int, once: bool) -> int
         publish_index()
 
         say("API")
-        from infra.http_gateway import serve, shutdown
+        from infra.http_gateway import shutdown
 
-        gateway = serve(stack.handler("ApiFunction"), host="127.0.0.1", port=port)
+        gateway = stack.serve_api(host="127.0.0.1", port=port)
         api_url = f"http://127.0.0.1:{gateway[0].server_address[1]}"
         print(f"serving the HTTP API at {api_url}", file=sys.stderr)
+        print(page_banner(api_url), flush=True)
         show_recommendations(api_url, example_queries(folder))
         if not once:
             print("\nServing until Ctrl-C.", flush=True)

@@ -37,6 +37,8 @@ from infra.template import functions, load_template
 Handler = Callable[[dict[str, Any], Any], Any]
 
 LOCAL_API_ID = "local"
+# The function whose CORS settings and context a route without its own function gets.
+API_FUNCTION = "ApiFunction"
 DEFAULT_TIMEOUT_S = 29.0
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 DEFAULT_ROUTE = "$default"
@@ -68,11 +70,13 @@ class Route:
     method: str
     path: str
     pattern: re.Pattern[str] = field(compare=False, repr=False)
+    # The template function the route integrates with ('' = the gateway's default handler).
+    function: str = ""
 
     @classmethod
-    def parse(cls, method: str, path: str) -> Route:
+    def parse(cls, method: str, path: str, function: str = "") -> Route:
         if path == DEFAULT_ROUTE:
-            return cls("ANY", DEFAULT_ROUTE, re.compile(r"^.*$", re.DOTALL))
+            return cls("ANY", DEFAULT_ROUTE, re.compile(r"^.*$", re.DOTALL), function)
         method = method.upper()
         if method == "X-AMAZON-APIGATEWAY-ANY-METHOD":
             method = "ANY"
@@ -85,7 +89,7 @@ class Route:
             regex += f"(?P<{name}>.+)" if greedy else f"(?P<{name}>[^/]+)"
             pos = match.end()
         regex += re.escape(path[pos:])
-        return cls(method, path, re.compile(f"^{regex}$"))
+        return cls(method, path, re.compile(f"^{regex}$"), function)
 
     @property
     def key(self) -> str:
@@ -96,6 +100,16 @@ class Route:
             return None
         found = self.pattern.match(path)
         return None if found is None else {k: unquote(v) for k, v in found.groupdict().items()}
+
+
+def http_api_functions(template: Mapping[str, Any]) -> list[str]:
+    """The template's functions that answer HttpApi routes, ApiFunction first."""
+    names = [
+        name
+        for name, function in functions(dict(template)).items()
+        if any(event.get("Type") == "HttpApi" for event in function["Properties"].get("Events", {}).values())
+    ]
+    return sorted(names, key=lambda name: name != API_FUNCTION)
 
 
 def routes_for_function(template: Mapping[str, Any], function_name: str) -> list[Route]:
@@ -109,11 +123,15 @@ def routes_for_function(template: Mapping[str, Any], function_name: str) -> list
             continue
         props = event.get("Properties", {})
         if "Path" not in props and "Method" not in props:
-            routes.append(Route.parse("ANY", DEFAULT_ROUTE))  # SAM's default route
+            routes.append(Route.parse("ANY", DEFAULT_ROUTE, function_name))  # SAM's default route
         else:
-            routes.append(Route.parse(props.get("Method", "ANY"), props.get("Path", "/{proxy+}")))
+            routes.append(Route.parse(props.get("Method", "ANY"), props.get("Path", "/{proxy+}"), function_name))
     if not routes:
         raise RouteError(f"function {function_name!r} has no HttpApi events in template.yaml")
+    return _most_specific_first(routes)
+
+
+def _most_specific_first(routes: Iterable[Route]) -> list[Route]:
     # API Gateway prefers exact paths over parameters, parameters over greedy ones, a method over ANY,
     # and tries $default only when no other route matches.
     return sorted(routes, key=lambda r: (r.path == DEFAULT_ROUTE, r.path.count("+}"), r.path.count("{"),
@@ -289,14 +307,14 @@ class _GatewayServer(ThreadingHTTPServer):
     def __init__(
         self,
         address: tuple[str, int],
-        handler: Handler,
+        handlers: Mapping[str, Handler],
         routes: list[Route],
         cors: CorsConfig | None,
         function_name: str,
         quiet: bool,
     ) -> None:
         super().__init__(address, _RequestHandler)
-        self.handler = handler
+        self.handlers = dict(handlers)
         self.routes = routes
         self.cors = cors
         self.function_name = function_name
@@ -358,10 +376,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
             source_ip=self.client_address[0],
             protocol=self.request_version,
         )
-        context = LocalLambdaContext(function_name=self.server.function_name, timeout_s=DEFAULT_TIMEOUT_S)
+        function_name = route.function or self.server.function_name
+        context = LocalLambdaContext(function_name=function_name, timeout_s=DEFAULT_TIMEOUT_S)
         try:
             with self.server.invocation_lock:
-                result = self.server.handler(event, context)
+                result = self.server.handlers[function_name](event, context)
             response = parse_response(result)
         except Exception:  # a crashed invocation is a 500, as API Gateway answers it
             self.log_error("handler raised for %s %s", method, path)
@@ -418,19 +437,27 @@ def serve(
     routes: list[Route] | None = None,
     *,
     cors: CorsConfig | None = None,
-    function_name: str = "ApiFunction",
+    function_name: str = API_FUNCTION,
     quiet: bool = True,
+    also: Mapping[str, Handler] | None = None,
 ) -> tuple[ThreadingHTTPServer, threading.Thread]:
     """Start the gateway in a daemon thread; ``server.server_address`` has the bound port.
 
     Stop it with :func:`shutdown`. Without ``routes``, the routes and the CORS
-    configuration are the function's in template.yaml.
+    configuration are the function's in template.yaml, plus the routes of each
+    function in ``also`` (name → handler), which answer them, as API Gateway
+    sends each route to its own integration.
     """
+    also = dict(also or {})
     if routes is None:
         template = load_template()
-        routes = routes_for_function(template, function_name)
+        routes = _most_specific_first(
+            route
+            for name in (function_name, *also)
+            for route in routes_for_function(template, name)
+        )
         cors = cors if cors is not None else cors_for_function(template, function_name)
-    server = _GatewayServer((host, port), handler, routes, cors, function_name, quiet)
+    server = _GatewayServer((host, port), {**also, function_name: handler}, routes, cors, function_name, quiet)
     thread = threading.Thread(target=server.serve_forever, name=f"http-gateway-{function_name}", daemon=True)
     thread.start()
     return server, thread

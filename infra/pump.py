@@ -374,6 +374,34 @@ class SqsPoller:
         return sum(queue_depths(self.sqs, self.mapping.queue_url))
 
 
+class StreamReader:
+    """A table's DynamoDB stream read on demand, each call's records as one Lambda event (tests and benches)."""
+
+    def __init__(self, table_name: str, dynamodb: Any, streams: Any) -> None:
+        self.arn = dynamodb.describe_table(TableName=table_name)["Table"]["LatestStreamArn"]
+        self.streams = streams
+        self.iterators: dict[str, str | None] = {}
+
+    def batch(self) -> dict[str, Any]:
+        """Every record written since the last call, as one stream event."""
+        shards = self.streams.describe_stream(StreamArn=self.arn)["StreamDescription"]["Shards"]
+        for shard in shards:
+            if shard["ShardId"] not in self.iterators:
+                self.iterators[shard["ShardId"]] = self.streams.get_shard_iterator(
+                    StreamArn=self.arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+                )["ShardIterator"]
+        records: list[dict[str, Any]] = []
+        for shard_id, iterator in self.iterators.items():
+            while iterator:
+                response = self.streams.get_records(ShardIterator=iterator, Limit=1000)
+                iterator = response.get("NextShardIterator")
+                records.extend(stream_event_record(r, self.arn) for r in response.get("Records", []))
+                if not response.get("Records"):
+                    break
+            self.iterators[shard_id] = iterator
+        return {"Records": records}
+
+
 class StreamPoller:
     def __init__(self, mapping: StreamMapping, streams: Any, sqs: Any, invoke: Invoker,
                  retry_delay_s: float = 0.5, max_window_s: float = 2.0) -> None:

@@ -296,6 +296,8 @@ def create_table_params(props: dict[str, Any], name: str) -> dict[str, Any]:
     }
     if "StreamSpecification" in props:
         params["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
+    if "GlobalSecondaryIndexes" in props:
+        params["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
     return params
 
 

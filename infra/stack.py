@@ -184,6 +184,32 @@ class LocalStack:
                     else:
                         os.environ[key] = value
 
+    def wait_for_index(self, count: int, timeout_s: float = 120.0, poll_s: float = 0.5) -> dict[str, Any]:
+        """LATEST.json once it names an index of ``count`` tracks; AssertionError after ``timeout_s``."""
+        import json
+
+        from catalog.keys import LATEST_KEY
+
+        s3 = self.client("s3")
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                latest = json.loads(s3.get_object(Bucket=self.resources.refs["IndexBucket"], Key=LATEST_KEY)["Body"].read())
+                if latest["count"] == count:
+                    return latest
+            except s3.exceptions.NoSuchKey:
+                pass
+            time.sleep(poll_s)
+        raise AssertionError(f"no index of {count} tracks was published within {timeout_s:.0f} s")
+
+    def serve_api(self, host: str = "127.0.0.1", port: int = 0, quiet: bool = True) -> tuple[Any, threading.Thread]:
+        """The loopback HTTP API: every HttpApi route in the template, each answered by its own function."""
+        from infra.http_gateway import API_FUNCTION, http_api_functions, serve
+
+        handlers = {name: self.handler(name) for name in http_api_functions(self.template)}
+        api = handlers.pop(API_FUNCTION)
+        return serve(api, host=host, port=port, quiet=quiet, also=handlers)
+
     def timeouts(self) -> dict[str, float]:
         return {name: float(f["Properties"].get("Timeout", 3)) for name, f in functions(self.template).items()}
 
@@ -213,12 +239,33 @@ class LocalStack:
         return EventPump(self.pollers(only, handlers))
 
 
+# Objects a handler module builds once per container from boto3 clients (module, function).
+_CONTAINER_CACHES = (
+    ("extractor.handler", "extraction"),
+    ("dead_letters.handler", "dead_letters"),
+    ("annoy_service.handler", "dependencies"),
+    ("api.deps", "_index_cache_for"),
+    ("api.deps", "_table_on"),
+    ("api.routes.web", "_lookup_for"),
+    ("crawler.pipeline", "default_crawler"),
+)
+
+
 def _forget_clients() -> None:
-    """Drop the cached boto3 clients: they hold the endpoint they were made with."""
+    """Drop the cached boto3 clients, and what handlers built from them: they hold the endpoint they were made with.
+
+    A new stack in the same process is a new set of Lambda containers: without this, a handler
+    imported for an earlier stack keeps talking to that stack's (stopped) moto server.
+    """
     from catalog import storage
 
     storage.client.cache_clear()
+    storage.signing_client.cache_clear()
     storage.resource.cache_clear()
+    for module_name, function in _CONTAINER_CACHES:
+        module = sys.modules.get(module_name)
+        if module is not None:
+            getattr(module, function).cache_clear()
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from api import tracks
 from api.constants import K_DEFAULT, K_MAX, K_MIN
 from api.deps import served_index, tracks_table
+from api.descriptor_filters import parse_filters
 from api.errors import json_response
 from api.recommend import TrackNotIndexedError, recommendations
 from api.served import ServedIndex
@@ -28,8 +29,11 @@ def get_recommendations(
     k: Annotated[int, Query(ge=K_MIN, le=K_MAX)] = K_DEFAULT,
     distinct_artists: Annotated[bool, Query(alias="distinctArtists")] = False,
 ) -> Response[str]:
+    # minTempo, maxTempo, tempoOctaves, key, minLoudness, maxLoudness, mode: parsed by the one
+    # function every list endpoint shares (the OpenAPI document lists them).
+    filters = parse_filters(router.current_event.query_string_parameters or {})
     try:
-        body = recommendations(index, track_id, k, distinct_artists)
+        body = recommendations(index, track_id, k, distinct_artists, filters)
     except TrackNotIndexedError:
         # Only a miss reads the table, to say whether the track is pending, failed or unknown.
         raise tracks.not_indexed_error(table, track_id) from None

@@ -9,15 +9,25 @@ from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from api import tracks
-from api.deps import IngestFunction, current_index, ingest_function, tracks_table
+from api.deps import current_index, tracks_table
 from api.errors import json_response
 from api.served import ServedIndex
+from api.tracks import IngestFunction
 from catalog.keys import TRACK_ID_PATTERN
 from catalog.storage import TrackTable
 
 router = APIGatewayHttpRouter()
 
 TrackIdPath = Annotated[str, PathParam(pattern=TRACK_ID_PATTERN)]
+
+
+# A dependency of PUT alone, kept here rather than in api.deps so that a function serving
+# other routes from api.deps (ByAudioFunction) does not reach the crawler's code.
+def ingest_function() -> IngestFunction:
+    """The crawler's ingest_track, imported on the first PUT so that GET requests never load spotipy."""
+    from crawler.pipeline import ingest_track
+
+    return ingest_track
 
 
 @router.get("/tracks/<trackId>")

@@ -10,10 +10,13 @@ from typing import Any
 import boto3
 import numpy as np
 
-from annoy_service.publisher import Announcer, IndexStore
+from annoy_service.publisher import Announcer
+from annoy_service.service import Indexer, Settings
+from catalog.bundle_store import BundleStore
 from catalog.model import MODEL_ID
 from catalog.records import PreviewSource, Source, Status, TrackRecord, encode_embedding
 from catalog.storage import TrackTable
+from infra.pump import StreamReader
 
 REGION = "us-east-1"
 MODEL = MODEL_ID
@@ -28,11 +31,30 @@ def load_event(name: str) -> dict[str, Any]:
 @dataclass
 class Stack:
     table: TrackTable
-    store: IndexStore
+    store: BundleStore
     announcer: Announcer
     bucket: str
     queue_url: str
     rng: np.random.Generator
+    stream: StreamReader
+    topic_arn: str
+
+    def settings(self, **overrides: Any) -> Settings:
+        """Test settings: few trees (quick builds), no debounce and no compaction unless a test sets them."""
+        return Settings(**{"table": "Tracks", "bucket": self.bucket, "topic_arn": self.topic_arn,
+                           "n_trees": 5, "debounce_s": 0.0, "compact_items": 10**9, "compact_share": 10.0, **overrides})
+
+    def indexer(self, **overrides: Any) -> Indexer:
+        hooks = {name: overrides.pop(name) for name in ("clock", "sleep", "workdir") if name in overrides}
+        return Indexer(self.settings(**overrides), self.table, self.store, self.announcer, **hooks)
+
+    def mark_ready(self, track_id: str, vector: Any = None, **fields: Any) -> np.ndarray:
+        """The extractor's write: the raw vector it stored, as float32."""
+        embedding = encode_embedding(self.rng.standard_normal(DIM) if vector is None else vector)
+        self.table.mark_ready(track_id, embedding=embedding, dim=DIM, model=MODEL, tags=fields.pop("tags", {"rock": 0.9}),
+                              fallback=TrackRecord(track_id=track_id, source=Source.SPOTIFY,
+                                                   title=fields.pop("title", f"title of {track_id}"), artists=["Someone"]))
+        return np.frombuffer(embedding, dtype="<f4").copy()
 
     def put_ready(self, track_id: str, vector: Any = None, model: str = MODEL, dim: int = DIM, **fields: Any) -> bytes:
         item = self.ready_item(track_id, vector, model, dim, **fields)

@@ -11,10 +11,12 @@ from annoy_helpers import REGION, Stack
 from moto import mock_aws
 
 from annoy_service import handler
-from annoy_service.publisher import Announcer, IndexStore
+from annoy_service.publisher import Announcer
 from catalog import storage
+from catalog.bundle_store import BundleStore
 from catalog.storage import TrackTable
 from infra.context import LocalLambdaContext
+from infra.pump import StreamReader
 from infra.resources import template_table_params
 
 
@@ -31,6 +33,8 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         "TRACKS_TABLE": "Tracks",
         "INDEX_BUCKET": "index-bucket",
         "INDEX_KEEP_VERSIONS": "5",
+        "INDEX_N_TREES": "5",
+        "INDEX_DEBOUNCE_S": "0",
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
@@ -51,11 +55,13 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
         yield Stack(
             table=TrackTable("Tracks"),
-            store=IndexStore("index-bucket"),
+            store=BundleStore("index-bucket"),
             announcer=Announcer(topic_arn),
             bucket="index-bucket",
             queue_url=queue_url,
             rng=np.random.default_rng(7),
+            stream=StreamReader("Tracks", ddb, boto3.client("dynamodbstreams", region_name=REGION)),
+            topic_arn=topic_arn,
         )
         storage.client.cache_clear()
         storage.resource.cache_clear()

@@ -1,15 +1,15 @@
-"""Which recorded Tracks stream records make the index change."""
+"""What recorded Tracks stream records change in the index, read from the records alone."""
 
 from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 from annoy_helpers import MODEL, load_event
 from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent
 
-from annoy_service.changes import StreamConfigError, index_must_change, indexed_embedding, record_changes_index
-from catalog.records import decode_embedding
+from annoy_service.changes import Remove, StreamConfigError, Upsert, indexed_entry, record_change, stream_changes
 
 
 def _records(name: str) -> list:
@@ -17,48 +17,57 @@ def _records(name: str) -> list:
 
 
 @pytest.mark.parametrize(
-    ("event", "changes"),
+    ("event", "change"),
     [
-        ("annoy_stream_mark_ready", True),
-        ("annoy_stream_ready_reextracted", True),
-        ("annoy_stream_remove_ready", True),
-        ("annoy_stream_ready_other_model", True),  # leaves the current model's index
-        ("annoy_stream_insert_pending", False),
-        ("annoy_stream_insert_pending_local", False),
-        ("annoy_stream_mark_failed", False),
-        ("annoy_stream_ready_playlist_added", False),
-        ("annoy_stream_remove_other_model", False),
+        ("annoy_stream_mark_ready", Upsert),
+        ("annoy_stream_ready_reextracted", Upsert),
+        ("annoy_stream_remove_ready", Remove),
+        ("annoy_stream_ready_other_model", Remove),  # leaves the current model's index
+        ("annoy_stream_insert_pending", None),
+        ("annoy_stream_insert_pending_local", None),
+        ("annoy_stream_mark_failed", None),  # pending to failed: it was never indexed
+        ("annoy_stream_ready_playlist_added", None),  # playlists are not part of TrackMeta
+        ("annoy_stream_remove_other_model", None),
     ],
 )
-def test_recorded_stream_record_changes_index_only_when_a_ready_embedding_changes(event: str, changes: bool) -> None:
-    assert index_must_change(_records(event), MODEL) is changes
+def test_recorded_stream_record_becomes_the_right_change(event: str, change: type | None) -> None:
+    (record,) = _records(event)
+    got = record_change(record, MODEL)
+    assert (type(got) if got is not None else None) is change
+    if got is not None:
+        assert got.track_id == record.dynamodb.keys["track_id"]
+
+
+def test_upsert_carries_the_new_images_embedding_and_metadata() -> None:
+    (record,) = _records("annoy_stream_mark_ready")
+    change = record_change(record, MODEL)
+    assert isinstance(change, Upsert) and change.was_indexed is False
+    assert change.meta.title == "Never Gonna Give You Up" and change.meta.artists == ("Rick Astley",)
+    assert change.vector.shape == (200,) and abs(float(np.linalg.norm(change.vector)) - 1.0) < 1e-5
+    (again,) = _records("annoy_stream_ready_reextracted")
+    assert record_change(again, MODEL).was_indexed is True
 
 
 def test_other_models_changes_matter_only_to_their_own_index() -> None:
     other = "musicnn-mtt-v1"
-    assert index_must_change(_records("annoy_stream_ready_other_model"), other)
-    assert index_must_change(_records("annoy_stream_remove_other_model"), other)
-    assert not index_must_change(_records("annoy_stream_mark_ready"), other)
+    assert isinstance(record_change(_records("annoy_stream_ready_other_model")[0], other), Upsert)
+    assert isinstance(record_change(_records("annoy_stream_remove_other_model")[0], other), Remove)
+    assert record_change(_records("annoy_stream_mark_ready")[0], other) is None
 
 
-def test_batch_changes_index_when_any_record_does() -> None:
-    quiet = _records("annoy_stream_insert_pending") + _records("annoy_stream_ready_playlist_added")
-    assert not index_must_change(quiet, MODEL)
-    assert index_must_change(quiet + _records("annoy_stream_mark_ready"), MODEL)
+def test_batch_keeps_stream_order() -> None:
+    records = _records("annoy_stream_mark_ready") + _records("annoy_stream_ready_playlist_added") + _records(
+        "annoy_stream_remove_ready"
+    )
+    assert [type(c) for c in stream_changes(records, MODEL)] == [Upsert, Remove]
 
 
-def test_base64_binary_from_lambda_json_decodes_to_the_stored_embedding() -> None:
-    (record,) = _records("annoy_stream_mark_ready")
-    embedding = indexed_embedding(record.dynamodb.new_image, MODEL)
-    assert embedding is not None
-    vector = decode_embedding(embedding, dim=200)
-    assert abs(float((vector**2).sum()) - 1.0) < 1e-5
-
-
-def test_metadata_edit_on_ready_item_keeps_the_embedding_bytes_equal() -> None:
-    (record,) = _records("annoy_stream_ready_playlist_added")
-    old = indexed_embedding(record.dynamodb.old_image, MODEL)
-    assert old is not None and old == indexed_embedding(record.dynamodb.new_image, MODEL)
+def test_a_ready_image_with_an_unusable_embedding_is_not_indexed() -> None:
+    event = copy.deepcopy(load_event("annoy_stream_ready_reextracted"))
+    event["Records"][0]["dynamodb"]["NewImage"]["embedding"]["B"] = "not base64!"
+    (record,) = DynamoDBStreamEvent(event).records
+    assert indexed_entry(record.dynamodb.new_image, MODEL) is None
+    assert isinstance(record_change(record, MODEL), Remove)  # the old, usable one leaves the index
 
 
 def test_keys_only_stream_is_refused_with_a_clear_error() -> None:
@@ -68,11 +77,4 @@ def test_keys_only_stream_is_refused_with_a_clear_error() -> None:
     del stream["NewImage"], stream["OldImage"]
     (record,) = DynamoDBStreamEvent(event).records
     with pytest.raises(StreamConfigError, match="NEW_AND_OLD_IMAGES"):
-        record_changes_index(record, MODEL)
-
-
-def test_embedding_that_is_not_base64_is_refused() -> None:
-    event = copy.deepcopy(load_event("annoy_stream_mark_ready"))
-    event["Records"][0]["dynamodb"]["NewImage"]["embedding"]["B"] = "not base64!"
-    with pytest.raises(ValueError, match="base64"):
-        index_must_change(DynamoDBStreamEvent(event).records, MODEL)
+        record_change(record, MODEL)

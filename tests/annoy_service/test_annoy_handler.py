@@ -1,4 +1,4 @@
-"""The Lambda handler on recorded stream batches: rebuild once, idempotent, failures reported."""
+"""The Lambda handler: recorded and real stream batches become deltas, schedules compact and reconcile."""
 
 from __future__ import annotations
 
@@ -6,17 +6,11 @@ import copy
 import json
 from typing import Any
 
-import boto3
 import pytest
-from annoy_helpers import REGION, Stack, load_event
+from annoy_helpers import Stack, load_event
 
-from annoy_service import handler, service
-from catalog.bundle import LatestPointer
-from catalog.keys import LATEST_KEY
-
-
-def _latest(stack: Stack) -> LatestPointer | None:
-    return stack.store.read_latest()
+from annoy_service import handler
+from catalog.bundle_store import BundleStore
 
 
 def _batch(*names: str) -> dict[str, Any]:
@@ -24,88 +18,80 @@ def _batch(*names: str) -> dict[str, Any]:
     return {"Records": copy.deepcopy(records)}
 
 
-@pytest.fixture(autouse=True)
-def few_trees(monkeypatch: pytest.MonkeyPatch) -> None:
-    # the recall test pins N_TREES; here a smaller forest keeps builds quick
-    original = service.rebuild_and_publish
-
-    def quick(*args: Any, **kwargs: Any) -> Any:
-        return original(*args, **{**kwargs, "n_trees": 5})
-
-    monkeypatch.setattr(handler, "rebuild_and_publish", quick)
-
-
-def test_ready_embedding_batch_publishes_one_version_and_announces_it(stack: Stack, lambda_context: Any) -> None:
-    for i in range(20):
-        stack.put_ready(f"t{i:02d}")
-    response = handler.lambda_handler(
-        _batch("annoy_stream_mark_ready", "annoy_stream_ready_reextracted", "annoy_stream_remove_ready"), lambda_context
-    )
+def test_first_ready_batch_on_a_fresh_bucket_publishes_a_base_and_announces_it(stack: Stack, lambda_context: Any) -> None:
+    response = handler.lambda_handler(_batch("annoy_stream_mark_ready"), lambda_context)
     assert response == {"batchItemFailures": []}
-    latest = _latest(stack)
-    assert latest is not None and latest.count == 20
-    assert stack.store.versions() == [latest.version]
+    latest = stack.store.read_latest().pointer
+    assert latest is not None and latest.count == 1 and latest.delta_sequence == 0
+    assert stack.store.base_versions() == [latest.base_version]
     (envelope,) = stack.announcements()
     assert json.loads(envelope["Message"])["version"] == latest.version
 
 
-def test_redelivered_batch_publishes_no_new_version(stack: Stack, lambda_context: Any) -> None:
+def test_real_stream_batches_publish_deltas_and_a_redelivery_publishes_nothing(stack: Stack, lambda_context: Any) -> None:
     for i in range(20):
-        stack.put_ready(f"t{i:02d}")
-    event = _batch("annoy_stream_mark_ready")
+        stack.mark_ready(f"t{i:02d}")
+    assert handler.lambda_handler(stack.stream.batch(), lambda_context) == {"batchItemFailures": []}
+    first = stack.store.read_latest()
+    stack.mark_ready("t05")  # re-extracted: a new embedding
+    event = stack.stream.batch()
     handler.lambda_handler(copy.deepcopy(event), lambda_context)
-    first = _latest(stack)
+    second = stack.store.read_latest()
+    assert second.pointer.version == f"{first.pointer.base_version}+1" and second.pointer.count == 20
     stack.announcements()
-
     assert handler.lambda_handler(copy.deepcopy(event), lambda_context) == {"batchItemFailures": []}
-    assert _latest(stack) == first
-    assert stack.store.versions() == [first.version]
-    assert stack.announcements() == []
+    assert stack.store.read_latest().etag == second.etag and stack.announcements() == []
 
 
-def test_changed_embedding_after_publication_publishes_a_newer_version(stack: Stack, lambda_context: Any) -> None:
-    for i in range(20):
-        stack.put_ready(f"t{i:02d}")
-    handler.lambda_handler(_batch("annoy_stream_mark_ready"), lambda_context)
-    first = _latest(stack)
-    stack.put_ready("t05")  # re-extracted: a new embedding
-    handler.lambda_handler(_batch("annoy_stream_ready_reextracted"), lambda_context)
-    second = _latest(stack)
-    assert second.version > first.version and second.content_sha256 != first.content_sha256
-
-
-def test_batch_without_ready_embedding_changes_builds_nothing(stack: Stack, lambda_context: Any) -> None:
-    stack.put_ready("t00")
+def test_batch_without_index_changes_builds_nothing(stack: Stack, lambda_context: Any) -> None:
     response = handler.lambda_handler(
         _batch("annoy_stream_insert_pending", "annoy_stream_ready_playlist_added", "annoy_stream_mark_failed"),
         lambda_context,
     )
     assert response == {"batchItemFailures": []}
-    assert _latest(stack) is None and stack.keys() == []
+    assert stack.store.read_latest().pointer is None and stack.keys() == []
 
 
-def test_build_failure_reports_the_batch_failed_from_its_first_record_and_keeps_latest(
+def test_publication_failure_reports_the_batch_failed_from_its_first_record_and_keeps_latest(
     stack: Stack, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for i in range(20):
-        stack.put_ready(f"t{i:02d}")
-    handler.lambda_handler(_batch("annoy_stream_mark_ready"), lambda_context)
-    before = boto3.client("s3", region_name=REGION).get_object(Bucket=stack.bucket, Key=LATEST_KEY)["Body"].read()
+        stack.mark_ready(f"t{i:02d}")
+    handler.lambda_handler(stack.stream.batch(), lambda_context)
+    before = stack.store.read_latest()
     stack.announcements()
-    stack.put_ready("t21")
+    stack.mark_ready("t21")
 
-    def broken_build(*args: Any, **kwargs: Any) -> Any:
-        raise MemoryError("injected: build ran out of memory")
+    def broken_upload(*args: Any, **kwargs: Any) -> Any:
+        raise MemoryError("injected: the delta could not be written")
 
-    monkeypatch.setattr(service, "build_index", broken_build)
-    event = _batch("annoy_stream_insert_pending", "annoy_stream_ready_reextracted")
+    monkeypatch.setattr(BundleStore, "upload_delta", broken_upload)
+    event = stack.stream.batch()
     response = handler.lambda_handler(event, lambda_context)
-
     first_sequence = event["Records"][0]["dynamodb"]["SequenceNumber"]
     assert response == {"batchItemFailures": [{"itemIdentifier": first_sequence}]}
-    after = boto3.client("s3", region_name=REGION).get_object(Bucket=stack.bucket, Key=LATEST_KEY)["Body"].read()
-    assert after == before
+    assert stack.store.read_latest().etag == before.etag
     assert stack.announcements() == []
+
+
+def test_scheduled_compaction_and_reconcile(stack: Stack, lambda_context: Any) -> None:
+    for i in range(20):
+        stack.mark_ready(f"t{i:02d}")
+    handler.lambda_handler(stack.stream.batch(), lambda_context)
+    stack.mark_ready("t20")
+    handler.lambda_handler(stack.stream.batch(), lambda_context)
+    assert stack.store.read_latest().pointer.delta_sequence == 1
+    compacted = handler.lambda_handler({"action": "compact"}, lambda_context)
+    latest = stack.store.read_latest().pointer
+    assert compacted["result"] == "compacted" and latest.delta_sequence == 0 and latest.count == 21
+    # A track written behind the stream's back (drift) is found and fixed by the weekly reconcile.
+    stack.put_ready("behind-the-stream")
+    stack.stream.batch()
+    reconciled = handler.lambda_handler({"action": "reconcile"}, lambda_context)
+    assert reconciled["result"] == "rebuilt" and reconciled["drift"] == {"missing": 1, "stale": 0, "changed": 0}
+    assert stack.store.read_latest().pointer.count == 22
+    with pytest.raises(handler.UnknownActionError):
+        handler.lambda_handler({"action": "dance"}, lambda_context)
 
 
 def test_missing_setting_is_named_in_the_error(stack: Stack, lambda_context: Any, monkeypatch: pytest.MonkeyPatch) -> None:

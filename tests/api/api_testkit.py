@@ -1,4 +1,4 @@
-"""Helpers for the API's tests: index bundles built with Annoy as the annoy_service builds them, fakes."""
+"""Helpers for the API's tests: index bundles written by catalog.bundle's writer, fakes."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from annoy import AnnoyIndex
 
-from catalog.bundle import LatestPointer, Manifest, Projection, TrackMeta, sha256_file
+from api.served import ServedIndex
+from catalog.bundle import BaseManifest, BaseReader, BaseRows, Delta, LatestPointer, TrackMeta, write_base
 from catalog.ingest import IngestOutcome, IngestStatus
 from catalog.keys import new_index_version
 from catalog.model import MODEL_ID
@@ -45,9 +45,22 @@ def clustered_vectors(n: int, dim: int = DIM, seed: int = 7) -> np.ndarray:
 
 @dataclasses.dataclass
 class PublishedBundle:
-    manifest: Manifest
+    manifest: BaseManifest
     pointer: LatestPointer
     vectors: np.ndarray
+    track_ids: list[str]
+
+
+def sample_meta(track_id: str, i: int, artists: list[str] | None = None) -> TrackMeta:
+    return TrackMeta(
+        track_id=track_id,
+        title=f"Song {i}",
+        artists=tuple(artists if artists is not None else [f"Artist {i}"]),
+        album=f"Album {i // 3}",
+        source="spotify",
+        preview_source="deezer" if i % 2 else "spotify",
+        tags={"rock": 0.5, "guitar": 0.25},
+    )
 
 
 def build_bundle(
@@ -56,46 +69,30 @@ def build_bundle(
     vectors: np.ndarray,
     *,
     artists: list[list[str]] | None = None,
+    descriptors: list[dict[str, Any] | None] | None = None,
     version: str | None = None,
-) -> tuple[Manifest, Path]:
-    """tracks.ann + its Manifest, built the way the annoy_service publishes them."""
-    dim = int(vectors.shape[1])
-    index = AnnoyIndex(dim, "angular")
-    for i, vector in enumerate(vectors):
-        index.add_item(i, vector.tolist())
-    index.build(N_TREES)
-    directory.mkdir(parents=True, exist_ok=True)
-    ann_path = directory / "tracks.ann"
-    index.save(str(ann_path))
-    index.unload()
-    version = version or new_index_version()
-    tracks = [
-        TrackMeta(
-            track_id=track_id,
-            title=f"Song {i}",
-            artists=tuple(artists[i] if artists else [f"Artist {i}"]),
-            album=f"Album {i // 3}",
-            source="spotify",
-            preview_source="deezer" if i % 2 else "spotify",
-            tags={"rock": 0.5, "guitar": 0.25},
-        ).to_dict()
+) -> BaseManifest:
+    """A base written by the bundle's one writer, as the annoy_service writes it."""
+    metas = [
+        dataclasses.replace(sample_meta(track_id, i, artists[i] if artists else None),
+                            descriptors=descriptors[i] if descriptors else None).to_json()
         for i, track_id in enumerate(track_ids)
     ]
-    manifest = Manifest(
-        version=version,
+    return write_base(
+        directory,
+        [BaseRows(list(track_ids), metas, np.asarray(vectors, np.float32))],
+        version=version or new_index_version(),
         created_at=utc_now_iso(),
         model=MODEL,
-        dim=dim,
         n_trees=N_TREES,
         search_k=SEARCH_K,
-        count=len(track_ids),
-        ann_sha256=sha256_file(ann_path),
-        ann_bytes=ann_path.stat().st_size,
-        track_ids=list(track_ids),
-        tracks=tracks,
-        projection=Projection.fit(vectors).to_dict(),
     )
-    return manifest, ann_path
+
+
+def open_bundle(directory: Path, manifest: BaseManifest, delta: Delta | None = None) -> ServedIndex:
+    """What the API serves from a base written in ``directory`` (and a delta)."""
+    version = manifest.version if delta is None else f"{manifest.version}+{delta.sequence}"
+    return ServedIndex(BaseReader.open(directory, manifest), delta, version)
 
 
 class FakeClock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import boto3
 import pytest
 from api_testkit import (
     DIM,
+    MODEL,
     FakeClock,
     PublishedBundle,
     build_bundle,
@@ -23,7 +25,9 @@ from api_testkit import (
 from moto import mock_aws
 
 from catalog.bundle import LatestPointer
-from catalog.keys import LATEST_KEY
+from catalog.bundle_store import BundleStore
+from catalog.keys import ANN_FILENAME, bundle_prefix
+from catalog.records import utc_now_iso
 from infra.context import LocalLambdaContext
 from infra.resources import template_table_params
 
@@ -59,7 +63,7 @@ def aws(aws_env: None) -> Iterator[None]:
 
 @pytest.fixture
 def publish(aws: None, tmp_path: Path) -> Callable[..., PublishedBundle]:
-    """Upload a bundle and point LATEST.json at it; ``tamper`` corrupts one part first."""
+    """Upload a base through BundleStore and point LATEST.json at it; ``tamper`` corrupts one part first."""
 
     def _publish(
         n: int = 50,
@@ -69,21 +73,28 @@ def publish(aws: None, tmp_path: Path) -> Callable[..., PublishedBundle]:
         artists: list[list[str]] | None = None,
         tamper: str | None = None,
         ids: list[str] | None = None,
+        descriptors: list[dict[str, Any] | None] | None = None,
     ) -> PublishedBundle:
         track_ids = ids or [spotify_like_id(i) for i in range(n)]
         vectors = clustered_vectors(len(track_ids), dim, seed)
-        manifest, ann_path = build_bundle(tmp_path / f"build-{seed}-{tamper}", track_ids, vectors, artists=artists)
-        ann_bytes = ann_path.read_bytes()
-        if tamper == "checksum":
-            ann_bytes = ann_bytes[:-1] + bytes([ann_bytes[-1] ^ 0xFF])
-        if tamper == "dim":
-            manifest = dataclasses.replace(manifest, dim=dim + 1)
-        pointer = LatestPointer.for_manifest(manifest)
+        directory = tmp_path / f"build-{seed}-{tamper}-{len(track_ids)}"
+        manifest = build_bundle(directory, track_ids, vectors, artists=artists, descriptors=descriptors)
+        store = BundleStore(INDEX_BUCKET)
+        manifest_sha = store.upload_base(directory, manifest)
         s3 = boto3.client("s3")
-        s3.put_object(Bucket=INDEX_BUCKET, Key=manifest.ann_key, Body=ann_bytes)
-        s3.put_object(Bucket=INDEX_BUCKET, Key=manifest.manifest_key, Body=manifest.to_json())
-        s3.put_object(Bucket=INDEX_BUCKET, Key=LATEST_KEY, Body=pointer.to_json())
-        return PublishedBundle(manifest, pointer, vectors)
+        if tamper == "checksum":
+            ann = (directory / ANN_FILENAME).read_bytes()
+            s3.put_object(Bucket=INDEX_BUCKET, Key=bundle_prefix(manifest.version) + ANN_FILENAME,
+                          Body=ann[:-1] + bytes([ann[-1] ^ 0xFF]))
+        if tamper == "dim":
+            bad = json.loads(manifest.to_json())
+            bad["dim"] = dim + 1
+            body = json.dumps(bad).encode()
+            s3.put_object(Bucket=INDEX_BUCKET, Key=manifest.manifest_key, Body=body)
+            manifest_sha = hashlib.sha256(body).hexdigest()
+        pointer = LatestPointer.for_base(manifest, manifest_sha, utc_now_iso())
+        store.write_latest(pointer, store.read_latest().etag)
+        return PublishedBundle(manifest, pointer, vectors, track_ids)
 
     return _publish
 
@@ -107,14 +118,15 @@ def api(aws: None, tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
     """
     from api import deps, handler
     from api.index_cache import IndexCache
+    from api.routes import tracks
 
     cache = IndexCache(INDEX_BUCKET, directory=tmp_path / "index", recheck_s=60.0, clock=clock)
 
-    def no_crawler() -> deps.IngestFunction:
+    def no_crawler() -> Any:
         raise AssertionError("this test did not expect PUT /tracks to reach the crawler")
 
     override(handler.app, deps.index_cache, cache)
-    override(handler.app, deps.ingest_function, no_crawler)
+    override(handler.app, tracks.ingest_function, no_crawler)
     try:
         yield handler
     finally:
@@ -124,10 +136,10 @@ def api(aws: None, tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
 @pytest.fixture
 def use_ingest(api: Any) -> Callable[[Callable[[str], Any]], None]:
     """Make PUT /tracks/{trackId} call this function instead of the crawler."""
-    from api import deps
+    from api.routes import tracks
 
     def _use(ingest: Callable[[str], Any]) -> None:
-        override(api.app, deps.ingest_function, ingest)
+        override(api.app, tracks.ingest_function, ingest)
 
     return _use
 
@@ -166,6 +178,25 @@ def http_event() -> Callable[..., dict[str, Any]]:
 EXAMPLE_TRACK_ID = "4uLU6hMCjMI75M1A2tKUQC"
 
 
+@dataclasses.dataclass
+class FakeClipEmbedding:
+    vector: Any
+    tags: dict[str, float] = dataclasses.field(default_factory=lambda: {"rock": 0.5})
+    model: str = MODEL
+
+
+@dataclasses.dataclass
+class FakeClipDescriptors:
+    def to_json(self) -> dict[str, Any]:
+        return {"tempoBpm": 100.0, "mode": "minor", "camelot": "8A", "loudnessLufs": -14.0}
+
+
+@dataclasses.dataclass
+class FakeClipAnalysis:
+    embedding: FakeClipEmbedding
+    descriptors: FakeClipDescriptors = dataclasses.field(default_factory=FakeClipDescriptors)
+
+
 @pytest.fixture
 def served_api(
     api: Any, publish: Callable[..., PublishedBundle], use_ingest: Callable[[Callable[[str], Any]], None]
@@ -183,9 +214,17 @@ def served_api(
             Item=TrackRecord(track_id=track_id, source=Source.SPOTIFY, status=Status.READY, title=f"Song {i}").to_item()
         )
     use_ingest(fake_ingest)
-    server, thread = serve(api.lambda_handler)
+    # POST /recommendations/by-audio is ByAudioFunction's: the same index cache, and an
+    # embedder that answers any decodable clip with track 0's vector (no TensorFlow here).
+    from api import by_audio_handler, deps
+    from api.routes import by_audio
+
+    by_audio_handler.app.dependency_overrides[deps.index_cache] = api.app.dependency_overrides[deps.index_cache]
+    override(by_audio_handler.app, by_audio.audio_analyser, lambda clip: FakeClipAnalysis(FakeClipEmbedding(bundle.vectors[0])))
+    server, thread = serve(api.lambda_handler, also={"ByAudioFunction": by_audio_handler.lambda_handler})
     host, port = server.server_address[:2]
     try:
         yield f"http://{host}:{port}", bundle
     finally:
         shutdown(server, thread)
+        by_audio_handler.app.dependency_overrides.clear()

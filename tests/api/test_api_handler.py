@@ -64,14 +64,14 @@ def test_results_are_the_exact_nearest_neighbours_without_the_query(api, publish
     bundle = publish(n=60)
     vectors = bundle.vectors
     for query in (0, 17, 59):
-        track_id = bundle.manifest.track_ids[query]
+        track_id = bundle.track_ids[query]
         status, body, _ = call(api, http_event("GET", "/recommendations", {"trackId": track_id, "k": "7"}), lambda_context)
         assert status == 200
         cosine = vectors @ vectors[query]
         expected = [i for i in np.argsort(-cosine) if i != query][:7]
         got = [r["trackId"] for r in body["results"]]
         assert track_id not in got
-        assert got == [bundle.manifest.track_ids[i] for i in expected]
+        assert got == [bundle.track_ids[i] for i in expected]
         sims = [r["similarity"] for r in body["results"]]
         assert sims == sorted(sims, reverse=True)
         np.testing.assert_allclose(sims, cosine[expected], atol=1e-5)
@@ -81,7 +81,7 @@ def test_results_are_the_exact_nearest_neighbours_without_the_query(api, publish
 
 def test_k_defaults_to_10_and_k_100_returns_all_others(api, publish, http_event, lambda_context) -> None:
     bundle = publish(n=50)
-    track_id = bundle.manifest.track_ids[3]
+    track_id = bundle.track_ids[3]
     _, body, _ = call(api, http_event("GET", "/recommendations", {"trackId": track_id}), lambda_context)
     assert len(body["results"]) == 10
     _, body, _ = call(api, http_event("GET", "/recommendations", {"trackId": track_id, "k": "100"}), lambda_context)
@@ -92,7 +92,7 @@ def test_k_defaults_to_10_and_k_100_returns_all_others(api, publish, http_event,
 def test_distinct_artists_gives_one_result_per_artist_and_none_by_the_query_artist(api, publish, http_event, lambda_context) -> None:
     artists = [[f"Band {i % 5}"] + (["Guest"] if i % 7 == 0 else []) for i in range(60)]
     bundle = publish(n=60, artists=artists)
-    track_id = bundle.manifest.track_ids[1]
+    track_id = bundle.track_ids[1]
     query = {"trackId": track_id, "k": "10", "distinctArtists": "true"}
     status, body, _ = call(api, http_event("GET", "/recommendations", query), lambda_context)
     assert status == 200
@@ -161,7 +161,7 @@ def test_recommendations_read_the_tracks_table_only_to_explain_a_miss(api, publi
     bundle = publish(n=30)
     table = CountingTable()
     override(api.app, deps.tracks_table, table)
-    status, body, _ = call(api, http_event("GET", "/recommendations", {"trackId": bundle.manifest.track_ids[0]}), lambda_context)
+    status, body, _ = call(api, http_event("GET", "/recommendations", {"trackId": bundle.track_ids[0]}), lambda_context)
     assert status == 200 and len(body["results"]) == 10
     assert table.reads == []
     status, body, _ = call(api, http_event("GET", "/recommendations", {"trackId": "Nobody0000000000000000"}), lambda_context)
@@ -183,7 +183,7 @@ def test_health_reports_version_count_model_and_age(api, publish, http_event, la
 
 def test_get_track_returns_metadata_and_status_but_never_the_embedding(api, publish, http_event, lambda_context) -> None:
     bundle = publish(n=10)
-    indexed = bundle.manifest.track_ids[2]
+    indexed = bundle.track_ids[2]
     put_track(indexed, Status.READY, embedding=encode_embedding([1.0, 2.0]), dim=2, model="musicnn-msd-v1", tags={"rock": 0.9})
     status, body, _ = call(api, http_event("GET", f"/tracks/{indexed}", route="/tracks/{trackId}"), lambda_context)
     assert status == 200
@@ -270,15 +270,26 @@ def test_openapi_document_is_served_as_is(api, http_event, lambda_context) -> No
 
 
 def test_openapi_document_describes_exactly_the_routes_of_the_template_and_the_resolver(api) -> None:
-    from infra.http_gateway import routes_for_function
+    from api import by_audio_handler
+    from infra.http_gateway import http_api_functions, routes_for_function
     from infra.template import load_template
 
     document = json.loads((REPO_ROOT / "api" / "openapi.json").read_text())
     documented = {f"{method.upper()} {path}" for path, item in document["paths"].items() for method in item if method != "parameters"}
-    # $default is API Gateway's catch-all for what no route matches (answered 404 / 405), not a documented route.
-    template_routes = {route.key for route in routes_for_function(load_template(), "ApiFunction")} - {"$default"}
-    generated = api.app.get_openapi_schema().model_dump(by_alias=True, exclude_none=True)["paths"]
-    resolver_routes = {f"{method.upper()} {path}" for path, item in generated.items() for method in item}
+    template = load_template()
+    # The document describes the whole HttpApi: each route is served by exactly one function's resolver.
+    apps = {"ApiFunction": api.app, "ByAudioFunction": by_audio_handler.app}
+    assert set(http_api_functions(template)) == set(apps)
+    template_routes, resolver_routes = set(), set()
+    for function, app in apps.items():
+        # $default is API Gateway's catch-all for what no route matches (answered 404 / 405), not a documented route.
+        routes = {route.key for route in routes_for_function(template, function)} - {"$default"}
+        generated = app.get_openapi_schema().model_dump(by_alias=True, exclude_none=True)["paths"]
+        served = {f"{method.upper()} {path}" for path, item in generated.items() for method in item}
+        assert routes == served, function
+        assert not routes & template_routes, f"{function} routes a path another function routes"
+        template_routes |= routes
+        resolver_routes |= served
     assert documented == template_routes == resolver_routes
 
 
@@ -298,6 +309,26 @@ def test_unknown_route_and_unexpected_errors_are_json_errors(api, http_event, la
     assert status == 500
     assert_error(body, "internal_error")
     assert "hunter2" not in json.dumps(body)
+
+
+def test_both_functions_answer_unknown_routes_wrong_methods_and_head_in_the_error_shape(
+    api, http_event, lambda_context
+) -> None:
+    from api import by_audio_handler
+
+    for function in (api, by_audio_handler):
+        status, body, _ = call(function, http_event("GET", "/nowhere", route="$default"), lambda_context)
+        assert status == 404, function.__name__
+        assert_error(body, "route_not_found")
+        # A path the other function routes: still a 405 naming that path's methods.
+        status, body, headers = call(function, http_event("GET", "/recommendations/by-audio"), lambda_context)
+        assert status == 405, function.__name__
+        assert_error(body, "method_not_allowed")
+        assert headers["Allow"] == "POST"
+    head = by_audio_handler.lambda_handler(http_event("HEAD", "/recommendations/by-audio"), lambda_context)
+    assert head["statusCode"] == 405 and head["body"] == ""
+    get, head = (api.lambda_handler(http_event(method, "/health"), lambda_context) for method in ("GET", "HEAD"))
+    assert head["statusCode"] == get["statusCode"] and get["body"] and head["body"] == ""
 
 
 def test_cors_origin_comes_from_the_environment_and_get_never_imports_spotipy(tmp_path) -> None:
@@ -332,10 +363,10 @@ print(json.dumps({"status": response["statusCode"], "headers": response["headers
 
 
 def test_put_track_uses_the_crawlers_ingest_track(aws_env) -> None:
-    from api import deps
+    from api.routes import tracks
     from crawler.pipeline import ingest_track
 
-    assert deps.ingest_function() is ingest_track
+    assert tracks.ingest_function() is ingest_track
 
 
 def test_settings_are_read_per_request_and_what_they_build_is_kept(aws_env, monkeypatch) -> None:

@@ -6,6 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
+from infra.http_gateway import http_api_functions, routes_for_function
+from infra.template import load_template
+
 EXAMPLE = "4uLU6hMCjMI75M1A2tKUQC"
 
 
@@ -23,17 +26,37 @@ def test_recommendations_over_http_exclude_the_query_and_carry_cors(served_api) 
     assert len(ids) == 12 and EXAMPLE not in ids and len(set(ids)) == 12
 
 
+def _template_methods(path_template: str) -> str:
+    """The Allow header API Gateway's routes imply for a path: every function's methods on it, HEAD with GET."""
+    template = load_template()
+    methods = {
+        route.method
+        for function in http_api_functions(template)
+        for route in routes_for_function(template, function)
+        if route.path == path_template
+    }
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
 def test_paths_outside_the_routes_reach_the_default_route_and_get_the_documented_errors(served_api) -> None:
     url, _ = served_api
-    for path in ("/", "/tracks/a/b"):
+    for path in ("/tracks/a/b", "/nowhere"):
         response = requests.get(url + path, timeout=10)
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "route_not_found"
-    for method, path, allow in (("POST", "/recommendations", "GET, HEAD"), ("DELETE", f"/tracks/{EXAMPLE}", "GET, HEAD, PUT")):
+    for method, path, template_path in (
+        ("POST", "/", "/"),
+        ("POST", "/recommendations", "/recommendations"),
+        ("DELETE", f"/tracks/{EXAMPLE}", "/tracks/{trackId}"),
+        # ByAudioFunction's route: a GET reaches ApiFunction's $default, which knows the path is POST only.
+        ("GET", "/recommendations/by-audio", "/recommendations/by-audio"),
+    ):
         response = requests.request(method, url + path, timeout=10)
-        assert response.status_code == 405
+        assert response.status_code == 405, (method, path)
         assert response.json()["error"]["code"] == "method_not_allowed"
-        assert response.headers["Allow"] == allow
+        assert response.headers["Allow"] == _template_methods(template_path)
 
 
 def test_errors_over_http_are_json_and_do_not_echo(served_api) -> None:
@@ -59,7 +82,7 @@ def test_track_status_and_put_over_http(served_api) -> None:
 
 def test_parallel_requests_are_all_answered(served_api) -> None:
     url, bundle = served_api
-    ids = bundle.manifest.track_ids[:40]
+    ids = bundle.track_ids[:40]
 
     def get(track_id: str) -> tuple[int, list[str]]:
         response = requests.get(f"{url}/recommendations", params={"trackId": track_id, "k": 5}, timeout=10)

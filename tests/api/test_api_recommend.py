@@ -6,18 +6,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from api_testkit import build_bundle, clustered_vectors, spotify_like_id
+from api_testkit import build_bundle, clustered_vectors, open_bundle, spotify_like_id
 
-from api.index_cache import load_bundle
 from api.recommend import TrackNotIndexedError, recommendations
 from api.served import ServedIndex, cosine_similarity
-from catalog.bundle import BundleError, Projection, TrackMeta
+from catalog.bundle import BaseReader, BundleError, Projection, TrackMeta
 
 
 def loaded(tmp_path: Path, vectors: np.ndarray, artists: list[list[str]] | None = None) -> ServedIndex:
     ids = [spotify_like_id(i) for i in range(len(vectors))]
-    manifest, _ = build_bundle(tmp_path, ids, vectors, artists=artists)
-    return load_bundle(tmp_path, manifest, prefault=False)
+    manifest = build_bundle(tmp_path, ids, vectors, artists=artists)
+    return open_bundle(tmp_path, manifest)
 
 
 def result_items(body: dict) -> list[int]:
@@ -107,8 +106,8 @@ def test_unknown_track_raises_and_body_has_query_metadata(tmp_path) -> None:
 
 def test_load_refuses_an_ann_file_the_manifest_does_not_describe(tmp_path) -> None:
     vectors = clustered_vectors(10)
-    manifest, ann_path = build_bundle(tmp_path, [spotify_like_id(i) for i in range(10)], vectors)
-    with ann_path.open("ab") as fh:
+    manifest = build_bundle(tmp_path, [spotify_like_id(i) for i in range(10)], vectors)
+    with (tmp_path / "tracks.ann").open("ab") as fh:
         fh.write(b"\0")
     with pytest.raises(BundleError, match="bytes"):
-        load_bundle(tmp_path, manifest, prefault=False)
+        BaseReader.open(tmp_path, manifest)

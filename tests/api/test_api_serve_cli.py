@@ -18,7 +18,8 @@ from api_testkit import build_bundle, clustered_vectors, spotify_like_id
 from moto.server import ThreadedMotoServer
 
 from catalog.bundle import LatestPointer
-from catalog.keys import LATEST_KEY
+from catalog.bundle_store import BundleStore
+from catalog.records import utc_now_iso
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "serve-cli-index"
@@ -41,10 +42,10 @@ def test_serve_answers_over_http_and_stops_on_sigterm(moto_server: str, tmp_path
     s3 = boto3.client("s3", endpoint_url=moto_server)
     s3.create_bucket(Bucket=BUCKET)
     ids = [spotify_like_id(i) for i in range(30)]
-    manifest, ann_path = build_bundle(tmp_path / "build", ids, clustered_vectors(30))
-    s3.upload_file(str(ann_path), BUCKET, manifest.ann_key)
-    s3.put_object(Bucket=BUCKET, Key=manifest.manifest_key, Body=manifest.to_json())
-    s3.put_object(Bucket=BUCKET, Key=LATEST_KEY, Body=LatestPointer.for_manifest(manifest).to_json())
+    manifest = build_bundle(tmp_path / "build", ids, clustered_vectors(30))
+    store = BundleStore(BUCKET, s3)
+    manifest_sha = store.upload_base(tmp_path / "build", manifest)
+    store.write_latest(LatestPointer.for_base(manifest, manifest_sha, utc_now_iso()), None)
 
     env = {**os.environ, "INDEX_BUCKET": BUCKET, "INDEX_DIR": str(tmp_path / "index"), "POWERTOOLS_LOG_LEVEL": "WARNING"}
     process = subprocess.Popen(

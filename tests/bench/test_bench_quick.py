@@ -19,11 +19,14 @@ pytestmark = pytest.mark.model
 QUICK_TIMEOUT_S = 240
 
 KEYS = {
-    "extract": ("clips_per_s", "clips_per_s_batch16", "vs_original_batch16", "peak_rss_mb"),
-    "crawl": ("tracks_per_s", "speedup_vs_sequential"),
+    "extract": ("clips_per_s", "clips_per_s_batch16", "vs_original_batch16", "peak_rss_mb", "descriptors_overhead"),
+    "descriptors": ("tempo_accuracy1", "tempo_accuracy2", "key_weighted_score", "key_accuracy", "loudness_error_lu",
+                    "descriptors_vs_embedding"),
+    "crawl": ("tracks_per_s", "speedup_vs_sequential", "deezer_tracks_per_s", "deezer_speedup_vs_sequential"),
     # The 100k / 1M figures come from the full run only; --quick reports them as null.
-    "index": ("recall_at_10", "speedup_vs_exact_100k", "build_s_1m"),
-    "api": ("speedup_vs_download", "p50_ms_10k", "p99_ms_10k", "cold_start_s_10k"),
+    "index": ("recall_at_10", "recall_at_100", "speedup_vs_exact_100k", "build_s_1m", "voyager"),
+    "api": ("speedup_vs_download", "p50_ms_10k", "p99_ms_10k", "cold_start_s_10k", "metadata_open_ms_10k",
+            "peak_rss_mb_10k", "p99_ms_delta_10k"),
     "quality": ("instrument_p10", "instrument_chance", "mfcc_instrument_p10", "composer_p10"),
 }
 

@@ -30,6 +30,9 @@ import soundfile as sf
 CLIENT_ID = "fake-client-id"
 CLIENT_SECRET = "fake-client-secret"
 DISALLOWED_REDIRECT = "https://cdn.evil.example/stolen.mp3"
+SCOPE_GRANTED = "playlist-read-private playlist-read-collaborative user-library-read user-top-read user-read-recently-played"
+# The 429 body Spotify sends once a developer account's quota is used up (changelog, July 2026).
+QUOTA_EXCEEDED_BODY = {"error": {"status": 429, "message": "Too many requests", "reason": "QUOTA_EXCEEDED"}}
 PREVIEW_SAMPLE_RATE_HZ = 22050
 _BASE62 = string.digits + string.ascii_letters
 
@@ -199,6 +202,7 @@ class FakePlaylist:
     entries: list[dict[str, Any]]
     owner: str = "me"
     metadata_only: bool = False
+    collaborative: bool = False
 
 
 class FakeSpotify(LoopbackServer):
@@ -212,6 +216,14 @@ class FakeSpotify(LoopbackServer):
         self.codes: dict[str, str] = {}
         self.playlists: dict[str, FakePlaylist] = {}
         self.tracks: dict[str, dict[str, Any]] = {}
+        self.user_id = "me"
+        # The logged-in user's library: saved tracks, top tracks, recently played (newest first),
+        # and the order of the playlists GET /me/playlists lists (followed ones included).
+        self.saved: list[dict[str, Any]] = []
+        self.top: list[dict[str, Any]] = []
+        self.recent: list[dict[str, Any]] = []
+        self.followed: list[str] = []
+        self.granted_scope = SCOPE_GRANTED
 
     @property
     def api_url(self) -> str:
@@ -279,17 +291,76 @@ class FakeSpotify(LoopbackServer):
             if self.codes.pop(form.get("code", ""), None) != form.get("redirect_uri"):
                 return Reply.json({"error": "invalid_grant", "error_description": "Invalid authorization code"}, 400)
             body["refresh_token"] = self.issue_refresh_token()
-            body["scope"] = "playlist-read-private playlist-read-collaborative"
+            body["scope"] = self.granted_scope
         elif grant == "refresh_token":
             if form.get("refresh_token") not in self.refresh_tokens:
                 return Reply.json({"error": "invalid_grant", "error_description": "Invalid refresh token"}, 400)
-            body["scope"] = "playlist-read-private playlist-read-collaborative"
+            body["scope"] = self.granted_scope
         else:
             return Reply.json({"error": "unsupported_grant_type", "error_description": f"grant_type {grant!r}"}, 400)
         body["access_token"] = self._new_access_token()
         return Reply.json(body)
 
+    def _offset_page(self, request: Request, items: list[Any], path: str) -> Reply:
+        """A paging object as every offset-paged endpoint sends it: limit 1..50, ``next`` or null."""
+        try:
+            limit, offset = int(request.query.get("limit", 20)), int(request.query.get("offset", 0))
+        except ValueError:
+            return _error(400, "Invalid limit or offset")
+        if not 1 <= limit <= 50:
+            return _error(400, "Invalid limit")
+        page = items[offset:offset + limit]
+        next_url = None
+        if offset + limit < len(items):
+            next_url = f"{self.api_url}{path}?" + urlencode({**request.query, "offset": str(offset + limit), "limit": str(limit)})
+        return Reply.json({"href": f"{self.api_url}{path}", "items": page, "limit": limit, "offset": offset,
+                           "total": len(items), "next": next_url, "previous": None})
+
+    def _me(self, request: Request) -> Reply | None:
+        """GET /v1/me and the library endpoints; None for other paths."""
+        if request.path in ("/v1/me", "/v1/me/"):
+            return Reply.json({"id": self.user_id, "display_name": "Me", "type": "user", "uri": f"spotify:user:{self.user_id}"})
+        if request.path == "/v1/me/tracks":
+            saved = [{"added_at": "2026-02-01T00:00:00Z", "track": t} for t in self.saved]
+            return self._offset_page(request, saved, "me/tracks")
+        if request.path == "/v1/me/top/tracks":
+            if request.query.get("time_range", "medium_term") not in ("short_term", "medium_term", "long_term"):
+                return _error(400, "Invalid time range")
+            return self._offset_page(request, self.top, "me/top/tracks")
+        if request.path == "/v1/me/playlists":
+            simplified = []
+            for playlist_id in self.followed:
+                playlist = self.playlists[playlist_id]
+                simplified.append({
+                    "id": playlist_id, "name": playlist.name, "collaborative": playlist.collaborative, "type": "playlist",
+                    "owner": {"id": playlist.owner, "display_name": playlist.owner, "type": "user"},
+                    "items": {"href": f"{self.api_url}playlists/{playlist_id}/items", "total": len(playlist.entries)},
+                })
+            return self._offset_page(request, simplified, "me/playlists")
+        if request.path == "/v1/me/player/recently-played":
+            return self._recently_played(request)
+        return None
+
+    def _recently_played(self, request: Request) -> Reply:
+        """Cursor paging (``before`` = a played_at in ms), and only the last 50 plays, as Spotify keeps."""
+        limit = int(request.query.get("limit", 20))
+        if not 1 <= limit <= 50:
+            return _error(400, "Invalid limit")
+        plays = [{"track": t, "played_at_ms": 1_770_000_000_000 - 60_000 * i} for i, t in enumerate(self.recent[:50])]
+        before = int(request.query.get("before", 2**62))
+        page = [p for p in plays if p["played_at_ms"] < before][:limit]
+        items = [{"track": p["track"], "played_at": f"2026-02-02T00:{i:02d}:00Z", "context": None} for i, p in enumerate(page)]
+        older = page and any(p["played_at_ms"] < page[-1]["played_at_ms"] for p in plays)
+        next_url = f"{self.api_url}me/player/recently-played?" + urlencode({"before": page[-1]["played_at_ms"], "limit": limit}) if older else None
+        cursors = {"after": str(page[0]["played_at_ms"]), "before": str(page[-1]["played_at_ms"])} if page else None
+        return Reply.json({"href": f"{self.api_url}me/player/recently-played", "items": items, "limit": limit,
+                           "next": next_url, "cursors": cursors})
+
     def _api(self, request: Request) -> Reply:
+        if request.path.startswith("/v1/me"):
+            mine = self._me(request)
+            if mine is not None:
+                return mine
         if m := re.fullmatch(r"/v1/tracks/([^/]+)", request.path):
             track_id = m.group(1)
             if not re.fullmatch(r"[0-9A-Za-z]{22}", track_id):
@@ -301,7 +372,7 @@ class FakeSpotify(LoopbackServer):
             if playlist is None:
                 return _error(404, "Resource not found")
             meta: dict[str, Any] = {
-                "id": m.group(1), "name": playlist.name, "collaborative": False,
+                "id": m.group(1), "name": playlist.name, "collaborative": playlist.collaborative,
                 "owner": {"id": playlist.owner, "display_name": playlist.owner},
             }
             if not playlist.metadata_only:
@@ -382,23 +453,57 @@ class DeezerEntry:
     isrc: str
     media: str  # the CDN name; "" for a track without a preview
     title_short: str = ""
+    album: str = "Deezer Album"
+    duration_s: int = 215
+
+
+@dataclass
+class DeezerList:
+    """A playlist, an album or an artist (whose list is its top tracks) of the fake."""
+
+    title: str
+    entries: list[DeezerEntry]
+    public: bool = True
+
+
+# https://developers.deezer.com/api/errors: Deezer answers errors with HTTP 200 and this body.
+DEEZER_QUOTA_ERROR = {"error": {"type": "Exception", "message": "Quota limit exceeded", "code": 4}}
+DEEZER_NO_DATA = {"error": {"type": "DataException", "message": "no data", "code": 800}}
+# What the public API answers for a private playlist (as reported by its users; not in the docs).
+DEEZER_PRIVATE = {"error": {"type": "OAuthException", "message": "An active access token must be used to query information about the current user", "code": 200}}
 
 
 class FakeDeezer(LoopbackServer):
-    """api.deezer.com: /track/isrc:{ISRC} and /search, errors as JSON bodies with HTTP 200."""
+    """api.deezer.com: /track/{id}, /track/isrc:{ISRC}, /search, /playlist/{id}[/tracks],
+    /album/{id}[/tracks], /artist/{id}[/top], /chart/0/tracks; lists paged with index/limit
+    (default 25) and a ``next`` URL; errors as JSON bodies with HTTP 200.
+
+    Shapes from developers.deezer.com/api. Playlist and album lists carry ``isrc``; the chart and
+    artist top lists leave it out here (assumed: the crawler must not rely on it there).
+    """
 
     def __init__(self, cdn: FakeCdn, latency_s: float = 0.0) -> None:
         super().__init__(latency_s)
         self.cdn = cdn
         self.entries: list[DeezerEntry] = []
+        self.playlists: dict[int, DeezerList] = {}
+        self.albums: dict[int, DeezerList] = {}
+        self.artists: dict[int, DeezerList] = {}
+        self.chart: list[DeezerEntry] = []
+        # Deezer may send fewer entries than asked for; the crawler must follow `next` regardless.
+        self.max_limit = 100
         self.preview_ttl_s: float = 900
         self.expired_signatures = 0
         self.preview_url_for: Callable[[DeezerEntry], str] | None = None
 
-    def add(self, title: str, artist: str, isrc: str = "", media: str | None = None, title_short: str = "") -> DeezerEntry:
-        entry = DeezerEntry(3_000_000 + len(self.entries), title, artist, isrc, title if media is None else media, title_short or title)
+    def add(self, title: str, artist: str, isrc: str = "", media: str | None = None, title_short: str = "", album: str = "Deezer Album") -> DeezerEntry:
+        entry = DeezerEntry(3_000_000 + len(self.entries), title, artist, isrc, title if media is None else media, title_short or title, album)
         self.entries.append(entry)
         return entry
+
+    def add_many(self, n: int, prefix: str = "Dz", isrc_prefix: str = "DZRC") -> list[DeezerEntry]:
+        start = len(self.entries)
+        return [self.add(f"{prefix} Song {start + i}", f"{prefix} Artist {start + i}", isrc=f"{isrc_prefix}{start + i:07d}") for i in range(n)]
 
     def _preview(self, entry: DeezerEntry) -> str:
         if not entry.media:
@@ -410,18 +515,63 @@ class FakeDeezer(LoopbackServer):
             self.expired_signatures -= expired
         return self.cdn.signed_url(entry.media, -60 if expired else self.preview_ttl_s)
 
-    def _json(self, entry: DeezerEntry) -> dict[str, Any]:
-        return {
-            "id": entry.id, "readable": True, "title": entry.title, "title_short": entry.title_short,
-            "isrc": entry.isrc, "duration": 30, "preview": self._preview(entry),
-            "artist": {"id": 27, "name": entry.artist, "type": "artist"}, "type": "track",
+    def _json(self, entry: DeezerEntry, isrc: bool = True) -> dict[str, Any]:
+        track: dict[str, Any] = {
+            "id": entry.id, "readable": True, "title": entry.title, "title_short": entry.title_short, "title_version": "",
+            "link": f"https://www.deezer.com/track/{entry.id}", "duration": entry.duration_s, "rank": 500000,
+            "explicit_lyrics": False, "preview": self._preview(entry), "md5_image": "0" * 32,
+            "artist": {"id": 27, "name": entry.artist, "type": "artist"},
+            "album": {"id": 302127, "title": entry.album, "type": "album"}, "type": "track",
         }
+        if isrc:
+            track["isrc"] = entry.isrc
+        return track
+
+    def _page(self, request: Request, entries: list[DeezerEntry], isrc: bool) -> Reply:
+        try:
+            index, limit = int(request.query.get("index", 0)), int(request.query.get("limit", 25))
+        except ValueError:
+            return Reply.json({"error": {"type": "ParameterException", "message": "Wrong parameter", "code": 501}})
+        limit = min(limit, self.max_limit)
+        body: dict[str, Any] = {"data": [self._json(e, isrc) for e in entries[index:index + limit]], "total": len(entries)}
+        if index + limit < len(entries):
+            body["next"] = f"{self.base_url.rstrip('/')}{request.path}?" + urlencode({**request.query, "index": index + limit, "limit": limit})
+        if index > 0:
+            body["prev"] = f"{self.base_url.rstrip('/')}{request.path}?" + urlencode({**request.query, "index": max(0, index - limit), "limit": limit})
+        return Reply.json(body)
+
+    def _list(self, kind: str, number: int, tracks: bool, request: Request) -> Reply:
+        lists = {"playlist": self.playlists, "album": self.albums, "artist": self.artists}[kind]
+        found = lists.get(number)
+        if found is None:
+            return Reply.json(DEEZER_NO_DATA)
+        if kind == "playlist" and not found.public:
+            return Reply.json(DEEZER_PRIVATE)
+        if tracks:
+            return self._page(request, found.entries, isrc=kind != "artist")
+        meta: dict[str, Any] = {"id": number, "type": kind, ("name" if kind == "artist" else "title"): found.title}
+        if kind == "playlist":
+            meta.update(public=True, nb_tracks=len(found.entries), creator={"id": 1, "name": "editor", "type": "user"},
+                        tracklist=f"{self.base_url}playlist/{number}/tracks")
+        if kind == "album":
+            meta.update(nb_tracks=len(found.entries), artist={"id": 27, "name": "Album Artist", "type": "artist"},
+                        tracklist=f"{self.base_url}album/{number}/tracks")
+        return Reply.json(meta)
 
     def handle(self, request: Request) -> Reply:
-        no_data = Reply.json({"error": {"type": "DataException", "message": "no data", "code": 800}})
+        no_data = Reply.json(DEEZER_NO_DATA)
         if m := re.fullmatch(r"/track/isrc:(.+)", request.path):
             found = next((e for e in self.entries if e.isrc and e.isrc == m.group(1)), None)
             return Reply.json(self._json(found)) if found else no_data
+        if m := re.fullmatch(r"/track/(\d+)", request.path):
+            found = next((e for e in self.entries if e.id == int(m.group(1))), None)
+            return Reply.json(self._json(found)) if found else no_data
+        if m := re.fullmatch(r"/(playlist|album)/(\d+)(/tracks)?", request.path):
+            return self._list(m.group(1), int(m.group(2)), bool(m.group(3)), request)
+        if m := re.fullmatch(r"/artist/(\d+)(/top)?", request.path):
+            return self._list("artist", int(m.group(1)), bool(m.group(2)), request)
+        if request.path == "/chart/0/tracks":
+            return self._page(request, self.chart, isrc=False)
         if request.path == "/search":
             q = request.query.get("q", "")
             if not q:

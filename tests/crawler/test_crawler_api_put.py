@@ -67,3 +67,32 @@ def test_put_track_without_a_preview_is_a_clear_4xx(api_handler: Any, crawler_en
 
     assert status == 422 and body["error"]["code"]
     assert table_item(track["id"]) is None and s3_keys() == []
+
+
+def test_put_a_deezer_track_by_its_dz_id(api_handler: Any, crawler_env: Fakes) -> None:
+    entry = crawler_env.deezer.add("Deezer Only", "Somebody", isrc="FRXYZ2600001")
+
+    status, body = put(api_handler, f"dz-{entry.id}")
+
+    assert status == 202, body
+    assert s3_keys() == [f"previews/dz-{entry.id}.mp3"]
+    item = table_item(f"dz-{entry.id}")
+    assert (item["source"], item["deezer_id"], item["isrc"], item["status"]) == ("deezer", str(entry.id), "FRXYZ2600001", "pending")
+    missing, body = put(api_handler, "dz-999")
+    assert missing == 404 and body["error"]["code"] == "deezer_track_not_found"
+    bad, body = put(api_handler, "dz-abc")
+    assert bad == 400 and body["error"]["code"] == "invalid_track_id"
+
+
+def test_put_a_spotify_track_already_reached_through_deezer_adds_no_second_track(api_handler: Any, crawler_env: Fakes) -> None:
+    entry = crawler_env.deezer.add("Both", "Services", isrc="FRXYZ2600002")
+    track = spotify_track(spotify_id(93), "Both", ["Services"], isrc="FRXYZ2600002")
+    crawler_env.spotify.tracks[track["id"]] = track
+    assert put(api_handler, f"dz-{entry.id}")[0] == 202
+    downloads = len(crawler_env.cdn.log)
+
+    status, body = put(api_handler, track["id"])
+
+    assert status == 202 and f"known as dz-{entry.id}" in body["message"], body
+    assert len(crawler_env.cdn.log) == downloads and s3_keys() == [f"previews/dz-{entry.id}.mp3"]
+    assert table_item(track["id"]) is None and table_item(f"dz-{entry.id}")["spotify_id"] == track["id"]

@@ -59,6 +59,11 @@ def test_login_stores_the_refresh_token_in_the_secret(aws: None, crawler_env: Fa
     crawler_env.spotify.add_playlist(playlist, "Mine", [playlist_entry(spotify_track(spotify_id(1), "T", ["A"]))])
     crawler = build_crawler(TABLE, BUCKET, SECRET, CrawlerSettings.from_env())
     assert crawl_playlist(crawler, playlist).no_preview["not_found"] == 1
+    # make spotify-login asks for every scope the library references need.
+    (authorize,) = crawler_env.spotify.requests_to(r"^/authorize$")
+    assert set(authorize.query["scope"].split()) == {
+        "playlist-read-private", "playlist-read-collaborative", "user-library-read", "user-top-read", "user-read-recently-played",
+    }
 
 
 def test_login_without_aws_writes_a_private_local_file(crawler_env: Fakes, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -94,4 +99,15 @@ def test_login_without_app_credentials_says_where_to_put_them(crawler_env: Fakes
 
 def test_python_m_crawler_runs_as_a_module() -> None:
     done = subprocess.run([sys.executable, "-m", "crawler", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0 and "PLAYLIST_OR_FOLDER" in done.stdout
+    assert done.returncode == 0 and "SOURCE" in done.stdout and "deezer:playlist:ID" in done.stdout
+
+
+def test_make_crawl_takes_deezer_references(aws: None, user_secret: str, crawler_env: Fakes, capsys: pytest.CaptureFixture[str]) -> None:
+    from crawler_fakes import DeezerList
+
+    crawler_env.deezer.albums[302127] = DeezerList("Discovery", crawler_env.deezer.add_many(2))
+    assert main(["deezer:album:302127"]) == 0
+    out = capsys.readouterr()
+    assert "new:           2 (deezer: 2)" in out.out
+    assert main(["deezer:playlist:1"]) == 1
+    assert "error: deezer:playlist:1: deezer:playlist:1 not found" in capsys.readouterr().out

@@ -90,6 +90,27 @@ def test_parameter_values_split_on_commas(value: str, expected: list[str]) -> No
     assert split_playlists(value) == expected
 
 
+def test_the_parameter_takes_every_remote_reference_kind(scheduled: Fakes) -> None:
+    from crawler_fakes import DeezerList
+
+    entries = scheduled.deezer.add_many(2)
+    scheduled.deezer.playlists[908622995] = DeezerList("Public", entries)
+    scheduled.deezer.chart = scheduled.deezer.add_many(1, prefix="Chart")
+    scheduled.spotify.saved = [spotify_track(spotify_id(301), "Saved", ["Me"], isrc=entries[0].isrc)]
+    _set_param(f"spotify:playlist:{PLAYLIST}, https://www.deezer.com/playlist/908622995, deezer:chart, spotify:me:tracks")
+    result = lambda_handler(_event("crawler_scheduled_event.json"), Context())
+    assert result["errors"] == []
+    assert result["sources"] == [f"spotify:playlist:{PLAYLIST}", "deezer:playlist:908622995", "deezer:chart", "spotify:me:tracks"]
+    # The saved track is the Deezer playlist's first recording (same ISRC): linked, not new.
+    assert (result["new"], result["known"]) == (4, 1)
+    assert table_item(f"dz-{entries[0].id}")["playlists"] == {"deezer:playlist:908622995", "spotify:me:tracks"}
+
+
+def test_a_reference_of_no_kind_is_refused_naming_the_forms(scheduled: Fakes) -> None:
+    with pytest.raises(BadEventError, match="deezer:playlist:ID"):
+        lambda_handler({"playlists": ["deezer:podcast:1"]}, Context())
+
+
 # ---------------------------------------------------------------- IAM, proven with the calls the crawl makes
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.quality import chance_at_k, precision_at_k, zscore
+from bench.quality import chance_at_k, precision_at_k
 
 
 def test_precision_counts_same_label_neighbours_and_never_the_query_itself() -> None:
@@ -39,11 +39,3 @@ def test_bad_k_and_zero_vectors_are_refused() -> None:
         precision_at_k(np.zeros((3, 2), dtype=np.float32), ["a", "b", "c"], k=1)
     with pytest.raises(ValueError, match="2 vectors for 3 labels"):
         precision_at_k(vectors[:2], ["a", "b", "c"], k=1)
-
-
-def test_zscore_gives_each_dimension_zero_mean_and_unit_spread_and_keeps_constant_ones_finite() -> None:
-    features = np.array([[1, 100, 5], [3, 300, 5], [5, 500, 5]], dtype=np.float32)
-    scaled = zscore(features)
-    np.testing.assert_allclose(scaled.mean(axis=0), 0, atol=1e-6)
-    np.testing.assert_allclose(scaled[:, :2].std(axis=0), 1, atol=1e-6)
-    assert np.all(np.isfinite(scaled))

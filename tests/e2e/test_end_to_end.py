@@ -7,16 +7,14 @@ local folder -> crawler -> S3 -> SQS -> extractor -> Tracks -> stream -> annoy_s
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
-from catalog.keys import LATEST_KEY, local_track_id
+from catalog.keys import local_track_id
 from infra.cli import drain_extract_queue
 from infra.stack import LocalStack, running_stack
 
@@ -39,25 +37,11 @@ def stack() -> Iterator[LocalStack]:
         yield local
 
 
-def wait_for_index(stack: LocalStack, count: int) -> dict[str, Any]:
-    s3 = stack.client("s3")
-    deadline = time.monotonic() + INDEX_WAIT_S
-    while time.monotonic() < deadline:
-        try:
-            latest = json.loads(s3.get_object(Bucket=stack.resources.refs["IndexBucket"], Key=LATEST_KEY)["Body"].read())
-            if latest["count"] == count:
-                return latest
-        except s3.exceptions.NoSuchKey:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"the stream-driven annoy_service did not publish an index of {count} tracks")
-
-
 def test_recommendations_follow_the_instrument_through_the_whole_local_pipeline(
     catalogue: Path, stack: LocalStack
 ) -> None:
     from crawler.pipeline import cli_crawler, crawl_sources
-    from infra.http_gateway import serve, shutdown
+    from infra.http_gateway import shutdown
 
     clips = json.loads((catalogue / "catalogue.json").read_text())["clips"]
     instrument_of = {local_track_id((catalogue / c["file"]).read_bytes()): c["instrument"] for c in clips}
@@ -76,9 +60,9 @@ def test_recommendations_follow_the_instrument_through_the_whole_local_pipeline(
         leftovers = s3.list_objects_v2(Bucket=stack.resources.refs["AudioBucket"], Prefix="previews/")
         assert leftovers.get("KeyCount", 0) == 0, "the extractor deletes the audio it has embedded"
 
-        latest = wait_for_index(stack, len(clips))
+        latest = stack.wait_for_index(timeout_s=INDEX_WAIT_S, count=len(clips))
 
-        gateway = serve(stack.handler("ApiFunction"), host="127.0.0.1", port=0)
+        gateway = stack.serve_api(host="127.0.0.1", port=0)
         api = f"http://127.0.0.1:{gateway[0].server_address[1]}"
         health = requests.get(f"{api}/health", timeout=30).json()
         assert health["indexVersion"] == latest["version"]
@@ -89,6 +73,8 @@ def test_recommendations_follow_the_instrument_through_the_whole_local_pipeline(
             assert response.status_code == 200, response.text
             results = response.json()["results"]
             assert len(results) == K and track_id not in {r["trackId"] for r in results}
+            # Descriptors travel from the extractor through the item and the bundle into every answer.
+            assert all(r["descriptors"]["camelot"] and r["descriptors"]["loudnessLufs"] < 0 for r in results)
             shares.append(sum(instrument_of[r["trackId"]] == instrument for r in results) / K)
     finally:
         if gateway is not None:

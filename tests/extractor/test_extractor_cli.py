@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import pytest
 from extractor_synth import drum_groove, encode, string_pad
 
+from catalog.descriptors import Descriptors
 from catalog.model import MODEL_ID
 from extractor.cli import main
 from extractor.constants import EMBEDDING_DIM, TOP_TAGS
@@ -36,6 +38,9 @@ def test_prints_one_json_line_per_file_and_an_error_object_for_a_bad_one(tmp_pat
     assert lines[0]["model"] == MODEL_ID and len(lines[0]["embedding"]) == EMBEDDING_DIM
     assert abs(np.linalg.norm(lines[0]["embedding"]) - 1.0) < 1e-5
     assert len(lines[0]["tags"]) == TOP_TAGS
+    # The descriptors under the names the API uses.
+    assert set(lines[0]["descriptors"]) == {f.name for f in fields(Descriptors)}
+    assert abs(lines[0]["descriptors"]["tempoBpm"] - 120.0) < 120.0 * 0.04
     assert lines[1]["error"]["type"] == "UndecodableAudioError" and "cannot decode" in lines[1]["error"]["message"]
     assert lines[2]["error"]["type"] == "FileNotFoundError"
     assert "[1/3]" in out.err and "[3/3]" in out.err

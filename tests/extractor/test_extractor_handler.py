@@ -68,6 +68,10 @@ def test_a_preview_becomes_a_ready_item_with_embedding_tags_and_model_and_its_au
     assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-5
     assert len(item["tags"]) == TOP_TAGS
     assert item["extracted_at"].endswith("Z")
+    # Descriptors are stored with the embedding, typed; drum_groove plays at 120 BPM.
+    descriptors = TrackRecord.from_item(item).descriptors
+    assert abs(descriptors.tempoBpm - 120.0) < 120.0 * 0.04
+    assert set(item["descriptors"]) == set(descriptors.to_json())
     # The crawler's fields are untouched.
     assert item["title"] == "Never Gonna Give You Up" and item["playlists"] == {"37i9dQZF1DXcBWIGoYBM5M"}
     assert not aws.object_exists(preview_key(SPOTIFY_ID, "mp3"))
@@ -85,6 +89,22 @@ def test_an_object_whose_item_does_not_exist_yet_is_processed_with_its_object_me
     assert item.title == "Never Gonna Give You Up" and item.artists == ["Rick Astley"]
     assert item.source is Source.SPOTIFY and item.preview_source is PreviewSource.DEEZER
     assert item.duration_ms == 213_573 and item.playlists == {"my-playlist"}
+
+
+@pytest.mark.model
+def test_a_ready_track_without_descriptors_gets_them_when_its_audio_is_extracted_again(aws, lambda_context) -> None:
+    crawl(aws, track())
+    TrackTable(aws.table.name, aws.table).mark_ready(
+        SPOTIFY_ID, embedding=b"\x00\x00\x80?", dim=1, model=MODEL_ID, tags={}
+    )
+    assert TrackRecord.from_item(aws.item(SPOTIFY_ID)).descriptors is None
+    message = upload(aws, track(), encode(stereo(drum_groove(6.0, seed=1)), "mp3"))
+
+    assert failures(handler.lambda_handler(sqs_event(message), lambda_context)) == set()
+
+    record = TrackRecord.from_item(aws.item(SPOTIFY_ID))
+    assert record.status is Status.READY and record.vector().shape == (EMBEDDING_DIM,)
+    assert record.descriptors is not None and abs(record.descriptors.tempoBpm - 120.0) < 120.0 * 0.04
 
 
 @pytest.mark.model

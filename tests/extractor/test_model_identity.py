@@ -7,8 +7,9 @@ import pytest
 from extractor_events import BUCKET, REGION, TABLE, s3_message, sqs_event
 from extractor_synth import drum_groove, encode
 
-from annoy_service.publisher import Announcer, IndexStore
-from annoy_service.service import Result, Settings, rebuild_and_publish
+from annoy_service.publisher import Announcer
+from annoy_service.service import Indexer, Result, Settings
+from catalog.bundle_store import BundleStore
 from catalog.model import MODEL_ID, MODEL_ID_VARIABLE
 from catalog.records import Source, TrackRecord
 from catalog.storage import AudioStore, TrackTable
@@ -49,9 +50,7 @@ def test_the_extractors_model_id_is_the_one_annoy_service_indexes(
         "batchItemFailures": []
     }
     settings = Settings.from_env()
-    outcome = rebuild_and_publish(
-        TrackTable(TABLE), IndexStore(INDEX_BUCKET), Announcer(topic_arn), settings.model_id, settings.keep_versions
-    )
+    outcome = Indexer(settings, TrackTable(TABLE), BundleStore(INDEX_BUCKET), Announcer(topic_arn)).rebuild_full()
 
     assert aws.item(TRACK_ID)["model"] == settings.model_id == (model_id or MODEL_ID)
-    assert outcome.result is Result.PUBLISHED and outcome.count == 1 and outcome.skipped == {}
+    assert outcome.result is Result.REBUILT and outcome.count == 1 and outcome.skipped == {}

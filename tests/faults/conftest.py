@@ -27,6 +27,7 @@ import pytest
 from infra.stack import LocalStack, running_stack
 
 FAULTS_DIR = Path(__file__).resolve().parent
+HANDLER_MODULES = ("api.handler", "api.by_audio_handler")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -44,15 +45,17 @@ def stack() -> Iterator[LocalStack]:
 
 @pytest.fixture(scope="module")
 def api_url(stack: LocalStack) -> Iterator[str]:
-    """The real ApiFunction behind the loopback gateway, routes from template.yaml, against ``stack``."""
-    from infra.http_gateway import serve, shutdown
+    """Every HttpApi function behind the loopback gateway, routes from template.yaml, against ``stack``."""
+    from infra.http_gateway import shutdown
 
-    # The handler reads its settings at import, as in Lambda: import it with this stack's environment.
-    sys.modules.pop("api.handler", None)
-    server, thread = serve(stack.handler("ApiFunction"))
+    # The handlers read their settings at import, as in Lambda: import them with this stack's environment.
+    for name in HANDLER_MODULES:
+        sys.modules.pop(name, None)
+    server, thread = stack.serve_api()
     host, port = server.server_address[:2]
     try:
         yield f"http://{host}:{port}"
     finally:
         shutdown(server, thread)
-        sys.modules.pop("api.handler", None)
+        for name in HANDLER_MODULES:
+            sys.modules.pop(name, None)

@@ -1,0 +1,94 @@
+"""POST /recommendations/by-audio: the tracks that sound like an uploaded clip.
+
+Served by ByAudioFunction (the extractor's image, TensorFlow included), not by
+the ApiFunction zip: see :mod:`api.by_audio_handler`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from functools import cache
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Depends, Response
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+
+from api.audio_query import (
+    MAX_SECONDS_DEFAULT,
+    MAX_UPLOAD_BYTES_DEFAULT,
+    AudioQueryError,
+    ClipAnalyser,
+    UploadLimits,
+    recommendations_by_audio,
+)
+from api.constants import K_DEFAULT, K_MAX, K_MIN
+from api.deps import served_index
+from api.descriptor_filters import parse_filters
+from api.errors import ApiError, json_response
+from api.served import ServedIndex
+from catalog.settings import env_float
+
+router = APIGatewayHttpRouter()
+
+
+# Dependencies of this route only: they live here, not in api.deps, because they need
+# librosa and TensorFlow, which the ApiFunction zip does not carry.
+def upload_limits() -> UploadLimits:
+    """Query-by-audio limits (env BY_AUDIO_MAX_BYTES, BY_AUDIO_MAX_SECONDS)."""
+    return UploadLimits(
+        max_bytes=int(env_float("BY_AUDIO_MAX_BYTES", MAX_UPLOAD_BYTES_DEFAULT)),
+        max_seconds=env_float("BY_AUDIO_MAX_SECONDS", MAX_SECONDS_DEFAULT),
+    )
+
+
+@cache
+def _embedder() -> Any:
+    # TensorFlow loads on the first upload of a container, not at import.
+    from extractor.embed import Embedder
+
+    return Embedder()
+
+
+def audio_analyser() -> ClipAnalyser:
+    """The extractor's own analysis with its embedder (built once per container): embedding, tags, descriptors."""
+    from extractor.analysis import analyse
+
+    embedder = _embedder()
+    return lambda clip: analyse(embedder, clip)
+
+
+def _body_bytes(body: str | None, is_base64: bool) -> bytes:
+    if not body:
+        return b""
+    if not is_base64:
+        # API Gateway passes only text content types as text; those are refused as not audio anyway.
+        return body.encode("utf-8")
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "bad_request", "the request body is not valid base64") from None
+
+
+@router.post("/recommendations/by-audio")
+def post_recommendations_by_audio(
+    index: Annotated[ServedIndex, Depends(served_index)],
+    analyser: Annotated[ClipAnalyser, Depends(audio_analyser)],
+    limits: Annotated[UploadLimits, Depends(upload_limits)],
+    k: Annotated[int, Query(ge=K_MIN, le=K_MAX)] = K_DEFAULT,
+    distinct_artists: Annotated[bool, Query(alias="distinctArtists")] = False,
+) -> Response[str]:
+    event = router.current_event
+    # minTempo, maxTempo, tempoOctaves, key (compatible with the upload's), minLoudness,
+    # maxLoudness, mode: parsed as for GET /recommendations.
+    filters = parse_filters(event.query_string_parameters or {})
+    body = _body_bytes(event.body, event.is_base64_encoded)
+    try:
+        answer = recommendations_by_audio(
+            index, analyser, body, event.headers.get("content-type"), k,
+            limits=limits, distinct_artists=distinct_artists, filters=filters,
+        )
+    except AudioQueryError as exc:
+        raise ApiError(exc.status, exc.code, str(exc)) from None
+    return json_response(200, answer)

@@ -1,0 +1,175 @@
+"""The web page, served by the API itself: GET / and GET /map (one page, its views chosen by the URL),
+its static assets under GET /app/{name}, the map's points (GET /map/points) and the listening route
+GET /tracks/{trackId}/audio.
+
+The assets are plain files in api/static/ (HTML, CSS, JavaScript modules: no build step, no CDN),
+shipped inside the api package so the Lambda zip carries them. They are read once per container.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Depends, Response
+from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+
+from api import listen
+from api.deps import served_index, tracks_table
+from api.errors import ApiError, error_response
+from api.served import ServedIndex
+from catalog.keys import TRACK_ID_PATTERN
+from catalog.settings import env_int, env_str
+from catalog.storage import TrackTable
+from crawler.settings import CrawlerSettings
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+PAGE_FILE = "index.html"
+_CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+}
+# The page loads nothing from anywhere else; audio may come from the preview hosts (https) it is sent to.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "media-src 'self' https: blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+# Revalidate every time (the ETag makes that a 304): a new deployment is seen at once.
+_CACHE_CONTROL = "no-cache"
+LOCAL_MAX_BYTES_DEFAULT = 200 * 1024 * 1024
+MAP_DECIMALS = 4
+
+router = APIGatewayHttpRouter()
+TrackIdPath = Annotated[str, PathParam(pattern=TRACK_ID_PATTERN)]
+
+
+@dataclass(frozen=True)
+class Asset:
+    body: bytes
+    content_type: str
+    etag: str
+
+
+@cache
+def assets() -> Mapping[str, Asset]:
+    """Every file of api/static/ by name: the only names GET /app/{name} answers (no path is ever built from the URL)."""
+    found: dict[str, Asset] = {}
+    for path in sorted(STATIC_DIR.iterdir()):
+        content_type = _CONTENT_TYPES.get(path.suffix)
+        if path.is_file() and content_type:
+            body = path.read_bytes()
+            found[path.name] = Asset(body, content_type, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+    return found
+
+
+def _asset_response(asset: Asset) -> Response[str]:
+    headers = {
+        "ETag": asset.etag,
+        "Cache-Control": _CACHE_CONTROL,
+        "X-Content-Type-Options": "nosniff",
+    }
+    if asset.content_type.startswith("text/html"):
+        headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        headers["Referrer-Policy"] = "no-referrer"
+    if router.current_event.headers.get("if-none-match") == asset.etag:
+        return Response(status_code=304, headers=headers, body="")
+    text = asset.content_type.startswith("text/")
+    return Response(
+        status_code=200,
+        content_type=asset.content_type,
+        headers=headers,
+        body=asset.body.decode("utf-8") if text else asset.body,
+    )
+
+
+@router.get("/")
+def get_page() -> Response[str]:
+    return _asset_response(assets()[PAGE_FILE])
+
+
+@router.get("/map")
+def get_map_page() -> Response[str]:
+    # The same page: its script renders the map view for this path.
+    return _asset_response(assets()[PAGE_FILE])
+
+
+@router.get("/app/<name>")
+def get_asset(name: str) -> Response[str]:
+    asset = assets().get(name)
+    if asset is None or name == PAGE_FILE:
+        return error_response(404, "asset_not_found", "the page has no such file")
+    return _asset_response(asset)
+
+
+def map_points(index: ServedIndex) -> dict[str, Any]:
+    """Every served track at its 2-D projection (the basis fitted at build), with what the map shows of it."""
+    points = []
+    try:
+        for track_id in index.track_ids():
+            meta = index.meta(track_id)
+            x, y = index.project(track_id)
+            top = max(meta.tags.items(), key=lambda kv: (kv[1], kv[0]))[0] if meta.tags else ""
+            points.append({"trackId": track_id, "x": round(x, MAP_DECIMALS), "y": round(y, MAP_DECIMALS),
+                           "title": meta.title, "artists": list(meta.artists), "tag": top})
+    except LookupError:
+        raise ApiError(503, "map_unavailable", "this index was built without a map projection; "
+                       "the map appears once the index is next rebuilt") from None
+    return {"indexVersion": index.version, "count": len(points), "points": points}
+
+
+@lru_cache(maxsize=1)
+def _points_of(index: ServedIndex) -> str:
+    # A served index never changes, so its points are computed once; only the one being served is kept.
+    return json.dumps(map_points(index), ensure_ascii=False, separators=(",", ":"))
+
+
+@router.get("/map/points")
+def get_map_points(index: Annotated[ServedIndex, Depends(served_index)]) -> Response[str]:
+    return Response(status_code=200, content_type="application/json", body=_points_of(index))
+
+
+@cache
+def _lookup_for(settings: CrawlerSettings) -> listen.PreviewLookup:
+    return listen.CrawlerLookup(settings)
+
+
+def preview_lookup() -> Callable[[], listen.PreviewLookup]:
+    """The crawler's Spotify and Deezer clients (memoised on their settings), built only when a streamed track is played."""
+    return lambda: _lookup_for(CrawlerSettings.from_env())
+
+
+# No return annotation: Powertools validates an annotated route's body as JSON, and audio is bytes.
+@router.get("/tracks/<trackId>/audio")
+def get_track_audio(  # noqa: ANN201
+
+    trackId: TrackIdPath,  # noqa: N803 - the name is the OpenAPI path parameter's
+    table: Annotated[TrackTable, Depends(tracks_table)],
+    lookup: Annotated[Callable[[], listen.PreviewLookup], Depends(preview_lookup)],
+):
+    record = table.get(trackId)
+    if record is None:
+        raise ApiError(404, "track_not_found", "no track with this id is known")
+    found = listen.playable(
+        record,
+        lookup,
+        audio_bucket=env_str("AUDIO_BUCKET", ""),
+        local_max_bytes=env_int("LOCAL_MAX_BYTES", LOCAL_MAX_BYTES_DEFAULT),
+    )
+    if isinstance(found, listen.Redirect):
+        # Resolved URLs expire: the browser must ask again next time, not reuse this answer.
+        return Response(status_code=302, headers={"Location": found.url, "Cache-Control": "no-store"}, body=b"")
+    return Response(
+        status_code=200,
+        content_type=found.content_type,
+        headers={"Cache-Control": "private, max-age=3600", "Accept-Ranges": "none"},
+        body=found.data,
+    )
