@@ -57,8 +57,13 @@ def create_app(*routers: APIGatewayHttpRouter) -> APIGatewayHttpResolver:
     def handle_storage_error(exc: BotoCoreError | ClientError) -> Response[str]:
         if is_unreachable(exc) or is_transient(exc):
             logger.warning("storage unreachable", extra={"error": type(exc).__name__})
-            return error_response(503, "storage_unavailable", "the track catalogue cannot be reached right now; try again shortly")
+            return error_response(503, "storage_unavailable", "storage (tracks, stations or the index) cannot be reached right now; try again shortly")
         return handle_unexpected(exc)
+
+    @app.exception_handler(UnicodeDecodeError)
+    def handle_undecodable_body(_exc: UnicodeDecodeError) -> Response[str]:
+        # Powertools decodes the body as UTF-8 before it can parse JSON; a binary body fails there.
+        return error_response(400, "bad_request", "the request body is not UTF-8 JSON")
 
     @app.not_found
     def handle_not_found(_exc: Exception) -> Response[str]:

@@ -20,9 +20,9 @@ import numpy as np
 import numpy.typing as npt
 
 from api.descriptor_filters import DescriptorFilter
-from api.recommend import all_of, distinct_artists_filter, track_summary
+from api.listing import ListPolicy, all_of
+from api.recommend import track_summary
 from api.served import ServedIndex
-from catalog.bundle import TrackMeta
 from extractor.audio import (
     DecodedClip,
     OutOfRangeAudioError,
@@ -111,10 +111,6 @@ class ClipAnalysis(Protocol):
 
 ClipAnalyser = Callable[[DecodedClip], ClipAnalysis]
 
-# The upload stands for no track: an artist cap starts from nobody.
-_NO_TRACK = TrackMeta(track_id="upload", title="", artists=())
-
-
 @dataclass(frozen=True)
 class UploadLimits:
     max_bytes: int = MAX_UPLOAD_BYTES_DEFAULT
@@ -198,10 +194,11 @@ def recommendations_by_audio(
     k: int,
     *,
     limits: UploadLimits = UploadLimits(),
-    distinct_artists: bool = False,
+    policy: ListPolicy | None = None,
     filters: DescriptorFilter | None = None,
 ) -> dict[str, Any]:
-    """The body of POST /recommendations/by-audio: the filters of GET /recommendations, relative to the upload."""
+    """The body of POST /recommendations/by-audio: the list policy and filters of GET /recommendations,
+    the descriptor filters relative to the upload (which stands for no track: an artist cap starts from nobody)."""
     audio_format = check_upload(body, content_type, limits)
     clip, duration_s = decode_upload(body, limits)
     analysis = analyse_upload(analyser, clip)
@@ -220,11 +217,9 @@ def recommendations_by_audio(
         "tags": embedding.tags,
         "descriptors": descriptors,
     }
-    accept = all_of(
-        filters.accept(descriptors) if filters else None,
-        distinct_artists_filter(_NO_TRACK) if distinct_artists else None,
-    )
-    neighbours = index.search(vector, k, accept=accept)
+    policy = policy or ListPolicy()
+    accept = all_of(filters.accept(descriptors) if filters else None, policy.acceptor(index))
+    neighbours = index.search(vector, k, exclude=set(policy.exclude), accept=accept)
     return {
         "indexVersion": index.version,
         "model": index.model,

@@ -20,5 +20,32 @@ SIMILARITY_DECIMALS = 6
 CORS_ALLOW_ORIGIN_DEFAULT = "*"
 CORS_MAX_AGE_S = 600
 
+# GET /search
+SEARCH_LIMIT_DEFAULT = 20
+SEARCH_LIMIT_MAX = 100
+SEARCH_QUERY_MAX_CHARS = 199  # a query of 200 characters or more is refused (400)
+
+# Lists from several tracks: /recommendations seeds, /playlists/continue seeds, stations' seeds
+MAX_SEEDS = 20
+EXCLUDE_MAX = 500
+ARTIST_CAP_MAX = 100
+DURATION_MAX_MS = 24 * 3600 * 1000
+
+# Stations
+STATION_MAX_SEEDS = 20
+STATION_NAME_MAX_CHARS = 100
+STATION_WEIGHT_MAX = 10.0
+STATION_NEXT_DEFAULT = 10
+STATION_NEXT_MAX = 50
+
+# POST /playlists/continue
+CONTINUE_LENGTH_DEFAULT = 20
+CONTINUE_LENGTH_MAX = 100
+
+# GET /path
+PATH_LENGTH_MIN = 2
+PATH_LENGTH_DEFAULT = 10
+PATH_LENGTH_MAX = 50
+
 # Presigned URLs for the listen/ copies of local files live this long (env LISTEN_URL_TTL_S).
 LISTEN_URL_TTL_S_DEFAULT = 300.0

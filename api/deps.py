@@ -83,3 +83,4 @@ def _table_on(endpoint: str | None, name: str) -> TrackTable:
 def tracks_table(config: Annotated[ApiSettings, Depends(settings)]) -> TrackTable:
     """The Tracks table; built once per container (building one costs over a millisecond)."""
     return _table_on(resource("dynamodb").meta.client.meta.endpoint_url, config.tracks_table)
+

@@ -4,10 +4,10 @@ One parse function turns request parameters (a query string's or a JSON body's)
 into a :class:`DescriptorFilter`; its :meth:`DescriptorFilter.accept` gives the
 predicate ``ServedIndex.search`` calls in similarity order, so filtering happens
 after retrieval with over-fetch until ``k`` results or the catalogue is exhausted.
-Compose it with other list policies with :func:`api.recommend.all_of`.
+Compose it with other list policies with :func:`api.listing.all_of`.
 
     filters = parse_filters(router.current_event.query_string_parameters or {})
-    accept = all_of(filters.accept(seed_descriptors), distinct_artists_filter(query))
+    accept = all_of(filters.accept(seed_descriptors), policy.acceptor(index))
 
 A track without descriptors never passes an active filter (nothing says it matches).
 """
@@ -17,7 +17,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
 
 from api.errors import ApiError
 from api.served import Accept
@@ -155,3 +157,26 @@ def parse_filters(params: Mapping[str, Any]) -> DescriptorFilter:
         if low is not None and high is not None and low > high:
             raise _invalid(f"{low_name} must not be greater than {high_name}")
     return filters
+
+
+class BodyFilters(BaseModel):
+    """The same filters as fields of a JSON request body (POST routes), under the same public names.
+
+    Types and ranges are checked by the body's validation; :func:`parse_filters` then applies
+    the rules that span fields (minTempo not above maxTempo).
+    """
+
+    min_tempo: Annotated[float, Field(ge=TEMPO_RANGE_BPM[0], le=TEMPO_RANGE_BPM[1])] | None = Field(None, alias=MIN_TEMPO)
+    max_tempo: Annotated[float, Field(ge=TEMPO_RANGE_BPM[0], le=TEMPO_RANGE_BPM[1])] | None = Field(None, alias=MAX_TEMPO)
+    tempo_octaves: bool = Field(False, alias=TEMPO_OCTAVES)
+    key: Literal["compatible"] | None = None
+    min_loudness: Annotated[float, Field(ge=LOUDNESS_RANGE_LUFS[0], le=LOUDNESS_RANGE_LUFS[1])] | None = Field(
+        None, alias=MIN_LOUDNESS
+    )
+    max_loudness: Annotated[float, Field(ge=LOUDNESS_RANGE_LUFS[0], le=LOUDNESS_RANGE_LUFS[1])] | None = Field(
+        None, alias=MAX_LOUDNESS
+    )
+    mode: Literal["major", "minor"] | None = None
+
+    def filters(self) -> DescriptorFilter:
+        return parse_filters(self.model_dump(by_alias=True, include=set(BodyFilters.model_fields), exclude_none=True))

@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from threadpoolctl import threadpool_limits
 
 from api.app import create_app, resolve
-from api.routes import recommendations, service, tracks, web
+from api.routes import path, playlists, recommendations, search, service, stations, tracks, web
 
 # The exact search over the index delta is one small matrix-vector product per request: a second
 # BLAS thread only adds synchronisation (on a loaded 2-core host, 10k x 200: 72 ms with 2 OpenBLAS
@@ -25,6 +25,10 @@ threadpool_limits(limits=1)
 logger = Logger()
 app = create_app(
     recommendations.router,
+    search.router,
+    stations.router,
+    playlists.router,
+    path.router,
     tracks.router,
     service.router,
     web.router,  # the web page, its assets, the map's points and GET /tracks/{trackId}/audio

@@ -3,7 +3,8 @@
 Renders (or reuses) the demo catalogue, starts the local stack (moto server +
 event pump), crawls the catalogue folder, drains ExtractQueue through the
 extractor, lets the DynamoDB stream drive the annoy_service, publishes the
-index, serves the HTTP API on 127.0.0.1 and prints example recommendations.
+index, serves the HTTP API on 127.0.0.1 and prints example recommendations,
+a radio station's first tracks and a path between two tracks.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from infra.stack import LocalStack, port_open, running_stack
 
 EXAMPLES = 3
 EXAMPLE_K = 5
+STATION_TRACKS = 5
+PATH_LENGTH = 6
 PAGE_EXAMPLE_QUERY = "Bach"
 
 
@@ -79,7 +82,31 @@ def show_recommendations(api_url: str, queries: list[dict[str, Any]]) -> None:
         for rank, result in enumerate(response.json()["results"], start=1):
             tags = ", ".join(list((result.get("tags") or {}).keys())[:3])
             print(f"  {rank}. {result['similarity']:.3f}  {result['title']}" + (f"   [{tags}]" if tags else ""))
-    print(f"\nTry it:\n  curl '{api_url}/recommendations?trackId={queries[0]['trackId']}&k=10'\n"
+
+
+def show_station_and_path(api_url: str, queries: list[dict[str, Any]]) -> None:
+    """A station seeded with the first example, its first tracks; a path from the first example to the last."""
+    seed, end = queries[0], queries[-1]
+    created = requests.post(f"{api_url}/stations", json={"name": "Demo radio", "seeds": [seed["trackId"]]}, timeout=30)
+    if created.status_code != 201:
+        print(f"\nstation: HTTP {created.status_code}: {created.text}")
+        return
+    station_id = created.json()["stationId"]
+    played = requests.post(f"{api_url}/stations/{station_id}/next", json={"n": STATION_TRACKS}, timeout=30)
+    print(f"\nA station seeded with: {seed['title']}  (stationId {station_id})")
+    for rank, track in enumerate(played.json().get("tracks", []) if played.status_code == 200 else [], start=1):
+        print(f"  {rank}. {track['similarity']:.3f}  {track['title']}")
+    path = requests.get(f"{api_url}/path", params={"from": seed["trackId"], "to": end["trackId"], "length": PATH_LENGTH},
+                        timeout=30)
+    print(f"\nA path from {seed['title']} to {end['title']}")
+    if path.status_code != 200:
+        print(f"  HTTP {path.status_code}: {path.text}")
+        return
+    for step, track in enumerate(path.json()["tracks"]):
+        print(f"  {step}. {track['similarityToTo']:.3f} to the end  {track['title']}")
+    print(f"\nTry it:\n  curl '{api_url}/recommendations?trackId={seed['trackId']}&k=10'\n"
+          f"  curl '{api_url}/search?q=bach'\n"
+          f"  curl -X POST '{api_url}/stations/{station_id}/next' -d '{{\"n\": 5}}'\n"
           f"  curl '{api_url}/health'")
 
 
@@ -128,7 +155,9 @@ def _run_pipeline(stack: LocalStack, folder: Path, port: int, once: bool) -> int
         api_url = f"http://127.0.0.1:{gateway[0].server_address[1]}"
         print(f"serving the HTTP API at {api_url}", file=sys.stderr)
         print(page_banner(api_url), flush=True)
-        show_recommendations(api_url, example_queries(folder))
+        queries = example_queries(folder)
+        show_recommendations(api_url, queries)
+        show_station_and_path(api_url, queries)
         if not once:
             print("\nServing until Ctrl-C.", flush=True)
             stop = threading.Event()

@@ -23,10 +23,11 @@ from api.audio_query import (
     UploadLimits,
     recommendations_by_audio,
 )
-from api.constants import K_DEFAULT, K_MAX, K_MIN
+from api.constants import ARTIST_CAP_MAX, DURATION_MAX_MS, EXCLUDE_MAX, K_DEFAULT, K_MAX, K_MIN
 from api.deps import served_index
 from api.descriptor_filters import parse_filters
 from api.errors import ApiError, json_response
+from api.routes.recommendations import list_policy
 from api.served import ServedIndex
 from catalog.settings import env_float
 
@@ -78,8 +79,14 @@ def post_recommendations_by_audio(
     limits: Annotated[UploadLimits, Depends(upload_limits)],
     k: Annotated[int, Query(ge=K_MIN, le=K_MAX)] = K_DEFAULT,
     distinct_artists: Annotated[bool, Query(alias="distinctArtists")] = False,
+    max_per_artist: Annotated[int | None, Query(alias="maxPerArtist", ge=1, le=ARTIST_CAP_MAX)] = None,
+    exclude: Annotated[list[str] | None, Query(max_length=EXCLUDE_MAX)] = None,
+    min_duration_ms: Annotated[int | None, Query(alias="minDurationMs", ge=0, le=DURATION_MAX_MS)] = None,
+    max_duration_ms: Annotated[int | None, Query(alias="maxDurationMs", ge=0, le=DURATION_MAX_MS)] = None,
+    dedupe: bool = True,
 ) -> Response[str]:
     event = router.current_event
+    policy = list_policy(exclude, max_per_artist, min_duration_ms, max_duration_ms, dedupe, distinct_artists)
     # minTempo, maxTempo, tempoOctaves, key (compatible with the upload's), minLoudness,
     # maxLoudness, mode: parsed as for GET /recommendations.
     filters = parse_filters(event.query_string_parameters or {})
@@ -87,7 +94,7 @@ def post_recommendations_by_audio(
     try:
         answer = recommendations_by_audio(
             index, analyser, body, event.headers.get("content-type"), k,
-            limits=limits, distinct_artists=distinct_artists, filters=filters,
+            limits=limits, policy=policy, filters=filters,
         )
     except AudioQueryError as exc:
         raise ApiError(exc.status, exc.code, str(exc)) from None

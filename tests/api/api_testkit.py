@@ -71,16 +71,17 @@ def build_bundle(
     artists: list[list[str]] | None = None,
     descriptors: list[dict[str, Any] | None] | None = None,
     version: str | None = None,
+    metas: list[TrackMeta] | None = None,
 ) -> BaseManifest:
-    """A base written by the bundle's one writer, as the annoy_service writes it."""
-    metas = [
+    """A base written by the bundle's one writer, as the annoy_service writes it (``metas`` replace the made-up ones)."""
+    rows = [meta.to_json() for meta in metas] if metas is not None else [
         dataclasses.replace(sample_meta(track_id, i, artists[i] if artists else None),
                             descriptors=descriptors[i] if descriptors else None).to_json()
         for i, track_id in enumerate(track_ids)
     ]
     return write_base(
         directory,
-        [BaseRows(list(track_ids), metas, np.asarray(vectors, np.float32))],
+        [BaseRows(list(track_ids), rows, np.asarray(vectors, np.float32))],
         version=version or new_index_version(),
         created_at=utc_now_iso(),
         model=MODEL,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import numpy as np
 import pytest
 from api_testkit import (
     DIM,
@@ -24,7 +25,7 @@ from api_testkit import (
 )
 from moto import mock_aws
 
-from catalog.bundle import LatestPointer
+from catalog.bundle import LatestPointer, TrackMeta
 from catalog.bundle_store import BundleStore
 from catalog.keys import ANN_FILENAME, bundle_prefix
 from catalog.records import utc_now_iso
@@ -34,6 +35,7 @@ from infra.resources import template_table_params
 EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
 INDEX_BUCKET = "soundslike-test-index"
 TRACKS_TABLE = "soundslike-test-tracks"
+STATIONS_TABLE = "soundslike-test-stations"
 
 
 @pytest.fixture
@@ -45,6 +47,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "AWS_DEFAULT_REGION": "us-east-1",
         "INDEX_BUCKET": INDEX_BUCKET,
         "TRACKS_TABLE": TRACKS_TABLE,
+        "STATIONS_TABLE": STATIONS_TABLE,
         "POWERTOOLS_SERVICE_NAME": "api",
         "POWERTOOLS_METRICS_NAMESPACE": "soundslike",
     }.items():
@@ -58,6 +61,7 @@ def aws(aws_env: None) -> Iterator[None]:
     with mock_aws():
         boto3.client("s3").create_bucket(Bucket=INDEX_BUCKET)
         boto3.client("dynamodb").create_table(**template_table_params(TRACKS_TABLE))
+        boto3.client("dynamodb").create_table(**template_table_params(STATIONS_TABLE, "StationsTable"))
         yield
 
 
@@ -73,12 +77,14 @@ def publish(aws: None, tmp_path: Path) -> Callable[..., PublishedBundle]:
         artists: list[list[str]] | None = None,
         tamper: str | None = None,
         ids: list[str] | None = None,
+        vectors: np.ndarray | None = None,
+        metas: list[TrackMeta] | None = None,
         descriptors: list[dict[str, Any] | None] | None = None,
     ) -> PublishedBundle:
-        track_ids = ids or [spotify_like_id(i) for i in range(n)]
-        vectors = clustered_vectors(len(track_ids), dim, seed)
-        directory = tmp_path / f"build-{seed}-{tamper}-{len(track_ids)}"
-        manifest = build_bundle(directory, track_ids, vectors, artists=artists, descriptors=descriptors)
+        track_ids = ids or ([m.track_id for m in metas] if metas else [spotify_like_id(i) for i in range(n)])
+        vectors = clustered_vectors(len(track_ids), dim, seed) if vectors is None else vectors
+        directory = tmp_path / f"build-{seed}-{tamper}-{len(list(tmp_path.iterdir()))}"
+        manifest = build_bundle(directory, track_ids, vectors, artists=artists, metas=metas, descriptors=descriptors)
         store = BundleStore(INDEX_BUCKET)
         manifest_sha = store.upload_base(directory, manifest)
         s3 = boto3.client("s3")
@@ -157,7 +163,9 @@ def recorded_event() -> Callable[[str], dict[str, Any]]:
 def http_event() -> Callable[..., dict[str, Any]]:
     """A v2 event from the recorded shape in tests/events/, with the method, path and query replaced."""
 
-    def _event(method: str, path: str, query: dict[str, str] | None = None, route: str | None = None) -> dict[str, Any]:
+    def _event(
+        method: str, path: str, query: dict[str, str] | None = None, route: str | None = None, body: Any = None
+    ) -> dict[str, Any]:
         event = load_event("api_get_recommendations.json")
         route_key = f"{method} {route or path}"
         event["routeKey"] = event["requestContext"]["routeKey"] = route_key
@@ -170,6 +178,12 @@ def http_event() -> Callable[..., dict[str, Any]]:
             event.pop("queryStringParameters", None)
         if route and "{trackId}" in route:
             event["pathParameters"] = {"trackId": path.rsplit("/", 1)[-1]}
+        if route and "{stationId}" in route:
+            event["pathParameters"] = {"stationId": path.split("/")[2]}
+        if body is not None:
+            event["body"] = json.dumps(body)
+            event["isBase64Encoded"] = False
+            event["headers"]["content-type"] = "application/json"
         return event
 
     return _event

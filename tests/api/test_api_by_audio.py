@@ -232,6 +232,26 @@ def test_descriptor_filters_apply_as_for_get_recommendations(
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_filter"
 
 
+def test_the_list_policy_of_get_recommendations_applies_to_the_upload(
+    gateway: str, served: tuple[PublishedBundle, FakeEmbedder]
+) -> None:
+    bundle, _ = served
+    order = [bundle.track_ids[i] for i in np.argsort(-(bundle.vectors @ bundle.vectors[TARGET]))]
+    excluded = order[:2]
+    response = post(gateway, tone_wav(4.0), k=3, exclude=",".join(excluded))
+    assert response.status_code == 200, response.text
+    assert [r["trackId"] for r in response.json()["results"]] == order[2:5]
+    # The upload stands for no track, so a cap of one per artist starts from nobody: the test
+    # bundle gives every track its own artist, and none is dropped.
+    capped = post(gateway, tone_wav(4.0), k=3, maxPerArtist=1)
+    assert [r["trackId"] for r in capped.json()["results"]] == order[:3]
+    for params in ({"exclude": "not an id"}, {"minDurationMs": 2000, "maxDurationMs": 1000}):
+        bad = post(gateway, tone_wav(4.0), **params)
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_request", bad.text
+    # A duration filter cannot vouch for tracks of unknown length (the test bundle's have none).
+    assert post(gateway, tone_wav(4.0), k=3, minDurationMs=1).json()["results"] == []
+
+
 def test_k_is_validated_like_get_recommendations(gateway: str, served: tuple[PublishedBundle, FakeEmbedder]) -> None:
     for k in (0, 101):
         response = post(gateway, tone_wav(4.0), k=k)

@@ -196,3 +196,57 @@ def test_parse_filters_takes_json_values_as_well_as_query_strings() -> None:
     with pytest.raises(ApiError) as caught:
         parse_filters({"minTempo": True})
     assert caught.value.status == 400
+
+
+# -- the other list endpoints: continuation, path, station batches -----------------------
+
+
+def post_json(api, http_event, lambda_context, path: str, body: dict[str, Any], route: str | None = None):
+    response = api.lambda_handler(http_event("POST", path, route=route, body=body), lambda_context)
+    return response["statusCode"], json.loads(response["body"]) if response["body"] else None
+
+
+def minor_and_fast(i: int) -> bool:
+    return DESCRIPTORS[i] is not None and DESCRIPTORS[i]["mode"] == "minor" and DESCRIPTORS[i]["tempoBpm"] >= 120
+
+
+def test_continuation_takes_the_filters_in_its_body(api, index, http_event, lambda_context) -> None:
+    by_id = dict(zip(index.track_ids, range(N), strict=True))
+    request = {"seeds": [index.track_ids[QUERY]], "length": 8, "maxPerArtist": None, "mode": "minor", "minTempo": 120}
+    status, body = post_json(api, http_event, lambda_context, "/playlists/continue", request)
+    assert status == 200, body
+    picked = [by_id[t["trackId"]] for t in body["tracks"]]
+    assert len(picked) == 8 and all(minor_and_fast(i) for i in picked)
+    # The same request without the filters picks tracks that fail them: the filters did the work.
+    unfiltered = {k: v for k, v in request.items() if k not in ("mode", "minTempo")}
+    _, plain = post_json(api, http_event, lambda_context, "/playlists/continue", unfiltered)
+    assert not all(minor_and_fast(by_id[t["trackId"]]) for t in plain["tracks"])
+    status, bad = post_json(api, http_event, lambda_context, "/playlists/continue", {**request, "maxTempo": 110})
+    assert status == 400 and bad["error"]["code"] == "invalid_filter"
+
+
+def test_path_steps_between_the_ends_pass_the_filters(api, index, http_event, lambda_context) -> None:
+    by_id = dict(zip(index.track_ids, range(N), strict=True))
+    start, end = index.track_ids[QUERY], index.track_ids[N - 1]
+    query = {"from": start, "to": end, "length": "6", "mode": "minor", "minTempo": "120"}
+    response = api.lambda_handler(http_event("GET", "/path", query), lambda_context)
+    body = json.loads(response["body"])
+    assert response["statusCode"] == 200, body
+    steps = [t["trackId"] for t in body["tracks"]]
+    assert steps[0] == start and steps[-1] == end and len(steps) == 6
+    assert all(minor_and_fast(by_id[t]) for t in steps[1:-1])
+
+
+def test_a_station_batch_takes_the_filters_of_its_next_request(api, index, http_event, lambda_context) -> None:
+    by_id = dict(zip(index.track_ids, range(N), strict=True))
+    status, station = post_json(api, http_event, lambda_context, "/stations",
+                                {"name": "Fast minor", "seeds": [index.track_ids[QUERY]], "maxPerArtist": None})
+    assert status == 201, station
+    route = "/stations/{stationId}/next"
+    path = f"/stations/{station['stationId']}/next"
+    status, batch = post_json(api, http_event, lambda_context, path, {"n": 6, "mode": "minor", "minTempo": 120}, route)
+    assert status == 200, batch
+    picked = [by_id[t["trackId"]] for t in batch["tracks"]]
+    assert len(picked) == 6 and all(minor_and_fast(i) for i in picked)
+    status, bad = post_json(api, http_event, lambda_context, path, {"n": 6, "mode": "dorian"}, route)
+    assert status == 400 and bad["error"]["code"] == "bad_request"

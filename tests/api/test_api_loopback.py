@@ -92,3 +92,39 @@ def test_parallel_requests_are_all_answered(served_api) -> None:
         answers = list(pool.map(get, ids))
     assert all(status == 200 for status, _ in answers)
     assert all(track_id not in results for track_id, (_, results) in zip(ids, answers, strict=True))
+
+
+def test_every_discovery_route_answers_over_http(served_api) -> None:
+    url, bundle = served_api
+    ids = bundle.track_ids
+    search = requests.get(f"{url}/search", params={"q": "song 1"}, timeout=10)
+    assert search.status_code == 200 and search.json()["results"][0]["title"] == "Song 1"
+    several = requests.get(f"{url}/recommendations", params=[("trackId", ids[1]), ("trackId", ids[2]), ("k", 5)], timeout=10)
+    assert several.status_code == 200 and several.json()["seeds"] == ids[1:3]
+    created = requests.post(f"{url}/stations", json={"name": "Radio", "seeds": ids[:2]}, timeout=10)
+    assert created.status_code == 201
+    station = f"{url}/stations/{created.json()['stationId']}"
+    played = requests.post(f"{station}/next", json={"n": 3}, timeout=10)
+    assert played.status_code == 200 and len(played.json()["tracks"]) == 3
+    assert requests.post(f"{station}/next", timeout=10).status_code == 200  # n defaults to 10
+    feedback = requests.post(f"{station}/feedback", json={"trackId": played.json()["tracks"][0]["trackId"], "signal": "like"}, timeout=10)
+    assert feedback.status_code == 204 and feedback.content == b""
+    assert requests.patch(station, json={"styleWeight": 0.5}, timeout=10).json()["styleWeight"] == 0.5
+    assert requests.get(station, timeout=10).json()["historyLength"] == 13
+    continued = requests.post(f"{url}/playlists/continue", json={"seeds": ids[:2], "length": 4}, timeout=10)
+    assert continued.status_code == 200 and len(continued.json()["tracks"]) == 4
+    path = requests.get(f"{url}/path", params={"from": ids[3], "to": ids[4], "length": 5}, timeout=10)
+    assert path.status_code == 200 and [t["trackId"] for t in path.json()["tracks"]][::4] == [ids[3], ids[4]]
+    assert requests.delete(station, timeout=10).status_code == 204
+    assert requests.get(station, timeout=10).status_code == 404
+
+
+def test_browsers_may_call_the_listener_routes_cross_origin(served_api) -> None:
+    url, _ = served_api
+    for method in ("POST", "PATCH", "DELETE"):
+        preflight = requests.options(
+            f"{url}/stations/{'A' * 22}",
+            headers={"Origin": "https://page.example", "Access-Control-Request-Method": method}, timeout=10,
+        )
+        assert preflight.status_code == 204
+        assert method in preflight.headers["access-control-allow-methods"].split(",")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from api_testkit import build_bundle, clustered_vectors, open_bundle, spotify_like_id
 
+from api.listing import ListPolicy
 from api.recommend import TrackNotIndexedError, recommendations
 from api.served import ServedIndex, cosine_similarity
 from catalog.bundle import BaseReader, BundleError, Projection, TrackMeta
@@ -39,7 +40,7 @@ def test_query_is_excluded_even_when_another_track_has_the_same_vector(tmp_path)
     vectors[5] = vectors[4]
     index = loaded(tmp_path, vectors)
     for query, twin in ((4, 5), (5, 4)):
-        body = recommendations(index, spotify_like_id(query), 3)
+        body = recommendations(index, [spotify_like_id(query)], 3)
         assert result_items(body)[0] == twin
         assert query not in result_items(body)
         assert body["results"][0]["similarity"] == pytest.approx(1.0, abs=1e-6)
@@ -53,7 +54,7 @@ def test_distinct_artists_keeps_searching_past_the_first_batch(tmp_path) -> None
     for rank, item in enumerate(order):
         artists[item] = ["Same"] if rank < 150 else [f"Solo {rank}"]
     index = loaded(tmp_path, vectors, artists)
-    got = result_items(recommendations(index, spotify_like_id(0), 5, distinct_artists=True))
+    got = result_items(recommendations(index, [spotify_like_id(0)], 5, ListPolicy(max_per_artist=1)))
     assert len(got) == 5
     assert all(artists[item][0].startswith("Solo") for item in got)
 
@@ -91,8 +92,8 @@ def test_vector_transform_and_projection(tmp_path) -> None:
 def test_unknown_track_raises_and_body_has_query_metadata(tmp_path) -> None:
     index = loaded(tmp_path, clustered_vectors(10))
     with pytest.raises(TrackNotIndexedError):
-        recommendations(index, "NotThere00000000000000", 3)
-    body = recommendations(index, spotify_like_id(2), 3)
+        recommendations(index, ["NotThere00000000000000"], 3)
+    body = recommendations(index, [spotify_like_id(2)], 3)
     assert body["query"] == {
         "trackId": spotify_like_id(2),
         "title": "Song 2",

@@ -28,6 +28,11 @@ KEYS = {
     "api": ("speedup_vs_download", "p50_ms_10k", "p99_ms_10k", "cold_start_s_10k", "metadata_open_ms_10k",
             "peak_rss_mb_10k", "p99_ms_delta_10k"),
     "quality": ("instrument_p10", "instrument_chance", "mfcc_instrument_p10", "composer_p10"),
+    "discovery": (
+        "multiseed_instrument_p10", "singleseed_instrument_p10", "station_dislike_drop", "station_like_gain",
+        "station_repeats", "path_monotone_share", "path_mean_step_similarity", "continuation_mean_step_similarity",
+        "continuation_baseline_mean_step_similarity",
+    ),
 }
 
 

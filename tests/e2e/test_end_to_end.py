@@ -76,6 +76,14 @@ def test_recommendations_follow_the_instrument_through_the_whole_local_pipeline(
             # Descriptors travel from the extractor through the item and the bundle into every answer.
             assert all(r["descriptors"]["camelot"] and r["descriptors"]["loudnessLufs"] < 0 for r in results)
             shares.append(sum(instrument_of[r["trackId"]] == instrument for r in results) / K)
+
+        # A station lives in the local stack's Stations table (made from template.yaml).
+        seed = next(iter(instrument_of))
+        station = requests.post(f"{api}/stations", json={"name": "e2e", "seeds": [seed]}, timeout=30)
+        assert station.status_code == 201, station.text
+        played = requests.post(f"{api}/stations/{station.json()['stationId']}/next", json={"n": 5}, timeout=30)
+        assert played.status_code == 200 and len(played.json()["tracks"]) == 5
+        assert seed not in {t["trackId"] for t in played.json()["tracks"]}
     finally:
         if gateway is not None:
             shutdown(*gateway)
