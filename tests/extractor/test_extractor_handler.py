@@ -198,8 +198,9 @@ def test_a_transient_s3_error_fails_only_its_message(aws, lambda_context, monkey
     response = handler.lambda_handler(sqs_event(throttled, bad), lambda_context)
 
     assert failures(response) == {throttled["messageId"]}
-    # The throttled track is left for the retry; the other message finished.
+    # The throttled track is left for the retry, noting why on the pending item; the other message finished.
     assert aws.item(SPOTIFY_ID)["status"] == Status.PENDING.value
+    assert aws.item(SPOTIFY_ID)["error"].startswith("ClientError: An error occurred (SlowDown) when calling the GetObject")
     assert aws.object_exists(preview_key(SPOTIFY_ID, "mp3"))
     assert aws.item(OTHER_ID)["status"] == Status.FAILED.value
 
