@@ -9,14 +9,18 @@ STAMP := $(VENV)/.installed
 REQUIREMENTS := requirements-dev.txt requirements-nodeps.txt crawler/requirements.txt \
 	extractor/requirements.txt extractor/requirements-nodeps.txt \
 	annoy_service/requirements.txt api/requirements.txt api/requirements-index.txt \
-	dead_letters/requirements.txt
+	dead_letters/requirements.txt history/requirements.txt
 PORT ?= 8080
 PLAYLIST ?=
 FULL ?=
+# make history USER=name: only a USER given on the command line counts, not the login name in the environment.
+USER_ID := $(if $(filter command line,$(origin USER)),$(USER))
+FILE ?=
+CRAWL ?=
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: help install chromium test test-fast lint up down status crawl extract index serve demo \
-	spotify-login deploy clean
+	history spotify-login deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -65,6 +69,10 @@ extract: install ## drain the local ExtractQueue through the extractor, with pro
 
 index: install ## heal, build or compact the published index (FULL=1: rebuild from the table, report drift)
 	$(PY) -m infra exec -- $(PY) -m annoy_service $(if $(FULL),--full)
+
+history: install ## import USER=<name> FILE="<export.json>..." into Listens and train their models (CRAWL=1: queue unmatched)
+	@test -n "$(USER_ID)" -a -n "$(FILE)" || { echo 'usage: make history USER=<name> FILE="StreamingHistory_music_0.json ..." [CRAWL=1]'; exit 2; }
+	$(PY) -m infra exec -- $(PY) -m history --user "$(USER_ID)" $(if $(CRAWL),--crawl) $(FILE)
 
 serve: install ## serve the HTTP API on 127.0.0.1:$(PORT) against the local stack
 	$(PY) -m infra exec -- $(PY) -m api serve --host 127.0.0.1 --port $(PORT)

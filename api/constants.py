@@ -49,3 +49,7 @@ PATH_LENGTH_MAX = 50
 
 # Presigned URLs for the listen/ copies of local files live this long (env LISTEN_URL_TTL_S).
 LISTEN_URL_TTL_S_DEFAULT = 300.0
+
+# GET /users/{userId}/recommendations: the k=20, and at most this many tracks by one artist.
+PERSONAL_K_DEFAULT = 20
+PERSONAL_MAX_PER_ARTIST_DEFAULT = 2

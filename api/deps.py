@@ -28,6 +28,7 @@ from api.index_cache import IndexCache, default_index_dir
 from api.served import ServedIndex
 from catalog.settings import env_float, env_str, require_env
 from catalog.storage import TrackTable, resource
+from catalog.user_models import UserModelStore
 
 _TRUE = frozenset({"1", "true", "yes"})
 
@@ -84,3 +85,7 @@ def tracks_table(config: Annotated[ApiSettings, Depends(settings)]) -> TrackTabl
     """The Tracks table; built once per container (building one costs over a millisecond)."""
     return _table_on(resource("dynamodb").meta.client.meta.endpoint_url, config.tracks_table)
 
+
+def user_store(config: Annotated[ApiSettings, Depends(settings)]) -> UserModelStore:
+    """Listeners' models and profiles (users/ in the index bucket), written by the history importer."""
+    return UserModelStore(config.index_bucket)

@@ -36,8 +36,8 @@ def mean_of(values: Sequence[float]) -> float:
 class ContinuationRequest:
     """What a continuation starts from.
 
-    The listening-history issue adds ``user_id`` here: the listener's recent plays then
-    join ``policy.exclude`` (and may join the context) before :func:`continue_playlist` runs.
+    With ``userId``, POST /playlists/continue hands the same request to
+    :func:`api.personal.continue_for_listener`, whose listener's model picks the steps.
     """
 
     seeds: tuple[str, ...]

@@ -33,6 +33,10 @@ KEYS = {
         "station_repeats", "path_monotone_share", "path_mean_step_similarity", "continuation_mean_step_similarity",
         "continuation_baseline_mean_step_similarity",
     ),
+    "personal": ("foryou_precision_at_20", "affinity_spearman", "next_track_hit_at_10", "plays_per_s",
+                 "foryou_precision_at_20_most_played_neighbours", "foryou_precision_at_20_random",
+                 "affinity_spearman_centroid", "affinity_spearman_constant",
+                 "next_track_hit_at_10_last_track_neighbours", "next_track_hit_at_10_content_continuation"),
 }
 
 

@@ -1,0 +1,138 @@
+"""Import export files into Listens: stream, match, skip what is stored, write in batches.
+
+Nothing read before a failure is lost: plays are written in batches as they are read,
+and the batch in hand is written before a malformed record's error (which names the
+file and the record) reaches the caller. Running the import again after fixing the
+file adds only what is missing, because every play's key is deterministic
+(:attr:`catalog.listens.Listen.sort_key`) and stored keys are read first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from catalog.listens import SKIP_BELOW_MS, Listen, ListenTable
+from history.exports import ExportPlay, iter_plays
+from history.matching import CatalogueMatcher, spotify_id_of
+
+WRITE_BATCH = 500
+PROGRESS_EVERY = 5000
+
+# (file name, records read in it so far, the report so far)
+Progress = Callable[[str, int, "ImportReport"], None]
+# Asks the crawler to ingest one Spotify track (crawler.pipeline.ingest_track, or a test's counter).
+CrawlRequest = Callable[[str], object]
+
+
+@dataclass
+class ImportReport:
+    files: int = 0
+    records: int = 0
+    plays: int = 0
+    added: int = 0
+    already_imported: int = 0
+    matched: int = 0
+    unmatched: int = 0
+    skips: int = 0
+    not_music: int = 0
+    crawl_requested: int = 0
+    unmatched_spotify_ids: set[str] = field(default_factory=set)
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "files": self.files,
+            "records": self.records,
+            "plays": self.plays,
+            "added": self.added,
+            "alreadyImported": self.already_imported,
+            "matched": self.matched,
+            "unmatched": self.unmatched,
+            "skips": self.skips,
+            "notMusic": self.not_music,
+            "crawlRequested": self.crawl_requested,
+        }
+
+    def format(self) -> str:
+        return (
+            f"{self.files} file(s), {self.records} records: {self.plays} plays ({self.skips} skips under "
+            f"{SKIP_BELOW_MS // 1000} s), {self.added} added, {self.already_imported} already imported; "
+            f"{self.matched} matched the catalogue, {self.unmatched} did not "
+            f"({len(self.unmatched_spotify_ids)} distinct Spotify tracks); {self.not_music} non-music entries left out; "
+            f"{self.crawl_requested} tracks queued for crawling"
+        )
+
+
+def to_listen(user_id: str, play: ExportPlay, matcher: CatalogueMatcher) -> Listen:
+    return Listen(
+        user_id=user_id,
+        ended_at=play.ended_at,
+        artist=play.artist,
+        title=play.title,
+        ms_played=play.ms_played,
+        track_id=matcher.match(play.spotify_uri, play.artist, play.title),
+        spotify_uri=play.spotify_uri,
+        skipped=play.skipped or play.ms_played < SKIP_BELOW_MS,
+        reason_end=play.reason_end,
+    )
+
+
+def import_files(
+    user_id: str,
+    paths: Sequence[Path],
+    matcher: CatalogueMatcher,
+    table: ListenTable,
+    *,
+    crawl: CrawlRequest | None = None,
+    progress: Progress | None = None,
+    progress_every: int = PROGRESS_EVERY,
+) -> ImportReport:
+    """Import every file in order; MalformedExportError after storing what came before the bad record."""
+    report = ImportReport()
+    stored = table.keys_of(user_id)
+    pending: list[Listen] = []
+
+    def flush() -> None:
+        table.put_all(pending)
+        pending.clear()
+
+    try:
+        for path in paths:
+            report.files += 1
+            read = 0
+            with path.open("rb") as stream:
+                for _, play in iter_plays(stream, str(path)):
+                    read += 1
+                    report.records += 1
+                    if progress and read % progress_every == 0:
+                        progress(str(path), read, report)
+                    if play is None:
+                        report.not_music += 1
+                        continue
+                    listen = to_listen(user_id, play, matcher)
+                    report.plays += 1
+                    report.skips += listen.skipped
+                    if listen.track_id:
+                        report.matched += 1
+                    else:
+                        report.unmatched += 1
+                        if spotify := spotify_id_of(listen.spotify_uri):
+                            report.unmatched_spotify_ids.add(spotify)
+                    if listen.sort_key in stored:
+                        report.already_imported += 1
+                        continue
+                    stored.add(listen.sort_key)
+                    pending.append(listen)
+                    report.added += 1
+                    if len(pending) >= WRITE_BATCH:
+                        flush()
+            if progress:
+                progress(str(path), read, report)
+    finally:
+        flush()
+    if crawl is not None:
+        for spotify in sorted(report.unmatched_spotify_ids):
+            crawl(spotify)
+            report.crawl_requested += 1
+    return report

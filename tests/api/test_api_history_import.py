@@ -1,0 +1,218 @@
+"""Importing Spotify exports into the Listens table: both formats, twice, malformed files, skips, crawl requests."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+from api_testkit import spotify_like_id
+
+from api.index_cache import IndexCache
+from api.served import ServedIndex
+from catalog.listens import Listen, ListenTable
+from history.exports import MalformedExportError
+from history.importer import import_files
+from history.matching import CatalogueMatcher
+from history.service import matcher_for
+from history.training import sessions_of
+from infra.resources import template_table_params
+
+LISTENS_TABLE = "soundslike-test-listens"
+START = datetime(2026, 3, 1, 20, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def listens(aws: None) -> ListenTable:
+    boto3.client("dynamodb").create_table(**template_table_params(LISTENS_TABLE, "ListensTable"))
+    return ListenTable(LISTENS_TABLE)
+
+
+@pytest.fixture
+def index(publish: Any, tmp_path: Path) -> ServedIndex:
+    """The served index of 40 tracks: "Song i" by "Artist i", Spotify id spotify_like_id(i)."""
+    publish(n=40)
+    served = IndexCache(os.environ["INDEX_BUCKET"], directory=tmp_path / "index").current()
+    assert served is not None
+    return served
+
+
+@pytest.fixture
+def matcher(index: ServedIndex) -> CatalogueMatcher:
+    return matcher_for(index)
+
+
+def basic_record(i: int, minutes: int, ms: int = 180_000) -> dict[str, Any]:
+    return {"endTime": f"{START + timedelta(minutes=minutes):%Y-%m-%d %H:%M}", "artistName": f"Artist {i}", "trackName": f"Song {i}", "msPlayed": ms}
+
+
+def extended_record(i: int, minutes: int, ms: int = 180_000, uri: bool = True, **extra: Any) -> dict[str, Any]:
+    return {
+        "ts": f"{START + timedelta(minutes=minutes):%Y-%m-%dT%H:%M:%SZ}",
+        "platform": "linux",
+        "ms_played": ms,
+        "conn_country": "NZ",
+        "master_metadata_track_name": f"Song {i}",
+        "master_metadata_album_artist_name": f"Artist {i}",
+        "master_metadata_album_album_name": f"Album {i // 3}",
+        "spotify_track_uri": f"spotify:track:{spotify_like_id(i)}" if uri else None,
+        "episode_name": None,
+        "reason_start": "trackdone",
+        "reason_end": "trackdone",
+        "shuffle": False,
+        "skipped": False,
+        **extra,
+    }
+
+
+def podcast_record(minutes: int) -> dict[str, Any]:
+    return {"ts": f"{START + timedelta(minutes=minutes):%Y-%m-%dT%H:%M:%SZ}", "ms_played": 600_000,
+            "master_metadata_track_name": None, "spotify_track_uri": None, "episode_name": "An episode",
+            "spotify_episode_uri": "spotify:episode:0000000000000000000000"}
+
+
+def write(path: Path, records: list[Any]) -> Path:
+    path.write_text(json.dumps(records))
+    return path
+
+
+def stored(table: ListenTable, user: str) -> list[Listen]:
+    return list(table.listens_of(user))
+
+
+def test_both_formats_import_twice_without_duplicates(listens: ListenTable, matcher: CatalogueMatcher, tmp_path: Path) -> None:
+    basic = write(tmp_path / "StreamingHistory_music_0.json", [basic_record(i, 10 * i) for i in range(12)])
+    # Plays 0-3 again as the extended export records them (same minute, same length): the same plays.
+    extended = write(
+        tmp_path / "Streaming_History_Audio_2026.json",
+        [extended_record(i, 10 * i) for i in range(4)]
+        + [extended_record(i, 500 + 10 * i) for i in range(20, 30)]
+        + [podcast_record(900), extended_record(31, 910, ms=12_000, skipped=True)],
+    )
+    first = import_files("ana", [basic, extended], matcher, listens)
+    assert (first.records, first.plays, first.not_music) == (28, 27, 1)
+    assert (first.added, first.already_imported) == (23, 4)
+    assert (first.matched, first.unmatched, first.skips) == (27, 0, 1)
+    rows = stored(listens, "ana")
+    assert len(rows) == 23 and len({r.sort_key for r in rows}) == 23
+    assert {r.track_id for r in rows} == {spotify_like_id(i) for i in [*range(12), *range(20, 30), 31]}
+
+    second = import_files("ana", [extended, basic], matcher, listens)
+    assert (second.added, second.already_imported) == (0, 27)
+    assert [r.sort_key for r in stored(listens, "ana")] == [r.sort_key for r in rows]
+    assert stored(listens, "bo") == []
+
+
+def test_plays_are_matched_by_uri_first_then_by_normalised_names(listens: ListenTable, matcher: CatalogueMatcher, tmp_path: Path) -> None:
+    records = [
+        # The URI wins over a name that would match another track.
+        extended_record(3, 0) | {"master_metadata_track_name": "Song 4", "master_metadata_album_artist_name": "Artist 4"},
+        extended_record(5, 10, uri=False) | {"master_metadata_track_name": "SONG 5 - Remastered 2011"},
+        extended_record(6, 20, uri=False) | {"master_metadata_track_name": "Song 6 (feat. Someone)"},
+        extended_record(7, 30) | {"spotify_track_uri": "spotify:track:" + "Z" * 22, "master_metadata_track_name": "Unknown"},
+    ]
+    import_files("ana", [write(tmp_path / "e.json", records)], matcher, listens)
+    assert [r.track_id for r in stored(listens, "ana")] == [spotify_like_id(3), spotify_like_id(5), spotify_like_id(6), ""]
+
+
+def test_plays_under_thirty_seconds_are_skips(listens: ListenTable, matcher: CatalogueMatcher, tmp_path: Path) -> None:
+    path = write(tmp_path / "b.json", [basic_record(1, 0, ms=29_999), basic_record(2, 5, ms=30_000)])
+    report = import_files("ana", [path], matcher, listens)
+    assert report.skips == 1
+    assert [r.skipped for r in stored(listens, "ana")] == [True, False]
+
+
+def test_a_malformed_record_is_named_and_what_came_before_is_kept(listens: ListenTable, matcher: CatalogueMatcher, tmp_path: Path) -> None:
+    good = [basic_record(i, 10 * i) for i in range(7)]
+    bad = {k: v for k, v in basic_record(7, 70).items() if k != "msPlayed"}
+    path = write(tmp_path / "StreamingHistory_music_1.json", [*good, bad, basic_record(8, 80)])
+    with pytest.raises(MalformedExportError) as caught:
+        import_files("ana", [path], matcher, listens)
+    assert str(caught.value) == f"{path}: record 7: msPlayed must be a non-negative number of milliseconds"
+    assert (caught.value.path, caught.value.index) == (str(path), 7)
+    assert len(stored(listens, "ana")) == 7
+
+    write(path, [*good, basic_record(7, 70), basic_record(8, 80)])
+    again = import_files("ana", [path], matcher, listens)
+    assert (again.added, again.already_imported) == (2, 7)
+    assert len(stored(listens, "ana")) == 9
+
+
+def test_broken_json_and_a_non_array_are_named(listens: ListenTable, matcher: CatalogueMatcher, tmp_path: Path) -> None:
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text(json.dumps([basic_record(i, i) for i in range(3)])[:-40])
+    with pytest.raises(MalformedExportError, match=r"truncated\.json: record 2: not valid JSON"):
+        import_files("ana", [truncated], matcher, listens)
+    assert len(stored(listens, "ana")) == 2
+    obj = write(tmp_path / "object.json", {"item": basic_record(1, 1)})  # type: ignore[arg-type]
+    with pytest.raises(MalformedExportError, match=r"object\.json: a streaming-history export is a JSON array"):
+        import_files("ana", [obj], matcher, listens)
+
+
+def test_unmatched_spotify_tracks_are_counted_and_queued_once_each(listens: ListenTable, matcher: CatalogueMatcher, tmp_path: Path) -> None:
+    unknown = ["A" * 22, "B" * 22]
+    records = [
+        extended_record(100 + i, 10 * i) | {"spotify_track_uri": f"spotify:track:{unknown[i % 2]}"} for i in range(5)
+    ] + [extended_record(200, 90, uri=False), extended_record(1, 100)]
+    requested: list[str] = []
+    report = import_files("ana", [write(tmp_path / "e.json", records)], matcher, listens, crawl=requested.append)
+    assert (report.matched, report.unmatched, report.crawl_requested) == (1, 6, 2)
+    assert requested == sorted(unknown)
+
+
+def test_progress_is_reported_while_a_file_is_read(listens: ListenTable, matcher: CatalogueMatcher, tmp_path: Path) -> None:
+    path = write(tmp_path / "b.json", [basic_record(i % 40, i) for i in range(25)])
+    seen: list[tuple[str, int]] = []
+    import_files("ana", [path], matcher, listens, progress=lambda name, read, _: seen.append((name, read)), progress_every=10)
+    assert seen == [(str(path), 10), (str(path), 20), (str(path), 25)]
+
+
+def test_sessions_split_at_the_configured_gap() -> None:
+    def play(start_s: float, length_s: float = 60) -> Listen:
+        return Listen("ana", START + timedelta(seconds=start_s + length_s), "a", "t", int(length_s * 1000))
+
+    plays = [play(0), play(60 + 3599), play(60 + 3599 + 60 + 3600)]
+    assert [len(s) for s in sessions_of(plays, 3600)] == [2, 1]
+    assert [len(s) for s in sessions_of(plays, 3599)] == [1, 1, 1]
+
+
+def test_the_served_affinity_model_is_scikit_learns_nearest_neighbour_regressor() -> None:
+    from sklearn.neighbors import KNeighborsRegressor
+
+    from catalog.user_models import AFFINITY_NEIGHBOURS, neighbour_mean
+
+    rng = np.random.default_rng(4)
+    examples = rng.normal(size=(40, 19)).astype(np.float32)
+    targets = rng.gamma(1.0, 1.0, size=40).astype(np.float32)
+    queries = np.concatenate([rng.normal(size=(10, 19)), examples[:2]]).astype(np.float32)
+    reference = KNeighborsRegressor(AFFINITY_NEIGHBOURS, weights="distance", metric="cosine").fit(examples, targets)
+    ours = [neighbour_mean(examples, targets, q) for q in queries]
+    np.testing.assert_allclose(ours, reference.predict(queries), rtol=1e-4)
+
+
+def test_the_cli_imports_trains_and_names_a_bad_record(
+    listens: ListenTable, index: ServedIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from catalog.user_models import UserModelStore
+    from history.__main__ import main
+
+    monkeypatch.setenv("LISTENS_TABLE", LISTENS_TABLE)
+    monkeypatch.setenv("SOUNDSLIKE_STATE_DIR", str(tmp_path / "state"))
+    good = write(tmp_path / "Streaming_History_Audio_0.json", [extended_record(i % 20, 10 * i) for i in range(60)])
+    assert main(["--user", "ana", str(good)]) == 0
+    out = capsys.readouterr()
+    assert "60 plays (0 skips under 30 s), 60 added, 0 already imported" in out.out
+    assert f"{good}: 60 records read" in out.err
+    profile = UserModelStore(os.environ["INDEX_BUCKET"]).profile("ana")
+    assert profile is not None and profile["plays"] == 60 and profile["lastImport"]["added"] == 60
+
+    bad = write(tmp_path / "StreamingHistory_music_0.json", [basic_record(1, 2000), {"endTime": "yesterday"}])
+    assert main(["--user", "ana", str(bad)]) == 1
+    assert f"error: {bad}: record 1: endTime must look like" in capsys.readouterr().err
+    assert len(stored(listens, "ana")) == 61
+    assert main(["--user", "not a name", str(good)]) == 2
