@@ -19,7 +19,7 @@ FILE ?=
 CRAWL ?=
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help install chromium test test-fast lint up down status crawl extract index serve demo \
+.PHONY: help install chromium test test-fast bench-quick lint up down status crawl extract index serve demo \
 	history spotify-login deploy clean
 
 help: ## list the targets
@@ -41,11 +41,16 @@ $(STAMP): $(REQUIREMENTS)
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	@touch $(STAMP)
 
-test: install ## run every test, the TensorFlow model tests included
-	$(PY) -m pytest
+# The benches' --quick runs take longer than 20 s each (TensorFlow, 10k-vector indexes, a rendered
+# catalogue), so they are not part of `make test` (what CI runs): `make bench-quick` runs them.
+test: install ## run every test, the TensorFlow model tests included (not the quick benches)
+	$(PY) -m pytest -m "not bench"
 
 test-fast: install ## the tests without the TensorFlow model tests
-	$(PY) -m pytest -m "not model"
+	$(PY) -m pytest -m "not model and not bench"
+
+bench-quick: install ## every bench/*.py --quick, checked for its JSON figures (tests/bench)
+	$(PY) -m pytest -m bench
 
 lint: install ## ruff + template checks (cfn-lint, SAM translation, our own rules)
 	$(PY) -m ruff check .
@@ -102,13 +107,15 @@ STAGE_ROOT := build/stage
 # Wheels of sdist-only dependencies built for Lambda (make lambda-wheels); copied into each stage.
 LAMBDA_WHEELS := build/wheels
 LAMBDA_BUILD_IMAGE := public.ecr.aws/sam/build-python3.12
-ZIP_FUNCTIONS := CrawlerFunction AnnoyServiceFunction ApiFunction ExtractDeadLetterFunction
+ZIP_FUNCTIONS := CrawlerFunction AnnoyServiceFunction ApiFunction ApiWriteFunction ExtractDeadLetterFunction
 # Packages each zip function's handler imports, besides catalog/ (which all of them import).
 PACKAGES_CrawlerFunction := crawler
 PACKAGES_AnnoyServiceFunction := annoy_service
 PACKAGES_ExtractDeadLetterFunction := dead_letters
-# The API reuses the crawler's code path for PUT /tracks/{trackId}.
+# One code package behind two functions (read routes, write routes): see template.yaml.
+# GET /tracks/{trackId}/audio resolves previews with the crawler's Spotify and Deezer clients.
 PACKAGES_ApiFunction := api crawler
+PACKAGES_ApiWriteFunction := api crawler
 
 # Pattern rules: make skips implicit rules for .PHONY targets, so only these two are listed.
 .PHONY: stage lambda-wheels

@@ -4,7 +4,8 @@ ApiFunction (api.handler) and ByAudioFunction (api.by_audio_handler) each
 build one from their own routers, so both answer errors the same way,
 {"error": {"code", "message"}}, never repeating the request: 404 for a path
 the API does not know, 405 with ``Allow`` for a method a known path does not
-answer, 503 when storage cannot be reached, and HEAD wherever GET works
+answer, 503 ``not_configured`` naming a setting this deployment lacks, 503 when storage
+cannot be reached, and HEAD wherever GET works
 (:func:`resolve`).
 """
 
@@ -22,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from api.constants import CORS_ALLOW_ORIGIN_DEFAULT, CORS_MAX_AGE_S
 from api.errors import ApiError, error_response
 from api.methods import allowed_methods, head_as_get, is_head, without_body
-from catalog.settings import env_str
+from catalog.settings import NotConfiguredError, env_str
 from catalog.storage import is_transient, is_unreachable
 
 logger = Logger(child=True)
@@ -52,6 +53,12 @@ def create_app(*routers: APIGatewayHttpRouter) -> APIGatewayHttpResolver:
             for err in exc.errors()
         ]
         return error_response(400, "bad_request", "; ".join(problems) or "the request is not valid")
+
+    @app.exception_handler(NotConfiguredError)
+    def handle_not_configured(exc: NotConfiguredError) -> Response[str]:
+        # A setting this deployment lacks is the operator's to fix; the message names it, never a value.
+        logger.warning("not configured", extra={"setting": exc.setting})
+        return error_response(503, "not_configured", f"the server is not configured for this: set {exc.setting}")
 
     @app.exception_handler([BotoCoreError, ClientError])
     def handle_storage_error(exc: BotoCoreError | ClientError) -> Response[str]:

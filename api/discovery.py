@@ -5,7 +5,7 @@ Both answer from the served index and follow the list policy of :mod:`api.listin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,15 +76,26 @@ def continue_playlist(index: ServedIndex, request: ContinuationRequest, extra: A
     The artist cap counts the seeds: they are the start of the playlist. Fewer than
     ``length`` steps come back only when nothing else in the index is acceptable.
     """
+    require_served(index, request.seeds, "seeds")
+    seeds_mean = seeds_query(index, request.seeds)
+    return grow_playlist(index, request, lambda playlist: context_vector(index, playlist, seeds_mean), extra)
+
+
+def grow_playlist(
+    index: ServedIndex,
+    request: ContinuationRequest,
+    target_of: Callable[[Sequence[str]], npt.NDArray[np.float32]],
+    extra: Accept | None = None,
+) -> Continuation:
+    """The continuation loop every kind of continuation shares: each next track is the nearest accepted
+    one to ``target_of(playlist so far)``, never one already in the playlist; seeds count towards the cap."""
     seeds = list(request.seeds)
     require_served(index, seeds, "seeds")
-    seeds_mean = seeds_query(index, seeds)
     accept = all_of(extra, request.policy.acceptor(index, already=[index.meta(s) for s in seeds]))
     playlist = list(seeds)
     steps: list[Step] = []
     while len(steps) < request.length:
-        context = context_vector(index, playlist, seeds_mean)
-        found = index.search(context, 1, exclude=set(playlist) | request.policy.exclude, accept=accept)
+        found = index.search(target_of(playlist), 1, exclude=set(playlist) | request.policy.exclude, accept=accept)
         if not found:
             break
         pick = found[0]

@@ -75,10 +75,11 @@ class CrawlerLookup:
 
     def _catalog(self) -> Any:
         if self._spotify is None:
-            from crawler.spotify import catalog_from_store, credential_store
+            from crawler.spotify import app_catalog_from_store, credential_store
 
+            # ApiFunction may read the secret, not write it: a track lookup needs no user login.
             secret_id = env_str("SPOTIFY_SECRET_ID", "") or None
-            self._spotify = catalog_from_store(self.settings, credential_store(secret_id))
+            self._spotify = app_catalog_from_store(self.settings, credential_store(secret_id))
         return self._spotify
 
     def spotify_preview(self, track_id: str) -> str:

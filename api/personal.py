@@ -14,12 +14,11 @@ from typing import Any
 import numpy as np
 
 from api.descriptor_filters import DescriptorFilter
-from api.discovery import SIMILARITY_DECIMALS, Continuation, ContinuationRequest, Step
+from api.discovery import Continuation, ContinuationRequest, grow_playlist
 from api.errors import ApiError
 from api.listing import ListPolicy, all_of
-from api.recommend import TrackNotIndexedError, require_served, track_summary
+from api.recommend import TrackNotIndexedError, track_summary
 from api.served import Accept, ServedIndex
-from api.vectors import cosine
 from catalog.user_models import UserModel, UserModelStore, affinity_features
 
 
@@ -108,18 +107,4 @@ def continue_for_listener(
     require_compatible(model, index)
     if not model.has_transition:
         raise ApiError(409, "model_not_trained", "too few of this listener's sessions matched the catalogue to train the continuation model")
-    seeds = list(request.seeds)
-    require_served(index, seeds, "seeds")
-    accept = all_of(extra, request.policy.acceptor(index, already=[index.meta(s) for s in seeds]))
-    playlist = list(seeds)
-    steps: list[Step] = []
-    while len(steps) < request.length:
-        target = model.next_vector([index.vector(t) for t in playlist])
-        found = index.search(target, 1, exclude=set(playlist) | request.policy.exclude, accept=accept)
-        if not found:
-            break
-        pick = found[0]
-        step = cosine(index.vector(playlist[-1]), index.vector(pick.track_id))
-        steps.append(Step(pick.track_id, pick.similarity, round(step, SIMILARITY_DECIMALS)))
-        playlist.append(pick.track_id)
-    return Continuation(steps)
+    return grow_playlist(index, request, lambda playlist: model.next_vector([index.vector(t) for t in playlist]), extra)

@@ -1,4 +1,4 @@
-"""The Tracks table side of the API: a track's status, and asking the crawler to ingest one now.
+"""The Tracks table side of the API: a track's status, and asking the crawler to ingest one.
 
 None of this runs on the recommendations hot path: the table is read only for
 GET /tracks/{trackId} and to explain a 404.
@@ -7,7 +7,7 @@ GET /tracks/{trackId} and to explain a 404.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -15,16 +15,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from api.errors import ApiError
 from api.served import ServedIndex
-from catalog.ingest import IngestOutcome, IngestStatus, UpstreamUnavailableError
-from catalog.keys import DEEZER_ID_PREFIX, INGESTABLE_ID_PATTERN
+from catalog.crawl_requests import CrawlQueue
+from catalog.keys import INGESTABLE_ID_PATTERN
 from catalog.records import Status, TrackRecord
-from catalog.settings import NotConfiguredError
 from catalog.storage import TrackTable
 
 logger = Logger(child=True)
-
-# The crawler's ingest_track, or a test's stand-in.
-IngestFunction = Callable[[str], IngestOutcome]
 
 _INGESTABLE_ID_RE = re.compile(INGESTABLE_ID_PATTERN)
 
@@ -53,6 +49,7 @@ def track_view(record: TrackRecord, index: ServedIndex | None) -> dict[str, Any]
         "error": record.error,
         "crawledAt": record.crawled_at,
         "extractedAt": record.extracted_at,
+        "requestedAt": record.requested_at,
         "indexVersion": index.version if index is not None else None,
     }
     view.update({k: v for k, v in optional.items() if v not in (None, "", [], {})})
@@ -84,37 +81,30 @@ def not_indexed_error(table: TrackTable, track_id: str) -> ApiError:
     )
 
 
-def request_ingest(track_id: str, ingest: IngestFunction) -> tuple[int, dict[str, Any]]:
-    """PUT /tracks/{trackId}: (HTTP status, body) for asking the crawler to ingest one Spotify
-    track (22 letters and digits) or one Deezer track (dz- and Deezer's numeric id).
+def request_ingest(table: TrackTable, queue: CrawlQueue, track_id: str, stale_after_s: float) -> tuple[int, dict[str, Any]]:
+    """PUT /tracks/{trackId}: (HTTP status, body). Records the request and queues the crawl; never waits for it.
 
-    Only an upstream failure is a 502; any other exception is a bug and reaches the 500 handler.
+    The crawler's CrawlQueue consumer fetches the track; GET /tracks/{trackId} then
+    shows it pending, ready, or failed with the reason.
     """
     if not _INGESTABLE_ID_RE.fullmatch(track_id):
         raise ApiError(400, "invalid_track_id", "expected a Spotify track id (22 letters and digits) or dz- and a Deezer track number")
+    stale = (datetime.now(UTC) - timedelta(seconds=stale_after_s)).isoformat(timespec="seconds").replace("+00:00", "Z")
+    existing = table.get(track_id, consistent=True)
+    if existing is not None and existing.status is Status.READY:
+        return 200, {"trackId": track_id, "status": Status.READY.value, "message": "track is already analysed"}
+    if existing is not None and existing.status is Status.PENDING and (existing.crawled_at or existing.requested_at) >= stale:
+        return 202, {"trackId": track_id, "status": Status.PENDING.value, "message": "track is already waiting"}
+    # The message goes first: a crash after it still gets the track crawled (the crawler creates the item).
     try:
-        outcome = ingest(track_id)
-    except NotConfiguredError as exc:
-        # Missing or refused credentials are this deployment's to fix, not the music services' fault.
-        logger.warning("ingest is not configured", extra={"setting": exc.setting})
-        raise ApiError(503, "not_configured", f"the server is not configured for this: set {exc.setting}") from exc
-    except UpstreamUnavailableError as exc:
-        logger.warning("ingest upstream unavailable", extra={"error": str(exc)})
-        raise ApiError(502, "ingest_unavailable", "the track could not be fetched from the music services; try again later") from exc
-    track_status = outcome.track_status or Status.PENDING
-    body = {"trackId": track_id, "status": track_status.value, "message": outcome.message}
-    match outcome.status:
-        case IngestStatus.QUEUED:
-            return 202, {**body, "status": Status.PENDING.value}
-        case IngestStatus.KNOWN if track_status is Status.READY:
-            return 200, body
-        case IngestStatus.KNOWN if track_status is Status.PENDING:
-            return 202, body
-        case IngestStatus.KNOWN:
-            raise ApiError(409, "track_failed", "the track is known but its audio could not be analysed")
-        case IngestStatus.NO_PREVIEW:
-            raise ApiError(422, "no_preview", "no audio preview can be found for this track on Spotify or Deezer")
-        case IngestStatus.NOT_FOUND if track_id.startswith(DEEZER_ID_PREFIX):
-            raise ApiError(404, "deezer_track_not_found", "Deezer has no track with this id")
-        case IngestStatus.NOT_FOUND:
-            raise ApiError(404, "spotify_track_not_found", "Spotify has no track with this id")
+        request = queue.send(track_id)
+        table.put_requested(track_id, request.requested_at, stale)
+    except (ClientError, BotoCoreError) as exc:
+        logger.exception("could not queue a crawl request")
+        raise ApiError(503, "ingest_unavailable", "the request could not be queued; try again shortly") from exc
+    return 202, {
+        "trackId": track_id,
+        "status": Status.PENDING.value,
+        "message": "queued for crawling; GET /tracks/{trackId} shows its progress",
+        "requestedAt": request.requested_at,
+    }

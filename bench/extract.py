@@ -1,8 +1,11 @@
 """Extractor throughput: end-to-end clips/s (decode + log-mel + forward) on 30 s mp3
 previews, one clip at a time and 16 clips at a time, for our Keras MSD_musicnn and,
 in the same process on the same inputs, the wheel's original TF 1 graph; peak RSS.
+And the production path itself: ExtractorFunction's handler on SQS batches of S3
+notifications (template.yaml's BatchSize, and the other sizes given), against moto,
+paired with the original graph embedding the same clips one at a time, as musicnn runs.
 
-    python bench/extract.py [--quick] [--clips 32] [--rounds 3]
+    python bench/extract.py [--quick] [--clips 32] [--rounds 3] [--handler-batches 1,4,10]
 
 Clips are 44.1 kHz stereo mp3 made in code (tests/extractor/extractor_synth.py):
 decoding, resampling and mixing down are part of the measured work. Both models
@@ -44,6 +47,7 @@ from extractor.descriptors import describe  # noqa: E402
 from extractor.features import Spectra, clip_patches  # noqa: E402
 
 BATCH_CLIPS = 16
+TEMPLATE = REPO_ROOT / "template.yaml"
 GENERATORS = (drum_groove, string_pad, distorted_riff)
 
 Forward = Callable[[NDArray[np.float32]], tuple[NDArray[np.float32], NDArray[np.float32]]]
@@ -122,14 +126,84 @@ def stage_times(clips: list[bytes], forward: Forward) -> dict[str, float]:
     }
 
 
+def template_batch_size() -> int:
+    """ExtractorFunction's SQS BatchSize in template.yaml: the batch the handler gets in production."""
+    from infra.template import functions, load_template
+
+    events = functions(load_template(TEMPLATE))["ExtractorFunction"]["Properties"]["Events"]
+    return next(int(e["Properties"]["BatchSize"]) for e in events.values() if e["Type"] == "SQS")
+
+
+class HandlerRun:
+    """The real handler on SQS-shaped batches of S3 notifications, against moto (S3 + the template's table)."""
+
+    def __init__(self) -> None:
+        from moto import mock_aws
+
+        self.mock = mock_aws()
+        self.mock.start()
+        os.environ.update(AUDIO_BUCKET="bench-audio", TRACKS_TABLE="bench-tracks", AWS_DEFAULT_REGION="us-east-1",
+                          AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", POWERTOOLS_METRICS_DISABLED="true", POWERTOOLS_METRICS_NAMESPACE="soundslike-bench",
+                          POWERTOOLS_LOG_LEVEL="WARNING")
+        os.environ.pop("AWS_ENDPOINT_URL", None)
+        import boto3
+
+        from catalog import storage
+        from extractor import handler
+        from infra.context import LocalLambdaContext
+        from infra.resources import template_table_params
+
+        storage.client.cache_clear()
+        storage.resource.cache_clear()
+        self.s3 = boto3.client("s3", region_name="us-east-1")
+        self.s3.create_bucket(Bucket="bench-audio")
+        boto3.client("dynamodb", region_name="us-east-1").create_table(**template_table_params("bench-tracks"))
+        self.handler = handler
+        self.context = LocalLambdaContext(function_name="ExtractorFunction", timeout_s=120, memory_limit_in_mb=3008)
+        self.uploaded = 0
+
+    def event(self, clips: list[bytes]) -> dict[str, object]:
+        from extractor_events import s3_message, sqs_event
+
+        from catalog.records import Source, TrackRecord
+        from catalog.storage import AudioStore
+
+        store = AudioStore("bench-audio", self.s3)
+        records = []
+        for data in clips:
+            self.uploaded += 1
+            record = TrackRecord(track_id=f"bench-{self.uploaded:08d}", source=Source.LOCAL, title="bench")
+            key = store.put_preview(record, "mp3", data, "audio/mpeg")
+            records.append(s3_message("bench-audio", key, len(data)))
+        return sqs_event(*records)
+
+    def __call__(self, clips: list[bytes], batch: int) -> tuple[float, float]:
+        """(wall, CPU) seconds of the handler invocations that take ``clips`` in batches of ``batch`` messages."""
+        events = [self.event(clips[i : i + batch]) for i in range(0, len(clips), batch)]
+        wall, cpu = time.perf_counter(), time.process_time()
+        for event in events:
+            response = self.handler.lambda_handler(event, self.context)
+            if response["batchItemFailures"]:
+                raise RuntimeError(f"the handler failed messages: {response}")
+        return time.perf_counter() - wall, time.process_time() - cpu
+
+    def close(self) -> None:
+        self.mock.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="16 clips of 6 s, one round (under a minute)")
     parser.add_argument("--clips", type=int, default=32, help="clips per measurement (a multiple of 16)")
     parser.add_argument("--seconds", type=float, default=30.0, help="clip length")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds, each over every clip")
+    parser.add_argument("--handler-batches", default="1,4,10",
+                        help="SQS batch sizes to run the handler at, besides template.yaml's")
     args = parser.parse_args()
     n_clips, seconds, rounds = (BATCH_CLIPS, 6.0, 1) if args.quick else (args.clips, args.seconds, args.rounds)
+    production_batch = template_batch_size()
+    handler_batches = sorted({production_batch} | (set() if args.quick else
+                                                   {int(b) for b in args.handler_batches.split(",") if b}))
 
     load_before = os.getloadavg()[0]
     log(f"making {n_clips} mp3 clips of {seconds:g} s (load average {load_before:.1f})")
@@ -144,6 +218,9 @@ def main() -> None:
     start = time.perf_counter()
     embedder = Embedder()
     build_s = time.perf_counter() - start
+    handler_run = HandlerRun()
+    handler_run.handler.embedder()  # the container's model, built before timing (its cold start is apart)
+    handler_run(clips[:production_batch], production_batch)
     ours = embedder.predict  # already runs PATCHES_PER_FORWARD patches per call
     log(f"TensorFlow import {tf_import_s:.1f} s, model build {build_s:.2f} s; warming up")
     end_to_end(clips[:BATCH_CLIPS], ours, BATCH_CLIPS)
@@ -163,15 +240,20 @@ def main() -> None:
 
     # Paired timing: ours and the original take turns on each group of 16 clips
     # (order swapped every group), so other work on the machine hits both alike.
+    # The handler takes its turn too, paired with the original one clip at a time.
     wall: dict[str, float] = {}
     cpu: dict[str, float] = {}
-    models = [("ours", ours), ("original", original)]
+    models: list[tuple[str, Callable[[list[bytes], int], tuple[float, float]], tuple[int, ...]]] = [
+        ("ours", lambda group, batch: end_to_end(group, ours, batch), (1, BATCH_CLIPS)),
+        ("original", lambda group, batch: end_to_end(group, original, batch), (1, BATCH_CLIPS)),
+        ("handler", handler_run, tuple(handler_batches)),
+    ]
     for round_number in range(1, rounds + 1):
-        for batch in (1, BATCH_CLIPS):
-            for group_number, first in enumerate(range(0, n_clips, BATCH_CLIPS)):
-                group = clips[first : first + BATCH_CLIPS]
-                for name, forward in models[:: -1 if (round_number + group_number) % 2 else 1]:
-                    wall_taken, cpu_taken = end_to_end(group, forward, batch)
+        for group_number, first in enumerate(range(0, n_clips, BATCH_CLIPS)):
+            group = clips[first : first + BATCH_CLIPS]
+            for name, run, batches in models[:: -1 if (round_number + group_number) % 2 else 1]:
+                for batch in batches:
+                    wall_taken, cpu_taken = run(group, batch)
                     key = f"{name}_{batch}"
                     wall[key] = wall.get(key, 0.0) + wall_taken
                     cpu[key] = cpu.get(key, 0.0) + cpu_taken
@@ -180,10 +262,19 @@ def main() -> None:
             + ", ".join(f"{key} {round_number * n_clips / wall[key]:.2f} clips/s" for key in sorted(wall))
         )
     original_graph.close()
+    handler_run.close()
 
     measured = rounds * n_clips
     rate = {key: measured / value for key, value in wall.items()}
+    handler_rate = rate[f"handler_{production_batch}"]
     result = {
+        # The production path: ExtractorFunction's handler on SQS batches of template.yaml's BatchSize,
+        # against the original graph embedding the same clips one at a time (as musicnn does).
+        "handler_clips_per_s": round(handler_rate, 3),
+        "handler_vs_original": round(handler_rate / rate["original_1"], 3),
+        "handler_batch_size": production_batch,
+        "handler_clips_per_s_by_batch": {b: round(rate[f"handler_{b}"], 3) for b in handler_batches},
+        "handler_vs_original_batch16": round(handler_rate / rate[f"original_{BATCH_CLIPS}"], 3),
         "clips": n_clips,
         "clip_seconds": seconds,
         "clips_per_s": round(rate["ours_1"], 3),

@@ -19,11 +19,13 @@ from the same run:
 - ``next_track_hit_at_10`` on the latest 20% of sessions (the model fitted on the rest):
   the next track among the 10 nearest to the model's prediction; vs
   ``..._last_track_neighbours`` (10 nearest to the last track) and
-  ``..._content_continuation`` (POST /playlists/continue without userId, 10 tracks).
+  ``..._content_continuation`` (POST /playlists/continue without userId, 10 tracks); with
+  --gru also ``..._gru``, a small Keras GRU trained on the same sessions (the issue's
+  alternative, measured against the served ridge map).
 - ``plays_per_s``: importing a generated extended export of 100k plays (5k with --quick) into
   Listens (moto in process: the figure includes its DynamoDB emulation).
 
-Usage: ``python bench/personal.py [--quick]`` (--quick: 2 listeners instead of 10). The last line is one JSON object.
+Usage: ``python bench/personal.py [--quick] [--gru]`` (--quick: 2 listeners instead of 10). The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ NOW = datetime(2026, 6, 1, tzinfo=UTC)
 MOVE_PROBABILITY = 0.6  # within a session, the chance the next play is of the other liked instrument
 NOISE_SHARE = 0.05  # plays of any track, skipped after a few seconds
 HEARD_SHARE = 0.5  # of the liked tracks, the share the listener ever plays (the rest are to be found)
+GRU_UNITS = 64
+GRU_EPOCHS = 60
 
 
 def log(message: str) -> None:
@@ -118,7 +122,37 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return 0.0 if np.isnan(value) else value
 
 
-def evaluate(listener: Listener, index: Any, listens: list[Any], liked_ids: set[str], rng: np.random.Generator) -> dict[str, float]:
+def fit_gru(sessions: list[list[np.ndarray]], dim: int) -> Any:
+    """The issue's alternative: a small Keras GRU over the session's embeddings, trained to predict the
+    next one (cosine loss), for comparison with the served ridge map. TensorFlow loads here only."""
+    import keras
+
+    keras.utils.set_random_seed(RANDOM_SEED)
+    longest = max(len(s) for s in sessions) - 1
+    xs, ys = [], []
+    for session in sessions:
+        for i in range(1, len(session)):
+            prefix = np.zeros((longest, dim), np.float32)
+            prefix[longest - i:] = session[:i][-longest:]
+            xs.append(prefix)
+            ys.append(session[i])
+    model = keras.Sequential([keras.Input((longest, dim)), keras.layers.Masking(0.0), keras.layers.GRU(GRU_UNITS),
+                              keras.layers.Dense(dim)])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.CosineSimilarity())
+    model.fit(np.stack(xs), np.stack(ys), epochs=GRU_EPOCHS, batch_size=32, verbose=0)
+
+    def predict(prefix: list[np.ndarray]) -> np.ndarray:
+        window = np.zeros((1, longest, dim), np.float32)
+        tail = prefix[-longest:]
+        window[0, longest - len(tail):] = tail
+        out = model(window, training=False).numpy()[0]
+        return (out / max(float(np.linalg.norm(out)), 1e-12)).astype(np.float32)
+
+    return predict
+
+
+def evaluate(listener: Listener, index: Any, listens: list[Any], liked_ids: set[str], rng: np.random.Generator,
+             gru: bool) -> dict[str, float]:
     from api.descriptor_filters import DescriptorFilter
     from api.discovery import ContinuationRequest, continue_playlist
     from api.listing import ListPolicy
@@ -185,6 +219,9 @@ def evaluate(listener: Listener, index: Any, listens: list[Any], liked_ids: set[
             hits += session[i] in {s.track_id for s in continued.steps}
             steps += 1
     out["next_track_hit_at_10_content_continuation"] = hits / steps if steps else 0.0
+    if gru:
+        predict = fit_gru([[index.vector(t) for t in s] for s in sessions[:split]], index.dim)
+        out["next_track_hit_at_10_gru"] = hit_at_k(index, held_out, lambda p: predict([index.vector(t) for t in p]))[0]
     out["affinity_spearman_reported"] = (profile["models"]["affinity"] or {}).get("spearman", 0.0)  # type: ignore[union-attr]
     return out
 
@@ -219,6 +256,7 @@ def throughput(plays: int, index: Any, table: Any, workdir: Path, rng: np.random
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 listeners and a 5k-play import")
+    parser.add_argument("--gru", action="store_true", help="also train a Keras GRU per listener for the next-track figure")
     args = parser.parse_args(argv)
     # The full catalogue (72 clips) in both modes: the small one (48) leaves fewer than 20 unheard tracks to rank.
     mode = "full"
@@ -280,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             import_files(listener.name, [export], matcher_for(index), table)
             liked = set(by_instrument[listener.liked[0]]) | set(by_instrument[listener.liked[1]])
             log(f"{listener.name}: likes {listener.liked[0]} -> {listener.liked[1]}, dislikes {listener.disliked}")
-            per_listener.append(evaluate(listener, index, list(table.listens_of(listener.name)), liked, rng))
+            per_listener.append(evaluate(listener, index, list(table.listens_of(listener.name)), liked, rng, gru=args.gru))
         for key in per_listener[0]:
             figures[key] = round(float(np.mean([x[key] for x in per_listener])), 4)
         log("import throughput")

@@ -13,7 +13,17 @@ from typing import Any
 
 from catalog.keys import validate_track_id
 from catalog.records import utc_now_iso
+from catalog.settings import env_float
 from catalog.storage import client
+
+# A pending track crawled or requested longer ago than this counts as lost and may be crawled again
+# (the crawler and PUT /tracks/{trackId} both read env PENDING_STALE_AFTER_S).
+PENDING_STALE_AFTER_S_DEFAULT = 6 * 3600.0
+PENDING_STALE_AFTER_S_VARIABLE = "PENDING_STALE_AFTER_S"
+
+
+def pending_stale_after_s() -> float:
+    return env_float(PENDING_STALE_AFTER_S_VARIABLE, PENDING_STALE_AFTER_S_DEFAULT)
 
 
 class BadCrawlRequestError(ValueError):

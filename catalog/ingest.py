@@ -1,7 +1,7 @@
-"""What the crawler answers when the API asks it to ingest one track now (PUT /tracks/{trackId}).
+"""What the crawler's ingest of one track (a CrawlQueue request from PUT /tracks/{trackId}) comes to.
 
-The crawler produces these and the API maps each to an HTTP status, so the
-outcomes are one enum here rather than string literals on both sides.
+The crawler produces these; its CrawlQueue consumer marks the track failed for
+NOT_FOUND and NO_PREVIEW, so GET /tracks/{trackId} shows the reason.
 """
 
 from __future__ import annotations
@@ -30,6 +30,6 @@ class IngestOutcome:
 class UpstreamUnavailableError(RuntimeError):
     """A service the ingest depends on (Spotify, Deezer, S3, DynamoDB) could not answer; trying later may work.
 
-    The API turns exactly this into a 502; anything else raised while ingesting is
-    a bug of ours and stays a 500.
+    The crawler's CrawlQueue consumer lets it fail the message, so SQS retries it (then
+    CrawlDLQ); anything else raised while ingesting is a bug of ours.
     """

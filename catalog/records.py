@@ -122,6 +122,8 @@ class TrackRecord:
     error: str = ""
     crawled_at: str = ""
     extracted_at: str = ""
+    # PUT /tracks/{trackId} asked for it at this instant (ISO 8601 UTC); crawled_at stays empty until crawled.
+    requested_at: str = ""
     # The same recording's id in each service (one catalogue entry per ISRC): the Deezer id
     # lets a preview, whose signed URL expires, be resolved again for extraction or playback.
     spotify_id: str = ""
@@ -168,6 +170,7 @@ class TrackRecord:
             "error": self.error,
             "crawled_at": self.crawled_at,
             "extracted_at": self.extracted_at,
+            "requested_at": self.requested_at,
             "spotify_id": self.spotify_id,
             "deezer_id": self.deezer_id,
         }

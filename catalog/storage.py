@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from catalog.descriptors import Descriptors
-from catalog.keys import LOCAL_ID_PREFIX, listen_key, preview_key
+from catalog.keys import LOCAL_ID_PREFIX, deezer_number, listen_key, preview_key
 from catalog.records import Source, Status, TrackRecord, tags_to_item, utc_now_iso
 
 # Tracks' global secondary index on isrc (template.yaml): one catalogue entry per recording.
@@ -244,11 +244,39 @@ class TrackTable:
         item = record.to_item()
         item["status"] = Status.PENDING.value
         item.setdefault("crawled_at", utc_now_iso())
-        condition = Attr("track_id").not_exists() | Attr("status").eq(Status.FAILED.value)
+        condition = (
+            Attr("track_id").not_exists()
+            | Attr("status").eq(Status.FAILED.value)
+            # Requested through the API and not crawled yet: this is the crawl it asked for.
+            | (Attr("status").eq(Status.PENDING.value) & Attr("crawled_at").not_exists())
+        )
         if stale_before:
             condition = condition | (Attr("status").eq(Status.PENDING.value) & Attr("crawled_at").lt(stale_before))
         try:
             self.table.put_item(Item=item, ConditionExpression=condition)
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def put_requested(self, track_id: str, requested_at: str, stale_before: str) -> bool:
+        """Record that the API asked for a track: pending, never crawled, ``requested_at``.
+
+        Only a track that is unknown, failed, or pending since before ``stale_before``
+        (its crawl died on the way) is requested again; returns False when it is not.
+        """
+        source = Source.DEEZER if deezer_number(track_id) is not None else Source.SPOTIFY
+        record = TrackRecord(track_id=track_id, source=source, requested_at=requested_at)
+        condition = (
+            Attr("track_id").not_exists()
+            | Attr("status").eq(Status.FAILED.value)
+            | (Attr("status").eq(Status.PENDING.value) & Attr("crawled_at").lt(stale_before))
+            | (Attr("status").eq(Status.PENDING.value) & Attr("crawled_at").not_exists()
+               & Attr("requested_at").lt(stale_before))
+        )
+        try:
+            self.table.put_item(Item=record.to_item(), ConditionExpression=condition)
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
                 return False

@@ -1,9 +1,16 @@
-"""CrawlerFunction: the EventBridge schedule's entry point.
+"""CrawlerFunction: the EventBridge schedule's entry point, and CrawlQueue's consumer.
 
-Playlists come from the event's input ``{"playlists": [...]}`` when the rule sets one,
-else from the SSM parameter PLAYLISTS_PARAM (comma-separated; "none" or empty: none).
+Scheduled: playlists come from the event's input ``{"playlists": [...]}`` when the rule
+sets one, else from the SSM parameter PLAYLISTS_PARAM (comma-separated; "none" or empty: none).
 Every remote reference kind is accepted: Spotify playlists, spotify:me:…, and Deezer's
 (deezer:playlist:ID, deezer:album:ID, deezer:artist:ID, deezer:track:ID, deezer:chart, URLs).
+
+CrawlQueue (PUT /tracks/{trackId}): each message asks for one track (a Spotify id, or dz-
+and a Deezer id). A track the service does not know or that has no preview anywhere is
+marked failed with the reason (GET /tracks/{trackId} shows it), as is one that needs a
+setting this deployment lacks ("not_configured: set ..."); an error that may pass
+(a rate limit, a 5xx, throttling) fails the message, which SQS retries and then moves to
+CrawlDLQ.
 """
 
 from __future__ import annotations
@@ -13,17 +20,29 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from catalog.settings import env_int, require_env
+from catalog.crawl_requests import BadCrawlRequestError, CrawlRequest
+from catalog.ingest import IngestStatus
+from catalog.keys import deezer_number
+from catalog.records import Source, TrackRecord
+from catalog.settings import NotConfiguredError, env_int, require_env
 from crawler.deezer import is_deezer_ref
-from crawler.pipeline import SOURCE_FORMS, CrawlSummary, crawl_sources, default_crawler
+from crawler.pipeline import SOURCE_FORMS, CrawlSummary, crawl_sources, default_crawler, ingest_track
 from crawler.spotify import is_library_ref, is_playlist_ref
 
 logger = Logger(service="crawler")
 metrics = Metrics(service="crawler")
 
+# Each crawl request is its own item: one that keeps failing does not hold back the rest.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+SQS_EVENT_SOURCE = "aws:sqs"
+
 NO_PLAYLISTS = "none"
+# The reason a crawl request fails with when this deployment lacks a setting (README, PUT /tracks).
+NOT_CONFIGURED = "not_configured"
 PARAMETER_MAX_AGE_S = env_int("PLAYLISTS_PARAM_MAX_AGE_S", 60)
 
 
@@ -64,9 +83,47 @@ def _record_metrics(summary: CrawlSummary) -> None:
     metrics.add_metric("PlaylistErrors", MetricUnit.Count, len(summary.errors))
 
 
+def crawl_request_handler(record: SQSRecord) -> None:
+    """One CrawlQueue message: crawl the track; a permanent miss marks it failed with the reason."""
+    try:
+        request = CrawlRequest.from_body(record.body)
+    except BadCrawlRequestError:
+        logger.warning("dropping a CrawlQueue message that is not a crawl request", extra={"id": record.message_id})
+        return
+    # The item may not exist yet (the API records the request after queueing it): say what it is.
+    source = Source.DEEZER if deezer_number(request.track_id) is not None else Source.SPOTIFY
+    fallback = TrackRecord(request.track_id, source)
+    try:
+        outcome = ingest_track(request.track_id)
+    except NotConfiguredError as exc:
+        # No or refused credentials: retrying cannot help until the operator sets them, and a PUT
+        # after that queues the failed track again. The reason names the setting, never a value.
+        logger.warning("crawl request failed: not configured", extra={"track_id": request.track_id, "setting": exc.setting})
+        metrics.add_metric("CrawlRequest_not_configured", MetricUnit.Count, 1)
+        default_crawler().table.mark_failed(request.track_id, f"{NOT_CONFIGURED}: set {exc.setting}", fallback)
+        return
+    metrics.add_metric(f"CrawlRequest_{outcome.status}", MetricUnit.Count, 1)
+    if outcome.status in (IngestStatus.NOT_FOUND, IngestStatus.NO_PREVIEW):
+        default_crawler().table.mark_failed(request.track_id, outcome.message, fallback)
+    elif outcome.track_id != request.track_id:
+        # The recording is in the catalogue under another id (one entry per ISRC): the requested
+        # id's item would otherwise stay pending for ever; its reason names the entry to ask for.
+        reason = f"the same recording is in the catalogue as {outcome.track_id}; GET /tracks/{outcome.track_id}"
+        default_crawler().table.mark_failed(request.track_id, reason, fallback)
+    logger.info("crawl request done", extra={"track_id": request.track_id, "outcome": outcome.status})
+
+
+def _is_sqs_event(event: dict[str, Any]) -> bool:
+    records = event.get("Records")
+    return isinstance(records, list) and bool(records) and records[0].get("eventSource") == SQS_EVENT_SOURCE
+
+
 @metrics.log_metrics
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if _is_sqs_event(event):
+        return process_partial_response(event=event, record_handler=crawl_request_handler, processor=processor,
+                                        context=context)
     playlists = playlists_from(event)
     if not playlists:
         logger.info("no playlists configured; nothing to crawl")

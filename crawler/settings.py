@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from catalog.crawl_requests import PENDING_STALE_AFTER_S_DEFAULT, pending_stale_after_s
 from catalog.settings import env_float, env_int, env_list, env_str
 
 SPOTIFY_API_URL_DEFAULT = "https://api.spotify.com/v1/"
@@ -74,10 +75,6 @@ def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
 def _with_slash(url: str) -> str:
     return url if url.endswith("/") else url + "/"
 
-
-# A track pending for longer than this lost its audio or its extraction on the way
-# (a crash between the item and the upload, or a message dead-lettered): crawl it again.
-PENDING_STALE_AFTER_S_DEFAULT = 6 * 3600.0
 
 @dataclass(frozen=True)
 class CrawlerSettings:
@@ -143,7 +140,7 @@ class CrawlerSettings:
             download_total_timeout_s=env_float("DOWNLOAD_TOTAL_TIMEOUT_S", DOWNLOAD_TOTAL_TIMEOUT_S_DEFAULT),
             max_retries=env_int("HTTP_MAX_RETRIES", HTTP_MAX_RETRIES_DEFAULT),
             backoff_s=env_float("HTTP_BACKOFF_S", HTTP_BACKOFF_S_DEFAULT),
-            pending_stale_after_s=env_float("PENDING_STALE_AFTER_S", PENDING_STALE_AFTER_S_DEFAULT),
+            pending_stale_after_s=pending_stale_after_s(),
             deezer_max_rps=env_float("DEEZER_MAX_RPS", DEEZER_MAX_RPS_DEFAULT),
             deezer_quota_cooldown_s=env_float("DEEZER_QUOTA_COOLDOWN_S", DEEZER_QUOTA_COOLDOWN_S_DEFAULT),
             storage_error_limit=env_int("STORAGE_ERROR_LIMIT", STORAGE_ERROR_LIMIT_DEFAULT),

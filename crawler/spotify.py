@@ -297,7 +297,12 @@ def auth_manager(settings: CrawlerSettings, store: CredentialStore) -> UserAuth 
     values = store.load()
     if values.get("refresh_token"):
         return _user_auth(settings, store, values, scope=granted_scope(values))
-    client_id, client_secret = _app_credentials(values, store)
+    return app_auth(settings, store, values)
+
+
+def app_auth(settings: CrawlerSettings, store: CredentialStore, values: dict[str, Any] | None = None) -> AppAuth:
+    """Client credentials only: the token lives in memory, so ``store`` is read and never written."""
+    client_id, client_secret = _app_credentials(store.load() if values is None else values, store)
     return AppAuth(
         settings.spotify_accounts_url,
         client_id=client_id,
@@ -600,3 +605,9 @@ class SpotifyCatalog:
 
 def catalog_from_store(settings: CrawlerSettings, store: CredentialStore) -> SpotifyCatalog:
     return SpotifyCatalog(settings, auth_manager(settings, store))
+
+
+def app_catalog_from_store(settings: CrawlerSettings, store: CredentialStore) -> SpotifyCatalog:
+    """Track lookups with the app's credentials, never the user's login: for a caller whose role
+    may read the secret but not write it (refreshing a user's token saves it back)."""
+    return SpotifyCatalog(settings, app_auth(settings, store))

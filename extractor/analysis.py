@@ -1,19 +1,19 @@
 """One clip → its embedding and its descriptors, sharing the spectrogram: what every caller runs.
 
-The Lambda pipeline, ``python -m extractor`` and bench/extract.py all go through
-:func:`analyse`, so the path measured is the path deployed.
+The Lambda pipeline (:func:`analyse_many`, one model call per SQS batch), ``python -m
+extractor`` and bench/extract.py all go through here, so the path measured is the path deployed.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from catalog.descriptors import Descriptors
-from extractor.audio import DecodedClip, check_samples, check_size, decode_clip
+from extractor.audio import DecodedClip, UnembeddableAudioError, check_samples, check_size, decode_clip
 from extractor.descriptors import describe
 from extractor.embed import Embedder, Embedding
 from extractor.features import Spectra
@@ -29,11 +29,32 @@ class Analysis:
 
 
 def analyse(embedder: Embedder, clip: DecodedClip) -> Analysis:
-    """Embed and describe a decoded clip (at least 3 s, not silent)."""
-    check_samples(clip.samples)
-    shared = Spectra.of(clip.samples)
-    embedding = embedder.embed_patches(shared.patches())
-    return Analysis(embedding=embedding, descriptors=describe(clip, shared))
+    """Embed and describe a decoded clip (at least 3 s, not silent).
+
+    Raises UnembeddableAudioError when the model gives no finite, non-zero embedding of it.
+    """
+    analysis = analyse_many(embedder, [clip])[0]
+    if isinstance(analysis, UnembeddableAudioError):
+        raise analysis
+    return analysis
+
+
+def analyse_many(embedder: Embedder, clips: Sequence[DecodedClip]) -> list[Analysis | UnembeddableAudioError]:
+    """Embed and describe decoded clips, their patches run through the model in one call
+    (the extractor's SQS batch); each clip's spectrogram serves its patches and its descriptors.
+
+    A clip the model cannot place gets its UnembeddableAudioError in its place, so that
+    one bad clip settles alone and the rest of the batch goes on.
+    """
+    for clip in clips:
+        check_samples(clip.samples)
+    shared = [Spectra.of(clip.samples) for clip in clips]
+    embeddings = embedder.embed_patches_many([spectra.patches() for spectra in shared])
+    return [
+        embedding if isinstance(embedding, UnembeddableAudioError)
+        else Analysis(embedding=embedding, descriptors=describe(clip, spectra))
+        for clip, spectra, embedding in zip(clips, shared, embeddings, strict=True)
+    ]
 
 
 def analyse_file(embedder: Callable[[], Embedder], path: str | os.PathLike[str]) -> Analysis:

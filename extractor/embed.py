@@ -103,14 +103,23 @@ class Embedder:
         check_size(os.path.getsize(path))
         return self.embed_bytes(Path(path).read_bytes())
 
-    def embed_many(self, clips: Sequence[NDArray[np.float32]]) -> list[Embedding]:
+    def embed_many(self, clips: Sequence[NDArray[np.float32]]) -> list[Embedding | UnembeddableAudioError]:
         """Embed several clips of 16 kHz samples with their patches run through the model together."""
-        if not clips:
-            return []
-        per_clip = []
         for samples in clips:
             check_samples(samples)
-            per_clip.append(clip_patches(samples))
+        return self.embed_patches_many([clip_patches(samples) for samples in clips])
+
+    def embed_patches_many(self, per_clip: Sequence[NDArray[np.float32]]) -> list[Embedding | UnembeddableAudioError]:
+        """One embedding per clip's patches, from one pass of all of them through the model; a clip the
+        model cannot place gets its UnembeddableAudioError instead, so the others still stand."""
+        if not per_clip:
+            return []
         taggram, penultimate = self.predict(np.concatenate(per_clip))
         bounds = np.cumsum([0] + [p.shape[0] for p in per_clip])
-        return [self._summarise(taggram[a:b], penultimate[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        return [self._summarise_or_error(taggram[a:b], penultimate[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    def _summarise_or_error(self, taggram: NDArray[np.float32], penultimate: NDArray[np.float32]) -> Embedding | UnembeddableAudioError:
+        try:
+            return self._summarise(taggram, penultimate)
+        except UnembeddableAudioError as exc:
+            return exc

@@ -1,19 +1,25 @@
 """ExtractorFunction: SQS batches of S3 ObjectCreated events → Tracks items with embeddings.
 
-Partial batch failures: a message whose processing raises (throttling, 5xx, a
-bug) is reported in ``batchItemFailures`` and retried alone; audio that can
-never embed is marked failed and its message succeeds.
+One model call per SQS batch: every message's previews are downloaded and decoded
+first, then all clips go through the model together and each is described
+(extractor.analysis.analyse_many, the path bench/extract.py measures), then each is written. Partial batch failures: a message whose processing
+raises (throttling, 5xx, a bug) is reported in ``batchItemFailures`` and retried
+alone; audio that can never embed (it does not decode, or the batch's model call gives
+it no finite, non-zero embedding) marks its track failed with the reason, its audio is
+deleted, its message succeeds and the rest of the batch goes on.
+Powertools' BatchProcessor hands records over one at a time, so it cannot make one model
+call for the batch; the loop below keeps its contract (failures by message id).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -21,12 +27,10 @@ from catalog.s3_events import created_objects
 from catalog.settings import require_env
 from catalog.storage import AudioStore, TrackTable
 from extractor.embed import Embedder
-from extractor.pipeline import Extraction, Outcome
+from extractor.pipeline import Clip, Extraction, Outcome
 
 logger = Logger()
 metrics = Metrics()
-# When every message fails, report them all rather than raise: same retry, clearer log.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 OUTCOME_METRICS = {
     Outcome.READY: "TracksReady",
@@ -56,18 +60,71 @@ def extraction() -> Extraction:
     )
 
 
-def record_handler(record: SQSRecord) -> None:
-    work = extraction()
+@dataclass
+class Batch:
+    """One SQS batch on its way through the pipeline, with the message each clip came from."""
+
+    message_ids: list[str]
+    failed: set[str] = field(default_factory=set)
+    clips: list[tuple[str, Clip]] = field(default_factory=list)
+
+    def fail(self, message_id: str, what: str) -> None:
+        logger.exception(f"{what} failed; the message is reported for a retry", extra={"message_id": message_id})
+        self.failed.add(message_id)
+
+    def response(self) -> dict[str, Any]:
+        return {"batchItemFailures": [{"itemIdentifier": m} for m in self.message_ids if m in self.failed]}
+
+
+def _count(outcome: Outcome) -> None:
+    metrics.add_metric(name=OUTCOME_METRICS[outcome], unit=MetricUnit.Count, value=1)
+
+
+def prepare(work: Extraction, batch: Batch, record: SQSRecord) -> None:
     for obj in created_objects(record.body):
         if obj.bucket != work.store.bucket:
             logger.warning("ignoring an object of another bucket", extra={"bucket": obj.bucket, "key": obj.key})
             continue
-        outcome = work.process(obj.key, obj.size)
-        metrics.add_metric(name=OUTCOME_METRICS[outcome], unit=MetricUnit.Count, value=1)
+        prepared = work.prepare(obj.key, obj.size)
+        if isinstance(prepared, Outcome):
+            _count(prepared)
+        else:
+            batch.clips.append((record.message_id, prepared))
+
+
+def extract_batch(work: Extraction, records: list[SQSRecord]) -> Batch:
+    """Every record's previews prepared, embedded in one model call, and written; failures by message id.
+
+    A message fails alone when its own download, decode or write fails; a failed model
+    call fails the messages whose clips it held, and nothing else.
+    """
+    batch = Batch([record.message_id for record in records])
+    for record in records:
+        try:
+            prepare(work, batch, record)
+        except Exception:
+            batch.fail(record.message_id, "preparing a preview")
+    clips = [(message_id, clip) for message_id, clip in batch.clips if message_id not in batch.failed]
+    try:
+        analyses = work.analyse([clip for _, clip in clips])
+    except Exception:
+        for message_id, _ in clips:
+            batch.fail(message_id, "analysing the batch")
+        return batch
+    metrics.add_metric(name="ClipsEmbeddedPerCall", unit=MetricUnit.Count, value=len(clips))
+    for (message_id, clip), analysis in zip(clips, analyses, strict=True):
+        if message_id in batch.failed:
+            continue
+        try:
+            _count(work.finish(clip, analysis))
+        except Exception:
+            batch.fail(message_id, "storing an embedding")
+    return batch
 
 
 @metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    metrics.add_metric(name="MessagesReceived", unit=MetricUnit.Count, value=len(event.get("Records", [])))
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    records = [SQSRecord(raw) for raw in event.get("Records", [])]
+    metrics.add_metric(name="MessagesReceived", unit=MetricUnit.Count, value=len(records))
+    return extract_batch(extraction(), records).response()

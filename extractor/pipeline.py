@@ -1,4 +1,9 @@
-"""One preview object → one Tracks update (embedding, tags, descriptors): the extractor's domain logic, free of Lambda.
+"""Preview objects → Tracks updates (embedding, tags, descriptors): the extractor's domain logic, free of Lambda.
+
+A batch goes in three steps: :meth:`Extraction.prepare` downloads and decodes each
+preview (or settles it without the model), :meth:`Extraction.analyse` runs every
+decoded clip through the model in one call and describes each, :meth:`Extraction.finish`
+writes each.
 
 The item is written before the audio is deleted, so a crash in between only
 means the object is processed again; a missing object means that already
@@ -10,7 +15,7 @@ retried (transient) or ends in the dead-letter queue.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from aws_lambda_powertools import Logger
@@ -19,8 +24,8 @@ from catalog.keys import parse_preview_key
 from catalog.records import TrackRecord, encode_embedding
 from catalog.storage import AudioStore, TrackTable
 from catalog.storage import record_from_object_metadata as fallback_record
-from extractor.analysis import analyse
-from extractor.audio import UndecodableAudioError, check_size, decode_clip
+from extractor.analysis import Analysis, analyse_many
+from extractor.audio import DecodedClip, UndecodableAudioError, check_size, decode_clip
 from extractor.constants import EMBEDDING_DIM
 from extractor.embed import Embedder
 
@@ -36,6 +41,16 @@ class Outcome(enum.StrEnum):
     SKIPPED = "skipped"
 
 
+@dataclass(frozen=True)
+class Clip:
+    """A preview downloaded and decoded, waiting for its embedding (the batch's model call)."""
+
+    track_id: str
+    key: str
+    audio: DecodedClip
+    fallback: TrackRecord
+
+
 @dataclass
 class Extraction:
     store: AudioStore
@@ -43,10 +58,11 @@ class Extraction:
     # Called only when audio decodes, so the model is never built for bad input.
     embedder: Callable[[], Embedder]
 
-    def process(self, key: str, size: int | None = None) -> Outcome:
-        """Embed previews/{track_id}.{ext} into its Tracks item. ``key`` is decoded (not URL-encoded).
+    def prepare(self, key: str, size: int | None = None) -> Clip | Outcome:
+        """previews/{track_id}.{ext} decoded, or the outcome that needs no model (skipped, gone, failed).
 
-        An error that will be retried is first noted on the pending item, so that GET
+        ``key`` is decoded (not URL-encoded). An error that will be retried is first noted
+        on the pending item (as in :meth:`analyse` and :meth:`finish`), so that GET
         /tracks/{id} shows why it is still pending and the ExtractDLQ consumer can say
         what the last attempt died of.
         """
@@ -56,12 +72,12 @@ class Extraction:
             logger.warning("skipping an object that is not a preview", extra={"key": key, "error": str(exc)})
             return Outcome.SKIPPED
         try:
-            return self._process(track_id, key, size)
+            return self._prepare(track_id, key, size)
         except Exception as exc:
-            self.table.note_attempt_error(track_id, f"{type(exc).__name__}: {exc}")
+            self._note(track_id, exc)
             raise
 
-    def _process(self, track_id: str, key: str, size: int | None) -> Outcome:
+    def _prepare(self, track_id: str, key: str, size: int | None) -> Clip | Outcome:
         if size is not None:
             # Refuse oversize audio from the event's size, before downloading it.
             try:
@@ -79,29 +95,53 @@ class Extraction:
         fallback = fallback_record(track_id, audio.metadata)
         try:
             clip = decode_clip(audio.data)
-            # analyse raises UndecodableAudioError too, when the model cannot place the audio.
-            analysis = analyse(self.embedder(), clip)
         except UndecodableAudioError as exc:
             return self._fail(track_id, key, exc, fallback)
-        embedding = analysis.embedding
+        return Clip(track_id, key, clip, fallback)
 
+    def analyse(self, clips: Sequence[Clip]) -> list[Analysis | UndecodableAudioError]:
+        """Every clip's embedding from one model call (their patches run through the network together), and its
+        descriptors; a clip the model cannot place gets its error in its place, for :meth:`finish` to record."""
+        try:
+            return analyse_many(self.embedder(), [clip.audio for clip in clips]) if clips else []
+        except Exception as exc:
+            for clip in clips:
+                self._note(clip.track_id, exc)
+            raise
+
+    def finish(self, clip: Clip, analysis: Analysis | UndecodableAudioError) -> Outcome:
+        """Write the embedding and descriptors into the track's item, then delete the audio; or, for audio
+        the model could not place, mark the track failed with the reason."""
+        try:
+            if isinstance(analysis, UndecodableAudioError):
+                return self._fail(clip.track_id, clip.key, analysis, clip.fallback)
+            return self._ready(clip, analysis)
+        except Exception as exc:
+            self._note(clip.track_id, exc)
+            raise
+
+    def _ready(self, clip: Clip, analysis: Analysis) -> Outcome:
+        embedding = analysis.embedding
         self.table.mark_ready(
-            track_id,
+            clip.track_id,
             embedding=encode_embedding(embedding.vector),
             dim=EMBEDDING_DIM,
             model=embedding.model,
             tags=embedding.tags,
             descriptors=analysis.descriptors,
-            fallback=fallback,
+            fallback=clip.fallback,
         )
         # mark_ready fills metadata only; playlist membership is a set to add to.
-        self.table.add_playlists(track_id, fallback.playlists)
-        self.store.delete(key)
+        self.table.add_playlists(clip.track_id, clip.fallback.playlists)
+        self.store.delete(clip.key)
         logger.info(
             "track ready",
-            extra={"track_id": track_id, "tags": embedding.tags, "descriptors": analysis.descriptors.to_json()},
+            extra={"track_id": clip.track_id, "tags": embedding.tags, "descriptors": analysis.descriptors.to_json()},
         )
         return Outcome.READY
+
+    def _note(self, track_id: str, exc: Exception) -> None:
+        self.table.note_attempt_error(track_id, f"{type(exc).__name__}: {exc}")
 
     def _fail(self, track_id: str, key: str, exc: UndecodableAudioError, fallback: TrackRecord) -> Outcome:
         self.table.mark_failed(track_id, f"{type(exc).__name__}: {exc}", fallback)

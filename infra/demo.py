@@ -21,10 +21,12 @@ from typing import Any
 import requests
 
 from catalog.keys import local_track_id
-from infra.cli import drain_extract_queue, read_state, state_dir
+from infra.cli import drain_extract_queue, read_state, sign_request, state_dir
 from infra.stack import LocalStack, port_open, running_stack
 
 EXAMPLES = 3
+# A well-formed Spotify id for the signed-PUT example (with no Spotify credentials locally, its crawl fails later).
+DEMO_SPOTIFY_TRACK = "4uLU6hMCjMI75M1A2tKUQC"
 EXAMPLE_K = 5
 STATION_TRACKS = 5
 PATH_LENGTH = 6
@@ -158,6 +160,7 @@ def _run_pipeline(stack: LocalStack, folder: Path, port: int, once: bool) -> int
         queries = example_queries(folder)
         show_recommendations(api_url, queries)
         show_station_and_path(api_url, queries)
+        show_protected_write(api_url)
         if not once:
             print("\nServing until Ctrl-C.", flush=True)
             stop = threading.Event()
@@ -172,6 +175,17 @@ def _run_pipeline(stack: LocalStack, folder: Path, port: int, once: bool) -> int
             shutdown(*gateway)
         pump.stop()
     return 0
+
+
+def show_protected_write(api_url: str) -> None:
+    """PUT /tracks/{trackId} needs a SigV4 signature: refused unsigned, accepted (202, queued) signed."""
+    url = f"{api_url}/tracks/{DEMO_SPOTIFY_TRACK}"
+    say("protected write: PUT /tracks/{trackId} (SigV4)")
+    unsigned = requests.put(url, timeout=30)
+    print(f"unsigned PUT -> {unsigned.status_code} {unsigned.text}")
+    print(f"signed PUT (python -m infra sign-request PUT {url}) ->", end=" ", flush=True)
+    sign_request("PUT", url, "", "")
+    print(f'or: curl --aws-sigv4 "aws:amz:us-east-1:execute-api" --user testing:testing -X PUT {url}')
 
 
 def main(argv: list[str] | None = None) -> int:

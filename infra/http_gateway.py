@@ -7,9 +7,12 @@ invocation at a time as in a single Lambda container (Powertools' resolver keeps
 the request being resolved on the app object, so concurrent invocations in one
 process would trample each other), and its reply is written back the way API
 Gateway writes it. The routes come from
-the HttpApi events of a function in template.yaml, so a path the deployment
+the HttpApi events of the template's functions, so a path the deployment
 does not route gets the same 404 here as there (an event without Path and
-Method is the API's ``$default`` route, which catches every other request).
+Method is the API's ``$default`` route, which catches every other request),
+and a route whose event sets ``Auth: Authorizer: AWS_IAM`` refuses a request
+that is not SigV4-signed by a local credential with API Gateway's 403
+(verified with botocore's signer, see infra.sigv4).
 
 Requests API Gateway would refuse before any route (a request line or headers
 beyond http.server's limits, a malformed Content-Length, a body over 10 MB)
@@ -30,8 +33,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import boto3
+
 from infra.context import LocalLambdaContext
 from infra.resources import LOCAL_ACCOUNT_ID
+from infra.sigv4 import Principal, SignatureError, verify
 from infra.template import functions, load_template
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -49,6 +55,8 @@ TOO_LARGE_BODY = b'{"message":"Request Entity Too Large"}'
 _ERROR_CODES = {400: "bad_request", 408: "request_timeout", 413: "payload_too_large", 414: "uri_too_long",
                 431: "headers_too_large", 501: "not_implemented", 505: "http_version_not_supported"}
 _CONTENT_LENGTH = re.compile(r"^[0-9]{1,19}$")
+IAM = "AWS_IAM"
+NO_AUTH = "NONE"
 
 # API Gateway passes these content types to the integration as text; anything else is base64.
 _TEXT_CONTENT_TYPE = re.compile(
@@ -70,13 +78,14 @@ class Route:
     method: str
     path: str
     pattern: re.Pattern[str] = field(compare=False, repr=False)
-    # The template function the route integrates with ('' = the gateway's default handler).
-    function: str = ""
+    # The template function API Gateway invokes, and the route's authorizer (NONE: open).
+    function: str = field(default="", compare=False)
+    auth: str = field(default=NO_AUTH, compare=False)
 
     @classmethod
-    def parse(cls, method: str, path: str, function: str = "") -> Route:
+    def parse(cls, method: str, path: str, function: str = "", auth: str = NO_AUTH) -> Route:
         if path == DEFAULT_ROUTE:
-            return cls("ANY", DEFAULT_ROUTE, re.compile(r"^.*$", re.DOTALL), function)
+            return cls("ANY", DEFAULT_ROUTE, re.compile(r"^.*$", re.DOTALL), function, auth)
         method = method.upper()
         if method == "X-AMAZON-APIGATEWAY-ANY-METHOD":
             method = "ANY"
@@ -89,7 +98,7 @@ class Route:
             regex += f"(?P<{name}>.+)" if greedy else f"(?P<{name}>[^/]+)"
             pos = match.end()
         regex += re.escape(path[pos:])
-        return cls(method, path, re.compile(f"^{regex}$"), function)
+        return cls(method, path, re.compile(f"^{regex}$"), function, auth)
 
     @property
     def key(self) -> str:
@@ -102,6 +111,16 @@ class Route:
         return None if found is None else {k: unquote(v) for k, v in found.groupdict().items()}
 
 
+def _route_auth(template: Mapping[str, Any], event: Mapping[str, Any]) -> str:
+    """The route's authorizer: its event's Auth, else its HttpApi's DefaultAuthorizer, else none."""
+    authorizer = event["Properties"].get("Auth", {}).get("Authorizer")
+    if authorizer is None:
+        api_ref = event["Properties"].get("ApiId", {})
+        api = template.get("Resources", {}).get(api_ref.get("Ref", ""), {}) if isinstance(api_ref, dict) else {}
+        authorizer = api.get("Properties", {}).get("Auth", {}).get("DefaultAuthorizer", NO_AUTH)
+    return str(authorizer)
+
+
 def http_api_functions(template: Mapping[str, Any]) -> list[str]:
     """The template's functions that answer HttpApi routes, ApiFunction first."""
     names = [
@@ -110,6 +129,16 @@ def http_api_functions(template: Mapping[str, Any]) -> list[str]:
         if any(event.get("Type") == "HttpApi" for event in function["Properties"].get("Events", {}).values())
     ]
     return sorted(names, key=lambda name: name != API_FUNCTION)
+
+
+def same_code_functions(template: Mapping[str, Any], function_name: str) -> list[str]:
+    """The HttpApi functions that run ``function_name``'s handler (ApiWriteFunction runs ApiFunction's code)."""
+    every = functions(dict(template))
+    handler = every.get(function_name, {}).get("Properties", {}).get("Handler")
+    return [
+        name for name in http_api_functions(template)
+        if name != function_name and handler is not None and every[name]["Properties"].get("Handler") == handler
+    ]
 
 
 def routes_for_function(template: Mapping[str, Any], function_name: str) -> list[Route]:
@@ -122,12 +151,21 @@ def routes_for_function(template: Mapping[str, Any], function_name: str) -> list
         if event.get("Type") != "HttpApi":
             continue
         props = event.get("Properties", {})
+        auth = _route_auth(template, event)
         if "Path" not in props and "Method" not in props:
-            routes.append(Route.parse("ANY", DEFAULT_ROUTE, function_name))  # SAM's default route
+            routes.append(Route.parse("ANY", DEFAULT_ROUTE, function_name, auth))  # SAM's default route
         else:
-            routes.append(Route.parse(props.get("Method", "ANY"), props.get("Path", "/{proxy+}"), function_name))
+            routes.append(Route.parse(props.get("Method", "ANY"), props.get("Path", "/{proxy+}"), function_name, auth))
     if not routes:
         raise RouteError(f"function {function_name!r} has no HttpApi events in template.yaml")
+    return _most_specific_first(routes)
+
+
+def routes_of_api(template: Mapping[str, Any]) -> list[Route]:
+    """Every HttpApi route of every function in template.yaml, most specific first."""
+    routes = [route for name in http_api_functions(template) for route in routes_for_function(template, name)]
+    if not routes:
+        raise RouteError("template.yaml routes no HttpApi event to any function")
     return _most_specific_first(routes)
 
 
@@ -312,6 +350,8 @@ class _GatewayServer(ThreadingHTTPServer):
         cors: CorsConfig | None,
         function_name: str,
         quiet: bool,
+        secrets: Mapping[str, str],
+        clock: Callable[[], datetime],
     ) -> None:
         super().__init__(address, _RequestHandler)
         self.handlers = dict(handlers)
@@ -319,7 +359,10 @@ class _GatewayServer(ThreadingHTTPServer):
         self.cors = cors
         self.function_name = function_name
         self.quiet = quiet
+        # One lock for every function: functions that share a handler share its app object in this process.
         self.invocation_lock = threading.Lock()
+        self.secrets = secrets
+        self.clock = clock
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -366,6 +409,18 @@ class _RequestHandler(BaseHTTPRequestHandler):
         else:
             self._reply(GatewayResponse(404, [("content-type", "application/json")], NOT_FOUND_BODY))
             return
+        if route.auth == IAM:
+            try:
+                principal = verify(method, f"http://{self.headers.get('host', '')}{self.path}",
+                                   {k.lower(): v for k, v in self.headers.items()}, body,
+                                   self.server.secrets, self.server.clock)
+            except SignatureError as exc:
+                # API Gateway's IAM authorizer answers an unsigned or badly signed request itself.
+                message = json.dumps({"message": str(exc)}).encode()
+                self._reply(GatewayResponse(403, [("content-type", "application/json")], message))
+                return
+        elif route.auth != NO_AUTH:
+            raise RouteError(f"route {route.key}: authorizer {route.auth!r} is not played locally")
         event = build_event(
             method=method,
             target=self.path,
@@ -376,6 +431,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             source_ip=self.client_address[0],
             protocol=self.request_version,
         )
+        if route.auth == IAM:
+            event["requestContext"]["authorizer"] = {"iam": _iam_identity(principal)}
         function_name = route.function or self.server.function_name
         context = LocalLambdaContext(function_name=function_name, timeout_s=DEFAULT_TIMEOUT_S)
         try:
@@ -430,6 +487,27 @@ class _RequestHandler(BaseHTTPRequestHandler):
         super().log_message(format, *args)
 
 
+def _iam_identity(principal: Principal) -> dict[str, Any]:
+    """requestContext.authorizer.iam as API Gateway fills it for a SigV4-signed request."""
+    return {
+        "accessKey": principal.access_key,
+        "accountId": LOCAL_ACCOUNT_ID,
+        "callerId": principal.access_key,
+        "principalOrgId": None,
+        "userArn": f"arn:aws:iam::{LOCAL_ACCOUNT_ID}:user/local",
+        "userId": principal.access_key,
+    }
+
+
+def local_secrets() -> dict[str, str]:
+    """The credentials this process has (the local stack's, or the tests'): the keys a signature may use."""
+    credentials = boto3.session.Session().get_credentials()
+    if credentials is None:
+        return {}
+    frozen = credentials.get_frozen_credentials()
+    return {frozen.access_key: frozen.secret_key}
+
+
 def serve(
     handler: Handler,
     host: str = "127.0.0.1",
@@ -440,24 +518,34 @@ def serve(
     function_name: str = API_FUNCTION,
     quiet: bool = True,
     also: Mapping[str, Handler] | None = None,
+    secrets: Mapping[str, str] | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> tuple[ThreadingHTTPServer, threading.Thread]:
     """Start the gateway in a daemon thread; ``server.server_address`` has the bound port.
 
-    Stop it with :func:`shutdown`. Without ``routes``, the routes and the CORS
-    configuration are the function's in template.yaml, plus the routes of each
-    function in ``also`` (name → handler), which answer them, as API Gateway
-    sends each route to its own integration.
+    Stop it with :func:`shutdown`. Without ``routes``, the routes (with their
+    authorizers) and the CORS configuration are the function's in template.yaml,
+    plus those of each function in ``also`` (name → handler), which answer them, as
+    API Gateway sends each route to its own integration; a function that runs the
+    same handler as ``function_name`` (ApiWriteFunction) is answered by ``handler``
+    unless ``also`` names it. Signed requests are checked against ``secrets``
+    (access key -> secret key), by default the credentials of this process.
     """
     also = dict(also or {})
     if routes is None:
         template = load_template()
-        routes = _most_specific_first(
-            route
-            for name in (function_name, *also)
-            for route in routes_for_function(template, name)
-        )
+        handlers = {name: handler for name in same_code_functions(template, function_name)}
+        handlers.update(also)
+        handlers[function_name] = handler
+        routes = _most_specific_first(route for name in handlers for route in routes_for_function(template, name))
         cors = cors if cors is not None else cors_for_function(template, function_name)
-    server = _GatewayServer((host, port), {**also, function_name: handler}, routes, cors, function_name, quiet)
+    else:
+        handlers = {**also, function_name: handler}
+    for route in routes:
+        if (route.function or function_name) not in handlers:
+            raise RouteError(f"no handler given for {route.function}, which route {route.key} goes to")
+    server = _GatewayServer((host, port), handlers, routes, cors, function_name, quiet,
+                            local_secrets() if secrets is None else secrets, clock)
     thread = threading.Thread(target=server.serve_forever, name=f"http-gateway-{function_name}", daemon=True)
     thread.start()
     return server, thread

@@ -246,6 +246,7 @@ _CONTAINER_CACHES = (
     ("annoy_service.handler", "dependencies"),
     ("api.deps", "_index_cache_for"),
     ("api.deps", "_table_on"),
+    ("api.routes.tracks", "_crawl_queue_on"),
     ("api.routes.stations", "_stations_on"),
     ("api.routes.web", "_lookup_for"),
     ("crawler.pipeline", "default_crawler"),

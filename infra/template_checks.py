@@ -12,7 +12,8 @@
    timeout; no IAM Allow on Resource "*" unless AWS offers nothing narrower;
    every Handler resolves to a callable; every `require_env("NAME")` a handler
    can reach is set in that function's environment; MODEL_ID is set for every
-   function that reads the model id or for none.
+   function that reads the model id or for none; a function serving a GET route
+   has no write or secret permission; every non-read route sets its Auth.
 
 Each check takes the template path and the repository root (where CodeUri and
 DockerContext are resolved) and returns human-readable problems; empty means OK.
@@ -523,6 +524,100 @@ def check_model_id_consistent(template_path: Path, repo_root: Path) -> list[str]
     return problems
 
 
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# IAM actions that change state, by the verb their name starts with (Service Authorization Reference).
+WRITE_VERBS = ("Put", "Update", "Delete", "BatchWrite", "TransactWrite", "Send", "Publish", "Create", "Abort",
+               "Restore", "Write", "Invoke", "Start", "Tag", "Untag", "Set", "Add", "Remove", "Change", "Purge")
+# A secret may be read by a GET route (the audio route asks Spotify), never written.
+SECRET_WRITES = ("secretsmanager:Put", "secretsmanager:Update", "secretsmanager:Create", "secretsmanager:Delete")
+# A function's Metadata key listing its non-read routes that are open on purpose (listener routes).
+OPEN_ROUTES = "OpenRoutes"
+
+
+# An HttpApi event with neither Path nor Method is the API's $default route (every request no
+# other route matches); its key, as API Gateway and OpenRoutes spell it, is "$default".
+DEFAULT_ROUTE = "$default"
+
+
+def _http_routes(function: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    routes = []
+    for event in function["Properties"].get("Events", {}).values():
+        if event.get("Type") != "HttpApi":
+            continue
+        props = event.get("Properties", {})
+        if "Path" not in props and "Method" not in props:
+            routes.append(("ANY", DEFAULT_ROUTE, props))
+        else:
+            routes.append((str(props.get("Method", "ANY")).upper(), str(props.get("Path", "/{proxy+}")), props))
+    return routes
+
+
+def _route_key(method: str, path: str) -> str:
+    return DEFAULT_ROUTE if path == DEFAULT_ROUTE else f"{method} {path}"
+
+
+def _is_write_or_secret(action: str) -> bool:
+    _, _, name = action.partition(":")
+    return action.startswith(SECRET_WRITES) or name == "*" or name.startswith(WRITE_VERBS)
+
+
+def check_read_routes_read_only(template_path: Path, repo_root: Path) -> list[str]:
+    """A function that serves any GET route has no write permission (a secret it may only read).
+
+    A read route's role then cannot change anything, whatever its code does; write
+    routes go to a function of their own (ApiWriteFunction) with the same code.
+    """
+    template = load_template(template_path)
+    problems = []
+    for name, function in functions(template).items():
+        reads = [f"{method} {path}" for method, path, _ in _http_routes(function) if method in READ_METHODS]
+        if not reads:
+            continue
+        granted = [
+            str(action)
+            for policy in _flatten_if(function["Properties"].get("Policies", []))
+            if isinstance(policy, dict)
+            for statement in _flatten_if(policy.get("Statement", []))
+            if isinstance(statement, dict) and statement.get("Effect") == "Allow"
+            for action in _flatten_if(statement.get("Action", []))
+            if _is_write_or_secret(str(action))
+        ]
+        if granted:
+            problems.append(
+                f"{name} serves read routes ({', '.join(reads)}) but may {', '.join(granted)}: move the write "
+                f"routes and these permissions to a function of their own (as ApiWriteFunction)"
+            )
+    return problems
+
+
+def check_write_routes_declare_auth(template_path: Path, repo_root: Path) -> list[str]:
+    """Every route that is not a read says who may call it: `Auth: Authorizer: AWS_IAM` (or a JWT
+    authorizer) for writes to the catalogue or a person's history, or a place in its function's
+    `Metadata: OpenRoutes` for a listener route (SAM accepts `Authorizer: NONE` only under a
+    DefaultAuthorizer, which this HttpApi does not have: its read routes are open)."""
+    template = load_template(template_path)
+    problems = []
+    for name, function in functions(template).items():
+        declared_open = {str(route) for route in function.get("Metadata", {}).get(OPEN_ROUTES, [])}
+        routes = _http_routes(function)
+        for method, path, props in routes:
+            key = _route_key(method, path)
+            if method in READ_METHODS:
+                continue
+            authorizer = props.get("Auth", {}).get("Authorizer")
+            if authorizer is None and key not in declared_open:
+                problems.append(
+                    f"{name}: route {key} does not say who may call it; set Auth: Authorizer: AWS_IAM for a write to "
+                    f"the catalogue or a person's history, or list it in the function's Metadata {OPEN_ROUTES} for a "
+                    f"listener route (README, Protected writes)"
+                )
+            elif authorizer is not None and key in declared_open:
+                problems.append(f"{name}: route {key} sets Auth: Authorizer {authorizer} and is listed in {OPEN_ROUTES}")
+        for stale in sorted(declared_open - {_route_key(method, path) for method, path, _ in routes}):
+            problems.append(f"{name}: Metadata {OPEN_ROUTES} lists {stale}, which is not one of its HttpApi routes")
+    return problems
+
+
 # ---------------------------------------------------------------- running them all
 
 CHECKS: dict[str, Check] = {
@@ -534,6 +629,8 @@ CHECKS: dict[str, Check] = {
     "handlers resolve to callables": check_handlers_resolve,
     "require_env names set in the template": check_required_env_set,
     "MODEL_ID set for every reader or none": check_model_id_consistent,
+    "read routes' functions cannot write": check_read_routes_read_only,
+    "write routes say who may call them": check_write_routes_declare_auth,
 }
 
 

@@ -11,10 +11,9 @@ import numpy as np
 
 from api.served import ServedIndex
 from catalog.bundle import BaseManifest, BaseReader, BaseRows, Delta, LatestPointer, TrackMeta, write_base
-from catalog.ingest import IngestOutcome, IngestStatus
 from catalog.keys import new_index_version
 from catalog.model import MODEL_ID
-from catalog.records import Status, utc_now_iso
+from catalog.records import utc_now_iso
 
 DIM = 16
 N_TREES = 10
@@ -107,17 +106,3 @@ class FakeClock:
         self.now += seconds
 
 
-FAKE_INGEST_OUTCOMES = (
-    (IngestStatus.QUEUED, None),
-    (IngestStatus.KNOWN, Status.READY),
-    (IngestStatus.KNOWN, Status.PENDING),
-    (IngestStatus.KNOWN, Status.FAILED),
-    (IngestStatus.NO_PREVIEW, None),
-    (IngestStatus.NOT_FOUND, None),
-)
-
-
-def fake_ingest(track_id: str) -> IngestOutcome:
-    """Every outcome the crawler can give, chosen by the id so that answers are repeatable."""
-    status, track_status = FAKE_INGEST_OUTCOMES[sum(track_id.encode()) % len(FAKE_INGEST_OUTCOMES)]
-    return IngestOutcome(track_id, status, track_status, f"fake crawler: {status}")

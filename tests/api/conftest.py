@@ -19,7 +19,6 @@ from api_testkit import (
     PublishedBundle,
     build_bundle,
     clustered_vectors,
-    fake_ingest,
     override,
     spotify_like_id,
 )
@@ -35,6 +34,7 @@ from infra.resources import template_table_params
 EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
 INDEX_BUCKET = "soundslike-test-index"
 TRACKS_TABLE = "soundslike-test-tracks"
+CRAWL_QUEUE = "soundslike-test-crawl"
 STATIONS_TABLE = "soundslike-test-stations"
 
 
@@ -56,11 +56,12 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def aws(aws_env: None) -> Iterator[None]:
-    """moto S3 and DynamoDB with the index bucket and the Tracks table."""
+def aws(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto S3, DynamoDB and SQS with the index bucket, the Tracks table and CrawlQueue."""
     with mock_aws():
         boto3.client("s3").create_bucket(Bucket=INDEX_BUCKET)
         boto3.client("dynamodb").create_table(**template_table_params(TRACKS_TABLE))
+        monkeypatch.setenv("CRAWL_QUEUE_URL", boto3.client("sqs").create_queue(QueueName=CRAWL_QUEUE)["QueueUrl"])
         boto3.client("dynamodb").create_table(**template_table_params(STATIONS_TABLE, "StationsTable"))
         yield
 
@@ -117,37 +118,21 @@ def lambda_context() -> LocalLambdaContext:
 
 @pytest.fixture
 def api(aws: None, tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
-    """api.handler with this test's dependencies: the index cache on a fake clock and no crawler.
+    """api.handler with this test's dependencies: the index cache on a fake clock.
 
     They are swapped through ``app.dependency_overrides`` (Powertools' Depends), so the
     module is imported once and nothing in it is patched; the overrides are dropped afterwards.
     """
     from api import deps, handler
     from api.index_cache import IndexCache
-    from api.routes import tracks
 
     cache = IndexCache(INDEX_BUCKET, directory=tmp_path / "index", recheck_s=60.0, clock=clock)
 
-    def no_crawler() -> Any:
-        raise AssertionError("this test did not expect PUT /tracks to reach the crawler")
-
     override(handler.app, deps.index_cache, cache)
-    override(handler.app, tracks.ingest_function, no_crawler)
     try:
         yield handler
     finally:
         handler.app.dependency_overrides.clear()
-
-
-@pytest.fixture
-def use_ingest(api: Any) -> Callable[[Callable[[str], Any]], None]:
-    """Make PUT /tracks/{trackId} call this function instead of the crawler."""
-    from api.routes import tracks
-
-    def _use(ingest: Callable[[str], Any]) -> None:
-        override(api.app, tracks.ingest_function, ingest)
-
-    return _use
 
 
 def load_event(name: str) -> dict[str, Any]:
@@ -213,9 +198,9 @@ class FakeClipAnalysis:
 
 @pytest.fixture
 def served_api(
-    api: Any, publish: Callable[..., PublishedBundle], use_ingest: Callable[[Callable[[str], Any]], None]
+    api: Any, publish: Callable[..., PublishedBundle]
 ) -> Iterator[tuple[str, PublishedBundle]]:
-    """The api on the loopback gateway, routes from template.yaml, one published index, a fake crawler."""
+    """The api on the loopback gateway, routes and authorizers from template.yaml, one published index."""
     from catalog.records import Source, Status, TrackRecord
     from catalog.storage import TrackTable
     from infra.http_gateway import serve, shutdown
@@ -227,7 +212,6 @@ def served_api(
         table.table.put_item(
             Item=TrackRecord(track_id=track_id, source=Source.SPOTIFY, status=Status.READY, title=f"Song {i}").to_item()
         )
-    use_ingest(fake_ingest)
     # POST /recommendations/by-audio is ByAudioFunction's: the same index cache, and an
     # embedder that answers any decodable clip with track 0's vector (no TensorFlow here).
     from api import by_audio_handler, deps

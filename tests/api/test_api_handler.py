@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import boto3
 import numpy as np
 import pytest
 from api_testkit import override
 
-from catalog.ingest import IngestOutcome, IngestStatus, UpstreamUnavailableError
+from catalog.crawl_requests import CrawlRequest
 from catalog.records import Source, Status, TrackRecord, encode_embedding
 from catalog.storage import TrackTable
 
@@ -202,64 +203,76 @@ def test_get_track_returns_metadata_and_status_but_never_the_embedding(api, publ
     assert_error(body, "bad_request")
 
 
-@pytest.mark.parametrize(
-    ("status", "track_status", "http_status", "code"),
-    [
-        (IngestStatus.QUEUED, None, 202, None),
-        (IngestStatus.KNOWN, Status.READY, 200, None),
-        (IngestStatus.KNOWN, Status.PENDING, 202, None),
-        (IngestStatus.KNOWN, Status.FAILED, 409, "track_failed"),
-        (IngestStatus.NO_PREVIEW, None, 422, "no_preview"),
-        (IngestStatus.NOT_FOUND, None, 404, "spotify_track_not_found"),
-    ],
-)
-def test_put_track_maps_each_ingest_outcome_to_its_status(
-    api, use_ingest, recorded_event, lambda_context, status, track_status, http_status, code
+def queued_requests() -> list[CrawlRequest]:
+    sqs = boto3.client("sqs")
+    url = os.environ["CRAWL_QUEUE_URL"]
+    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", [])
+    return [CrawlRequest.from_body(m["Body"]) for m in messages]
+
+
+def test_put_track_records_the_request_queues_the_crawl_and_answers_202(
+    api, recorded_event, http_event, lambda_context
 ) -> None:
-    calls: list[str] = []
+    track_id = recorded_event("api_put_track.json")["pathParameters"]["trackId"]
 
-    def fake_ingest(track_id: str) -> IngestOutcome:
-        calls.append(track_id)
-        return IngestOutcome(track_id, status, track_status, "crawler says hi")
+    status, body, _ = call(api, recorded_event("api_put_track.json"), lambda_context)
 
-    use_ingest(fake_ingest)
-    got_status, body, _ = call(api, recorded_event("api_put_track.json"), lambda_context)
-    assert calls == ["4uLU6hMCjMI75M1A2tKUQC"]
-    assert got_status == http_status
-    if code:
-        assert_error(body, code)
-    else:
-        assert body["trackId"] == "4uLU6hMCjMI75M1A2tKUQC"
-        assert body["status"] == ("ready" if http_status == 200 else "pending")
-        assert body["message"] == "crawler says hi"
+    assert status == 202 and body["trackId"] == track_id and body["status"] == "pending"
+    assert [r.track_id for r in queued_requests()] == [track_id]
+    item = TrackTable(os.environ["TRACKS_TABLE"]).get(track_id)
+    assert item.status is Status.PENDING and item.requested_at == body["requestedAt"] and item.crawled_at == ""
+    view_status, view, _ = call(api, http_event("GET", f"/tracks/{track_id}", route="/tracks/{trackId}"), lambda_context)
+    assert view_status == 200 and view["status"] == "pending" and view["requestedAt"] == body["requestedAt"]
 
 
-def test_put_track_rejects_a_non_spotify_id_without_calling_the_crawler(api, http_event, lambda_context) -> None:
-    # The api fixture's crawler fails the test if it is called.
+def test_a_second_put_of_a_waiting_track_queues_nothing_more(api, recorded_event, lambda_context) -> None:
+    first, _, _ = call(api, recorded_event("api_put_track.json"), lambda_context)
+    again, body, _ = call(api, recorded_event("api_put_track.json"), lambda_context)
+
+    assert (first, again) == (202, 202) and body["message"] == "track is already waiting"
+    assert len(queued_requests()) == 1
+
+
+@pytest.mark.parametrize(
+    ("existing", "http_status", "queued"),
+    [
+        ({"status": Status.READY}, 200, 0),
+        ({"status": Status.FAILED, "error": "no preview found"}, 202, 1),
+        # Its crawl died on the way (older than PENDING_STALE_AFTER_S): asked for again.
+        ({"status": Status.PENDING, "crawled_at": "2020-01-01T00:00:00Z"}, 202, 1),
+        ({"status": Status.PENDING, "crawled_at": "2999-01-01T00:00:00Z"}, 202, 0),
+    ],
+    ids=["ready", "failed", "stale-pending", "fresh-pending"],
+)
+def test_put_of_a_known_track_answers_its_state_and_queues_only_what_needs_a_crawl(
+    api, recorded_event, lambda_context, existing, http_status, queued
+) -> None:
+    track_id = recorded_event("api_put_track.json")["pathParameters"]["trackId"]
+    put_track(track_id, **existing)
+
+    status, body, _ = call(api, recorded_event("api_put_track.json"), lambda_context)
+
+    assert status == http_status and body["status"] == ("ready" if http_status == 200 else "pending")
+    assert len(queued_requests()) == queued
+
+
+def test_put_track_rejects_a_non_spotify_id_without_queueing(api, http_event, lambda_context) -> None:
     for track_id in ("short", "local-0123456789abcdef0123", "4uLU6hMCjMI75M1A2tKUQ_"):
         event = http_event("PUT", f"/tracks/{track_id}", route="/tracks/{trackId}")
         status, body, _ = call(api, event, lambda_context)
         assert status == 400
         assert_error(body, "invalid_track_id")
+    assert queued_requests() == []
 
 
-def test_put_track_is_502_only_when_an_upstream_fails(api, use_ingest, recorded_event, lambda_context) -> None:
-    def upstream_down(track_id: str) -> IngestOutcome:
-        raise UpstreamUnavailableError("spotify at 10.0.0.1 refused: token=abc")
+def test_put_track_is_503_when_the_request_cannot_be_queued(api, recorded_event, lambda_context) -> None:
+    boto3.client("sqs").delete_queue(QueueUrl=os.environ["CRAWL_QUEUE_URL"])
 
-    use_ingest(upstream_down)
     status, body, _ = call(api, recorded_event("api_put_track.json"), lambda_context)
-    assert status == 502
+
+    assert status == 503
     assert_error(body, "ingest_unavailable")
-    assert "token" not in json.dumps(body)
-
-    def our_bug(track_id: str) -> IngestOutcome:
-        raise KeyError("preview_url")
-
-    use_ingest(our_bug)
-    status, body, _ = call(api, recorded_event("api_put_track.json"), lambda_context)
-    assert status == 500
-    assert_error(body, "internal_error")
+    assert "sqs" not in json.dumps(body).lower()
 
 
 def test_openapi_document_is_served_as_is(api, http_event, lambda_context) -> None:
@@ -277,17 +290,21 @@ def test_openapi_document_describes_exactly_the_routes_of_the_template_and_the_r
     document = json.loads((REPO_ROOT / "api" / "openapi.json").read_text())
     documented = {f"{method.upper()} {path}" for path, item in document["paths"].items() for method in item if method != "parameters"}
     template = load_template()
-    # The document describes the whole HttpApi: each route is served by exactly one function's resolver.
-    apps = {"ApiFunction": api.app, "ByAudioFunction": by_audio_handler.app}
+    # The document describes the whole HttpApi; each route goes to one function, and each
+    # function's routes are exactly what its resolver serves (ApiWriteFunction runs ApiFunction's app).
+    apps = {"ApiFunction": api.app, "ApiWriteFunction": api.app, "ByAudioFunction": by_audio_handler.app}
     assert set(http_api_functions(template)) == set(apps)
     template_routes, resolver_routes = set(), set()
-    for function, app in apps.items():
-        # $default is API Gateway's catch-all for what no route matches (answered 404 / 405), not a documented route.
-        routes = {route.key for route in routes_for_function(template, function)} - {"$default"}
+    for app in {id(app): app for app in apps.values()}.values():
+        routes: set[str] = set()
+        for function in (name for name, served_by in apps.items() if served_by is app):
+            # $default is API Gateway's catch-all for what no route matches (answered 404 / 405), not a documented route.
+            own = {route.key for route in routes_for_function(template, function)} - {"$default"}
+            assert not own & (routes | template_routes), f"{function} routes a path another function routes"
+            routes |= own
         generated = app.get_openapi_schema().model_dump(by_alias=True, exclude_none=True)["paths"]
         served = {f"{method.upper()} {path}" for path, item in generated.items() for method in item}
-        assert routes == served, function
-        assert not routes & template_routes, f"{function} routes a path another function routes"
+        assert routes == served
         template_routes |= routes
         resolver_routes |= served
     assert documented == template_routes == resolver_routes
@@ -360,13 +377,6 @@ print(json.dumps({"status": response["statusCode"], "headers": response["headers
     assert result["status"] == 200
     assert result["headers"]["Access-Control-Allow-Origin"] == "https://app.example.org"
     assert result["spotipy"] is False and result["crawler"] is False
-
-
-def test_put_track_uses_the_crawlers_ingest_track(aws_env) -> None:
-    from api.routes import tracks
-    from crawler.pipeline import ingest_track
-
-    assert tracks.ingest_function() is ingest_track
 
 
 def test_settings_are_read_per_request_and_what_they_build_is_kept(aws_env, monkeypatch) -> None:

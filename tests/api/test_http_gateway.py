@@ -6,21 +6,31 @@ import base64
 import json
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 import requests
+from botocore.credentials import Credentials
 
 from infra.context import LocalLambdaContext
 from infra.http_gateway import (
+    IAM,
+    NO_AUTH,
     CorsConfig,
     Route,
+    RouteError,
     cors_for_function,
     routes_for_function,
+    routes_of_api,
+    same_code_functions,
     serve,
     shutdown,
 )
-from infra.template import load_template
+from infra.sigv4 import sign
+from infra.template import functions, load_template
 
 ROUTES = [Route.parse("GET", "/tracks/{trackId}"), Route.parse("PUT", "/tracks/{trackId}"), Route.parse("GET", "/echo")]
 
@@ -163,19 +173,33 @@ def test_handler_that_raises_is_a_500_internal_server_error(gateway: tuple[str, 
     assert "secret" not in response.text
 
 
-def test_routes_come_from_the_api_function_in_template_yaml() -> None:
+def test_routes_come_from_every_function_in_template_yaml_with_their_function_and_authorizer() -> None:
     template = load_template()
-    routes = {route.key for route in routes_for_function(template, "ApiFunction")}
-    events = template["Resources"]["ApiFunction"]["Properties"]["Events"].values()
     # An HttpApi event without Path and Method is API Gateway's $default route.
-    declared = {
-        f"{e['Properties']['Method']} {e['Properties']['Path']}" if "Path" in e["Properties"] else "$default"
-        for e in events
-        if e["Type"] == "HttpApi"
+    expected = {
+        (f"{event['Properties']['Method']} {event['Properties']['Path']}" if "Path" in event["Properties"] else "$default"): (
+            name, event["Properties"].get("Auth", {}).get("Authorizer", NO_AUTH)
+        )
+        for name, function in functions(template).items()
+        for event in function["Properties"].get("Events", {}).values()
+        if event["Type"] == "HttpApi"
     }
-    assert routes == declared
-    assert {"GET /recommendations", "GET /health", "PUT /tracks/{trackId}", "POST /stations/{stationId}/next", "GET /map",
-            "$default"} <= routes
+    routes = {route.key: (route.function, route.auth) for route in routes_of_api(template)}
+    assert routes == expected
+    assert routes["PUT /tracks/{trackId}"] == ("ApiWriteFunction", IAM)
+    assert routes["GET /tracks/{trackId}"] == ("ApiFunction", NO_AUTH)
+    # The stations' writes are open listener routes, on the function whose role may write.
+    assert routes["POST /stations/{stationId}/next"] == ("ApiWriteFunction", NO_AUTH)
+    assert routes["GET /stations/{stationId}"] == ("ApiFunction", NO_AUTH)
+    # Every request no route matches reaches ApiFunction, which answers 404 / 405 in the documented shape.
+    assert routes["$default"] == ("ApiFunction", NO_AUTH)
+
+
+def test_a_function_running_the_same_handler_is_served_by_it_and_a_route_without_a_handler_is_refused() -> None:
+    # ApiWriteFunction is ApiFunction's code with another role: serve(api handler) answers its routes too.
+    assert same_code_functions(load_template(), "ApiFunction") == ["ApiWriteFunction"]
+    with pytest.raises(RouteError, match="WriteFn"):
+        serve(RecordingHandler(), routes=PROTECTED, function_name="ReadFn")
 
 
 def test_exact_route_wins_over_parameter_and_greedy_routes() -> None:
@@ -199,11 +223,14 @@ def test_lambda_context_counts_down() -> None:
 def test_cors_comes_from_template_yaml_and_preflight_is_answered_by_the_gateway() -> None:
     handler = RecordingHandler()
     handler.reply = {"statusCode": 200, "headers": {"Access-Control-Allow-Origin": "https://evil.example"}, "body": "{}"}
-    declared = load_template()["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"]
+    configured = load_template()["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"]
+    methods = tuple(configured["AllowMethods"])
+    allow_headers = tuple(h.lower() for h in configured["AllowHeaders"])
+    assert "authorization" in allow_headers and "x-amz-date" in allow_headers  # a page may sign its writes
     assert cors_for_function(load_template(), "ApiFunction") == CorsConfig(
-        allow_origins=("*",), allow_methods=tuple(declared["AllowMethods"]), allow_headers=("content-type",), max_age_s=600
+        allow_origins=("*",), allow_methods=methods, allow_headers=allow_headers, max_age_s=600
     )
-    assert {"GET", "PUT", "POST", "PATCH", "DELETE", "OPTIONS"} == set(declared["AllowMethods"])
+    assert {"GET", "PUT", "POST", "PATCH", "DELETE", "OPTIONS"} == set(methods)
     server, thread = serve(handler)  # routes and CORS from template.yaml
     url = "http://{}:{}".format(*server.server_address[:2])
     try:
@@ -214,8 +241,8 @@ def test_cors_comes_from_template_yaml_and_preflight_is_answered_by_the_gateway(
         )
         assert preflight.status_code == 204
         assert preflight.headers["access-control-allow-origin"] == "*"
-        assert preflight.headers["access-control-allow-methods"] == ",".join(declared["AllowMethods"])
-        assert preflight.headers["access-control-allow-headers"] == "content-type"
+        assert preflight.headers["access-control-allow-methods"] == ",".join(methods)
+        assert preflight.headers["access-control-allow-headers"] == ",".join(allow_headers)
         assert preflight.headers["access-control-max-age"] == "600"
         assert handler.events == []
         response = requests.get(f"{url}/health", headers={"Origin": "https://app.example"}, timeout=5)
@@ -237,3 +264,80 @@ def test_cors_only_for_listed_origins() -> None:
         assert "access-control-allow-origin" not in other.headers
     finally:
         shutdown(server, thread)
+
+
+# ---------------------------------------------------------------- SigV4 on protected routes
+
+PROTECTED = [Route.parse("PUT", "/tracks/{trackId}", "WriteFn", IAM), Route.parse("GET", "/tracks/{trackId}", "ReadFn")]
+SECRETS = {"AKIDLOCAL": "local-secret"}
+NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def protected(request: pytest.FixtureRequest) -> Iterator[tuple[str, RecordingHandler, list[datetime]]]:
+    handler = RecordingHandler()
+    clock = [NOW]
+    server, thread = serve(handler, routes=PROTECTED, function_name="ReadFn", also={"WriteFn": handler},
+                           secrets=SECRETS, clock=lambda: clock[0])
+    host, port = server.server_address[:2]
+    try:
+        yield f"http://{host}:{port}", handler, clock
+    finally:
+        shutdown(server, thread)
+
+
+def _signed(url: str, secret: str = "local-secret", at: datetime = NOW, body: bytes = b"") -> dict[str, str]:
+    with freeze_signing_time(at):
+        return sign("PUT", url, Credentials("AKIDLOCAL", secret), "us-east-1", body)
+
+
+@contextmanager
+def freeze_signing_time(at: datetime) -> Iterator[None]:
+    # botocore stamps X-Amz-Date from its clock; the gateway's clock is injected as well.
+    with patch("botocore.auth.get_current_datetime", return_value=at.replace(tzinfo=None)):
+        yield
+
+
+def test_an_unsigned_write_is_refused_by_the_gateway_and_never_reaches_the_function(protected) -> None:
+    url, handler, _ = protected
+    response = requests.put(f"{url}/tracks/4uLU6hMCjMI75M1A2tKUQC", timeout=5)
+    assert response.status_code == 403
+    assert response.json() == {"message": "Missing Authentication Token"}
+    assert handler.events == []
+
+
+def test_a_signed_write_reaches_its_function_with_the_iam_identity(protected) -> None:
+    url, handler, _ = protected
+    target = f"{url}/tracks/4uLU6hMCjMI75M1A2tKUQC?x=1"
+    response = requests.put(target, data=b'{"a": 1}', headers=_signed(target, body=b'{"a": 1}'), timeout=5)
+    assert response.status_code == 200
+    (event,) = handler.events
+    assert event["routeKey"] == "PUT /tracks/{trackId}"
+    assert event["requestContext"]["authorizer"]["iam"]["accessKey"] == "AKIDLOCAL"
+    assert handler.contexts[0].function_name == "WriteFn"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda url, headers: (url, _signed(url, secret="wrong")), "signature we calculated does not match"),
+        (lambda url, headers: (url + "?tampered=1", headers), "signature we calculated does not match"),
+        (lambda url, headers: (url, {**headers, "Authorization": headers["Authorization"].replace("AKIDLOCAL", "AKIDOTHER")}),
+         "security token included in the request is invalid"),
+        (lambda url, headers: (url, _signed(url, at=NOW - timedelta(minutes=6))), "Signature expired"),
+    ],
+    ids=["wrong-secret", "tampered-query", "unknown-key", "expired"],
+)
+def test_a_badly_signed_write_is_refused_with_api_gateways_reason(protected, mutate, message) -> None:
+    url, handler, _ = protected
+    target = f"{url}/tracks/4uLU6hMCjMI75M1A2tKUQC"
+    sent_url, headers = mutate(target, _signed(target))
+    response = requests.put(sent_url, headers=headers, timeout=5)
+    assert response.status_code == 403 and message in response.json()["message"]
+    assert handler.events == []
+
+
+def test_open_routes_need_no_signature(protected) -> None:
+    url, handler, _ = protected
+    assert requests.get(f"{url}/tracks/4uLU6hMCjMI75M1A2tKUQC", timeout=5).status_code == 200
+    assert handler.contexts[0].function_name == "ReadFn"

@@ -14,12 +14,14 @@ import pytest
 
 from infra.template import REPO_ROOT
 
-pytestmark = pytest.mark.model
+# Each takes over 20 s, so `make test` leaves them to `make bench-quick`.
+pytestmark = [pytest.mark.model, pytest.mark.bench]
 
 QUICK_TIMEOUT_S = 240
 
 KEYS = {
-    "extract": ("clips_per_s", "clips_per_s_batch16", "vs_original_batch16", "peak_rss_mb", "descriptors_overhead"),
+    "extract": ("handler_clips_per_s", "handler_vs_original", "clips_per_s", "clips_per_s_batch16", "vs_original_batch16",
+                "peak_rss_mb", "descriptors_overhead"),
     "descriptors": ("tempo_accuracy1", "tempo_accuracy2", "key_weighted_score", "key_accuracy", "loudness_error_lu",
                     "descriptors_vs_embedding"),
     "crawl": ("tracks_per_s", "speedup_vs_sequential", "deezer_tracks_per_s", "deezer_speedup_vs_sequential"),

@@ -273,3 +273,102 @@ def test_a_missing_setting_fails_the_batch_with_the_variable_named(aws, lambda_c
 
     with pytest.raises(MissingSettingError, match="TRACKS_TABLE"):
         handler.extraction()
+
+
+THIRD_ID = "0VjIjW4GlUZAMYd2vXMi3b"
+
+
+@pytest.mark.model
+def test_a_batch_is_embedded_in_one_model_call_and_a_failure_is_mapped_to_its_own_message(
+    aws, lambda_context, monkeypatch
+) -> None:
+    for track_id in (SPOTIFY_ID, OTHER_ID, THIRD_ID):
+        crawl(aws, track(track_id))
+    first = upload(aws, track(SPOTIFY_ID), encode(drum_groove(4.0, seed=3), "mp3"))
+    throttled = upload(aws, track(OTHER_ID), encode(sine(4.0, 330.0), "mp3"))
+    third = upload(aws, track(THIRD_ID), encode(string_pad(4.0, seed=4), "mp3"))
+    store = handler.extraction().store
+    real_get = store.get
+
+    def get(key: str):
+        if key == preview_key(OTHER_ID, "mp3"):
+            raise ClientError({"Error": {"Code": "SlowDown", "Message": "slow down"}}, "GetObject")
+        return real_get(key)
+
+    monkeypatch.setattr(store, "get", get)
+    model = handler.embedder()
+    calls: list[int] = []
+    real_embed_patches_many = model.embed_patches_many
+
+    def embed_patches_many(per_clip):
+        calls.append(len(per_clip))
+        return real_embed_patches_many(per_clip)
+
+    monkeypatch.setattr(model, "embed_patches_many", embed_patches_many)
+
+    response = handler.lambda_handler(sqs_event(first, throttled, third), lambda_context)
+
+    assert calls == [2], "one model call for the batch, holding the two clips that downloaded"
+    assert failures(response) == {throttled["messageId"]}
+    assert [aws.item(t)["status"] for t in (SPOTIFY_ID, OTHER_ID, THIRD_ID)] == ["ready", "pending", "ready"]
+    # Each clip of the shared model call is still described from its own audio: the groove plays at 120 BPM.
+    grooves = TrackRecord.from_item(aws.item(SPOTIFY_ID)).descriptors
+    assert grooves is not None and abs(grooves.tempoBpm - 120.0) < 120.0 * 0.04
+    assert TrackRecord.from_item(aws.item(THIRD_ID)).descriptors is not None
+
+
+@pytest.mark.model
+def test_a_failed_model_call_fails_exactly_the_messages_whose_clips_it_held(aws, lambda_context, monkeypatch) -> None:
+    crawl(aws, track(SPOTIFY_ID))
+    crawl(aws, track(OTHER_ID))
+    clip = upload(aws, track(SPOTIFY_ID), encode(drum_groove(4.0, seed=5), "mp3"))
+    undecodable = upload(aws, track(OTHER_ID), b"not audio at all" * 100)
+    test_event = load_event("extractor_sqs_s3_test_event.json")["Records"][0]
+
+    def broken(clips):
+        raise RuntimeError("ResourceExhaustedError: OOM when allocating tensor")
+
+    monkeypatch.setattr(handler.embedder(), "embed_patches_many", broken)
+
+    response = handler.lambda_handler(sqs_event(clip, undecodable, test_event), lambda_context)
+
+    assert failures(response) == {clip["messageId"]}
+    assert aws.item(SPOTIFY_ID)["status"] == "pending" and aws.object_exists(preview_key(SPOTIFY_ID, "mp3"))
+    assert aws.item(OTHER_ID)["status"] == "failed"
+
+
+def test_clips_the_batch_model_call_cannot_place_fail_alone_with_the_reason_and_the_batch_goes_on(
+    aws, lambda_context, monkeypatch
+) -> None:
+    from extractor.constants import N_TAGS
+    from extractor.embed import Embedder
+
+    for track_id in (SPOTIFY_ID, OTHER_ID, THIRD_ID):
+        crawl(aws, track(track_id))
+    # Three clips of one length: the one model call's patches split into equal thirds, in message order.
+    messages = [upload(aws, track(t), encode(sine(4.0, 330.0), "wav"), ext="wav") for t in (SPOTIFY_ID, OTHER_ID, THIRD_ID)]
+    calls: list[int] = []
+
+    def predict(patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # Only the network is replaced: not finite for the first clip, zero for the second, fine for the third.
+        calls.append(patches.shape[0])
+        third = patches.shape[0] // 3
+        penultimate = np.ones((patches.shape[0], EMBEDDING_DIM), np.float32)
+        penultimate[:third] = np.nan
+        penultimate[third : 2 * third] = 0.0
+        return np.full((patches.shape[0], N_TAGS), 0.5, np.float32), penultimate
+
+    model = object.__new__(Embedder)
+    model.model_id = MODEL_ID
+    monkeypatch.setattr(model, "predict", predict)
+    monkeypatch.setattr(handler.extraction(), "embedder", lambda: model)
+
+    response = handler.lambda_handler(sqs_event(*messages), lambda_context)
+
+    assert len(calls) == 1 and calls[0] % 3 == 0, "one model call for the batch"
+    assert response == {"batchItemFailures": []}, "a permanent audio error settles its message"
+    items = [aws.item(t) for t in (SPOTIFY_ID, OTHER_ID, THIRD_ID)]
+    assert [item["status"] for item in items] == ["failed", "failed", "ready"]
+    for item in items[:2]:
+        assert item["error"] == "UnembeddableAudioError: the model gave no finite, non-zero embedding for this audio"
+    assert [aws.object_exists(preview_key(t, "wav")) for t in (SPOTIFY_ID, OTHER_ID, THIRD_ID)] == [False] * 3

@@ -1,7 +1,9 @@
 """Rows "100 KB query string, 70 KB header", "unknown routes, wrong methods, HEAD",
 "Content-Length: abc or -5", "PUT with no Spotify credentials": every answer is JSON in
 the documented {"error": {"code", "message"}} shape, from the real ApiFunction behind
-the loopback gateway (routes from template.yaml)."""
+the loopback gateway (routes from template.yaml). PUT is asynchronous (202, then the
+crawler): missing Spotify credentials are the failed track's reason, "not_configured: set
+...", at GET /tracks/{id}; a setting the API itself lacks is a 503 not_configured."""
 
 from __future__ import annotations
 
@@ -11,11 +13,16 @@ import re
 import socket
 from urllib.parse import urlsplit
 
+import boto3
 import pytest
 import requests
 
 from catalog.records import Source, TrackRecord
 from catalog.storage import TrackTable
+from crawler.pipeline import default_crawler
+from infra.pump import SqsPoller
+from infra.resources import LOCAL_REGION
+from infra.sigv4 import sign
 from infra.stack import LocalStack
 from infra.template import REPO_ROOT
 
@@ -101,7 +108,38 @@ def test_head_answers_what_get_answers_without_a_body(stack: LocalStack, api_url
     assert head.content == b""
 
 
-def test_put_without_spotify_credentials_is_503_not_configured_naming_the_setting(api_url: str) -> None:
-    response = requests.put(f"{api_url}/tracks/{UNKNOWN_SPOTIFY_ID}", timeout=30)
+def test_put_without_spotify_credentials_fails_the_track_as_not_configured_naming_the_setting(
+    stack: LocalStack, api_url: str
+) -> None:
+    """PUT only queues the request (202); the crawler, which holds the Spotify credentials, finds
+    them missing and marks the track failed with the setting to fix: not a 502 blaming Spotify."""
+    url = f"{api_url}/tracks/{UNKNOWN_SPOTIFY_ID}"
+    put = requests.put(url, headers=sign("PUT", url, boto3.session.Session().get_credentials(), LOCAL_REGION), timeout=30)
+    assert put.status_code == 202, put.text
+    assert requests.get(url, timeout=10).json()["status"] == "pending"
+
+    (poller,) = stack.pollers(only={"CrawlerFunction"})
+    assert isinstance(poller, SqsPoller)
+    default_crawler.cache_clear()  # the crawler of this stack, as a fresh container builds it
+    try:
+        batch = poller.poll_once(wait_s=1)
+    finally:
+        default_crawler.cache_clear()
+    assert (batch.succeeded, batch.failed) == (1, 0)  # settled: retrying cannot fix configuration
+    track = requests.get(url, timeout=10).json()
+    assert track["status"] == "failed"
+    assert track["error"].startswith("not_configured: set ")
+    assert "SPOTIFY_SECRET_ID" in track["error"] and "client_id" in track["error"]
+
+
+def test_a_setting_the_api_lacks_is_a_503_not_configured_naming_it(
+    api_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from api.routes import tracks
+
+    tracks._crawl_queue_on.cache_clear()
+    monkeypatch.delenv("CRAWL_QUEUE_URL")
+    url = f"{api_url}/tracks/{UNKNOWN_SPOTIFY_ID}"
+    response = requests.put(url, headers=sign("PUT", url, boto3.session.Session().get_credentials(), LOCAL_REGION), timeout=30)
     error = assert_error(response, 503, "not_configured")
-    assert "SPOTIFY_SECRET_ID" in error["message"] and "client_id" in error["message"]
+    assert "CRAWL_QUEUE_URL" in error["message"]

@@ -76,6 +76,9 @@ def test_event_source_mappings_come_from_the_template(stack: LocalStack) -> None
     extractor = mappings["ExtractorFunction"]
     assert extractor.queue_arn == stack.resources.attributes["ExtractQueue"]["Arn"]
     assert extractor.report_failures and extractor.batch_size == 4
+    # PUT /tracks/{trackId} leaves its requests in CrawlQueue; the pump delivers them to the crawler.
+    crawler = mappings["CrawlerFunction"]
+    assert crawler.queue_arn == stack.resources.attributes["CrawlQueue"]["Arn"] and crawler.report_failures
     annoy = mappings["AnnoyServiceFunction"]
     assert annoy.stream_arn == stack.resources.attributes["TracksTable"]["StreamArn"]
     assert annoy.bisect and annoy.report_failures and annoy.max_retries == 5

@@ -24,9 +24,11 @@ from infra.template_checks import (
     check_model_id_consistent,
     check_no_wildcard_resources,
     check_queue_visibility,
+    check_read_routes_read_only,
     check_required_env_set,
     check_translated_cfn_lint,
     check_translation,
+    check_write_routes_declare_auth,
     locate_handlers,
     main,
 )
@@ -425,3 +427,82 @@ def test_model_id_rule_accepts_the_same_bump_on_both_sides(tmp_path: Path, real_
     shutil.copytree(REPO_ROOT, tmp_path / "repo", ignore=shutil.ignore_patterns(".*", "tests", "bench", "demo", "docs"))
 
     assert check_model_id_consistent(path, tmp_path / "repo") == []
+
+
+# ---------------------------------------------------------------- read routes, write routes
+
+
+def test_real_template_keeps_read_routes_read_only_and_write_routes_protected() -> None:
+    assert check_read_routes_read_only(TEMPLATE, REPO_ROOT) == []
+    assert check_write_routes_declare_auth(TEMPLATE, REPO_ROOT) == []
+
+
+def _function_with_route(template: dict[str, Any], method: str) -> str:
+    return next(
+        name
+        for name, fn in functions(template).items()
+        if any(e["Type"] == "HttpApi" and e["Properties"].get("Method") == method for e in fn["Properties"]["Events"].values())
+    )
+
+
+def test_read_route_rule_reports_a_get_function_that_may_write(tmp_path: Path, real_template: dict[str, Any]) -> None:
+    reader = _function_with_route(real_template, "GET")
+    add_statement(real_template, reader, {"Effect": "Allow", "Action": ["dynamodb:PutItem", "secretsmanager:PutSecretValue"],
+                                          "Resource": {"Fn::GetAtt": ["TracksTable", "Arn"]}})
+
+    problems = check_read_routes_read_only(write_template(tmp_path, real_template), tmp_path)
+
+    assert len(problems) == 1
+    assert problems[0].startswith(reader) and "dynamodb:PutItem, secretsmanager:PutSecretValue" in problems[0]
+
+
+def test_write_route_rule_reports_a_route_that_does_not_say_who_may_call_it(
+    tmp_path: Path, real_template: dict[str, Any]
+) -> None:
+    writer = _function_with_route(real_template, "PUT")
+    real_template["Resources"][writer]["Properties"]["Events"]["History"] = {
+        "Type": "HttpApi",
+        "Properties": {"ApiId": {"Ref": "HttpApi"}, "Method": "POST", "Path": "/users/{userId}/history"},
+    }
+
+    problems = check_write_routes_declare_auth(write_template(tmp_path, real_template), tmp_path)
+
+    assert problems == [
+        f"{writer}: route POST /users/{{userId}}/history does not say who may call it; set Auth: Authorizer: AWS_IAM "
+        "for a write to the catalogue or a person's history, or list it in the function's Metadata OpenRoutes for a "
+        "listener route (README, Protected writes)"
+    ]
+
+
+def test_write_route_rule_reads_an_event_without_path_and_method_as_the_default_route(
+    tmp_path: Path, real_template: dict[str, Any]
+) -> None:
+    # $default takes every method: it must say who may call it, as "$default" in OpenRoutes.
+    function = real_template["Resources"]["ApiFunction"]
+    assert {"Type": "HttpApi", "Properties": {"ApiId": {"Ref": "HttpApi"}}} in function["Properties"]["Events"].values()
+    function["Metadata"]["OpenRoutes"].remove("$default")
+
+    problems = check_write_routes_declare_auth(write_template(tmp_path, real_template), tmp_path)
+
+    assert problems == [
+        "ApiFunction: route $default does not say who may call it; set Auth: Authorizer: AWS_IAM for a write to the "
+        "catalogue or a person's history, or list it in the function's Metadata OpenRoutes for a listener route "
+        "(README, Protected writes)"
+    ]
+
+
+def test_write_route_rule_accepts_a_listener_route_listed_as_open_and_reports_a_stale_entry(
+    tmp_path: Path, real_template: dict[str, Any]
+) -> None:
+    writer = _function_with_route(real_template, "PUT")
+    function = real_template["Resources"][writer]
+    function["Properties"]["Events"]["Skip"] = {
+        "Type": "HttpApi",
+        "Properties": {"ApiId": {"Ref": "HttpApi"}, "Method": "POST", "Path": "/stations/{stationId}/skip"},
+    }
+    declared = function.setdefault("Metadata", {}).setdefault("OpenRoutes", [])
+    declared += ["POST /stations/{stationId}/skip", "POST /gone"]
+
+    problems = check_write_routes_declare_auth(write_template(tmp_path, real_template), tmp_path)
+
+    assert problems == [f"{writer}: Metadata OpenRoutes lists POST /gone, which is not one of its HttpApi routes"]
