@@ -15,6 +15,7 @@ around it). Ends with one JSON line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import multiprocessing.connection
@@ -27,6 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests" / "crawler")]
 
 import boto3  # noqa: E402
+import psutil  # noqa: E402
 from crawler_fakes import (  # noqa: E402
     CLIENT_ID,
     CLIENT_SECRET,
@@ -83,10 +85,39 @@ def serve_fakes(n: int, latency_s: float, conn: multiprocessing.connection.Conne
         server.close()
 
 
-def run(settings: CrawlerSettings, table: str, bucket: str, deezer: bool = False) -> tuple[float, int]:
+class CpuMeter:
+    """CPU seconds (user + system) spent by each process of the run while a crawl runs: the
+    crawler (this process), the moto server standing in for S3 and DynamoDB, and the fakes
+    standing in for Spotify, Deezer and the CDN. In production the last two are other
+    machines; here they share this host's cores with the crawler, which bounds any speedup."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.processes = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.spent: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        return {name: sum(p.cpu_times()[:2]) for name, p in self.processes.items()}
+
+    def __enter__(self) -> CpuMeter:
+        self._start = self._now()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._now()
+        self.spent = {name: end[name] - self._start[name] for name in end}
+
+
+def speedup_bound(sequential_s: float, cpu_s: dict[str, float], cores: int) -> float:
+    """The most any concurrency could gain here: the concurrent crawl takes at least the busiest
+    process's CPU time (one interpreter, one GIL) and at least all CPU time spread over the cores."""
+    return sequential_s / max(max(cpu_s.values()), sum(cpu_s.values()) / cores)
+
+
+def run(settings: CrawlerSettings, table: str, bucket: str, deezer: bool = False, meter: CpuMeter | None = None) -> tuple[float, int]:
     crawler = build_crawler(table, bucket, SECRET, settings)
     started = time.perf_counter()
-    summary = crawl_deezer(crawler, f"deezer:playlist:{DEEZER_PLAYLIST}") if deezer else crawl_playlist(crawler, PLAYLIST)
+    with meter or contextlib.nullcontext():
+        summary = crawl_deezer(crawler, f"deezer:playlist:{DEEZER_PLAYLIST}") if deezer else crawl_playlist(crawler, PLAYLIST)
     elapsed = time.perf_counter() - started
     if summary.failed or summary.no_preview or summary.errors:
         raise SystemExit(f"bench crawl was not clean: {summary.to_dict()}")
@@ -134,7 +165,11 @@ def main() -> None:
         conc_s, conc_new = run(CrawlerSettings(**{**base.__dict__, "concurrency": args.concurrency}), "Tracks-conc", "audio-conc")
         print(f"concurrency {args.concurrency}: {conc_s:.2f} s ({conc_new / conc_s:.1f} tracks/s)", file=sys.stderr)
         print(f"crawling a {n}-track Deezer playlist, paced at {base.deezer_max_rps:g} requests/s ...", file=sys.stderr)
-        dz_seq_s, dz_seq_new = run(CrawlerSettings(**{**base.__dict__, "concurrency": 1}), "Tracks-dz-seq", "audio-dz-seq", deezer=True)
+        meter = CpuMeter({"crawler": os.getpid(), "storage": moto.process.pid, "fakes": fakes.pid})
+        dz_seq_s, dz_seq_new = run(CrawlerSettings(**{**base.__dict__, "concurrency": 1}), "Tracks-dz-seq", "audio-dz-seq", deezer=True, meter=meter)
+        dz_cpu_ms = {name: round(1000 * spent / dz_seq_new, 1) for name, spent in meter.spent.items()}
+        dz_bound = speedup_bound(dz_seq_s, meter.spent, psutil.cpu_count() or 1)
+        print(f"deezer CPU per track (ms): {dz_cpu_ms}; any concurrency here gains at most {dz_bound:.2f}x", file=sys.stderr)
         print(f"deezer sequential: {dz_seq_s:.2f} s ({dz_seq_new / dz_seq_s:.1f} tracks/s)", file=sys.stderr)
         dz_conc_s, dz_conc_new = run(CrawlerSettings(**{**base.__dict__, "concurrency": args.concurrency}), "Tracks-dz-conc", "audio-dz-conc", deezer=True)
         print(f"deezer concurrency {args.concurrency}: {dz_conc_s:.2f} s ({dz_conc_new / dz_conc_s:.1f} tracks/s)", file=sys.stderr)
@@ -155,6 +190,9 @@ def main() -> None:
         "deezer_sequential_tracks_per_s": round(dz_seq_new / dz_seq_s, 2),
         "deezer_speedup_vs_sequential": round(dz_seq_s / dz_conc_s, 2),
         "deezer_max_rps": base.deezer_max_rps,
+        "deezer_cpu_ms_per_track": dz_cpu_ms,
+        "deezer_speedup_bound": round(dz_bound, 2),
+        "cores": psutil.cpu_count(),
     }))
 
 

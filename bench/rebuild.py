@@ -19,7 +19,14 @@ to the production path (annoy_service's Indexer), measured in the same run:
   come from the bundle).
 
     python bench/rebuild.py            # 10k, 100k, 1M with the shipped debounce/recheck
-    python bench/rebuild.py --quick    # 10k, 50k with the local stack's 2 s / 2 s
+    python bench/rebuild.py --quick    # 10k, 50k with the local stack's 2 s / 2 s, no table scan
+
+Above ``--table-max`` tracks (default 100k) the table is not seeded and no full rebuild
+is timed: moto, in process, scans about 130 ready items a second on this host (a 1M
+scan would take over two hours and hold the catalogue in Python objects), and nothing
+measured at that size reads the table. The base is then written by the bundle's one
+writer (``catalog.bundle.write_base``, what the builder calls) from the same generated
+vectors, and ``full_rebuild_s`` is null for that size.
 
 Ends with one JSON line.
 """
@@ -49,6 +56,8 @@ QUICK_SIZES = (10_000, 50_000)
 MODEL = "musicnn-msd-v1"
 QUICK_N_TREES = 10  # --quick only: the shipped 50 trees would not fit its minute
 WRITE_BATCH = 25
+TABLE_MAX = 100_000
+QUICK_TABLE_MAX = 0  # --quick stays under a minute: no table scan (a 10k one takes about 90 s here)
 
 
 def log(message: str) -> None:
@@ -68,21 +77,51 @@ class ItemReads:
         self.items += sum(len(v) for v in parsed.get("Responses", {}).values())
 
 
-def seed_table(table: Any, n: int, seed: int) -> np.ndarray:
+def ready_record(i: int, vector: np.ndarray) -> Any:
+    """The i-th generated track as the extractor leaves it: ready, with its embedding."""
     from catalog.records import PreviewSource, Source, Status, TrackRecord, encode_embedding
 
+    return TrackRecord(
+        track_id=f"B{i:021d}", source=Source.SPOTIFY, status=Status.READY, title=f"Track {i}",
+        artists=[f"Artist {i % 997}"], album=f"Album {i // 12}", preview_source=PreviewSource.DEEZER,
+        embedding=encode_embedding(vector), model=MODEL, dim=DIM, tags={"rock": 0.5},
+    )
+
+
+def seed_table(table: Any, n: int, seed: int) -> np.ndarray:
     vectors = embedding_like_vectors(n, seed=seed)
     with table.table.batch_writer() as batch:
         for i in range(n):
-            batch.put_item(Item=TrackRecord(
-                track_id=f"B{i:021d}", source=Source.SPOTIFY, status=Status.READY, title=f"Track {i}",
-                artists=[f"Artist {i % 997}"], album=f"Album {i // 12}", preview_source=PreviewSource.DEEZER,
-                embedding=encode_embedding(vectors[i]), model=MODEL, dim=DIM, tags={"rock": 0.5},
-            ).to_item())
+            batch.put_item(Item=ready_record(i, vectors[i]).to_item())
     return vectors
 
 
-def measure(n: int, quick: bool, debounce_s: float, recheck_s: float) -> dict[str, Any]:
+def publish_generated_base(store: Any, n: int, n_trees: int, workdir: Path) -> np.ndarray:
+    """The base a full rebuild would publish for ``n`` generated ready tracks, without the table."""
+    from annoy_service.builder import search_k_for
+    from catalog.bundle import BaseRows, LatestPointer, TrackMeta, write_base
+    from catalog.keys import new_index_version
+    from catalog.records import utc_now_iso
+
+    vectors = embedding_like_vectors(n, seed=n)
+    chunk = 50_000
+    rows = (
+        BaseRows(
+            [f"B{i:021d}" for i in range(start, min(n, start + chunk))],
+            [TrackMeta.from_record(ready_record(i, vectors[i])).to_json() for i in range(start, min(n, start + chunk))],
+            vectors[start:start + chunk],
+        )
+        for start in range(0, n, chunk)
+    )
+    directory = workdir / "generated-base"
+    manifest = write_base(directory, rows, version=new_index_version(), created_at=utc_now_iso(), model=MODEL,
+                          n_trees=n_trees, search_k=search_k_for)
+    sha = store.upload_base(directory, manifest)
+    store.write_latest(LatestPointer.for_base(manifest, sha, utc_now_iso()), None)
+    return vectors
+
+
+def measure(n: int, quick: bool, debounce_s: float, recheck_s: float, table_max: int) -> dict[str, Any]:
     import boto3
     from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent
     from moto import mock_aws
@@ -108,24 +147,32 @@ def measure(n: int, quick: bool, debounce_s: float, recheck_s: float) -> dict[st
         boto3.client("s3").create_bucket(Bucket="bench-index")
         topic = boto3.client("sns").create_topic(Name="bench-index")["TopicArn"]
         table = TrackTable("Tracks")
+        n_trees = QUICK_N_TREES if quick else N_TREES
+        from_table = n <= table_max
         started = time.perf_counter()
-        base_vectors = seed_table(table, n, seed=n)
-        log(f"{n:,}: table seeded in {time.perf_counter() - started:.0f} s")
+        if from_table:
+            base_vectors = seed_table(table, n, seed=n)
+            log(f"{n:,}: table seeded in {time.perf_counter() - started:.0f} s")
+        else:
+            base_vectors = publish_generated_base(BundleStore("bench-index"), n, n_trees, Path(tmp))
+            log(f"{n:,}: base written from generated vectors in {time.perf_counter() - started:.0f} s (no table)")
         stream = StreamReader("Tracks", boto3.client("dynamodb"), boto3.client("dynamodbstreams"))
         stream.batch()  # the seeding's own records: the base below holds them
         settings = Settings(table="Tracks", bucket="bench-index", topic_arn=topic, debounce_s=debounce_s,
-                            n_trees=QUICK_N_TREES if quick else N_TREES, compact_items=10**9, compact_share=10.0)
+                            n_trees=n_trees, compact_items=10**9, compact_share=10.0)
         indexer = Indexer(settings, table, BundleStore("bench-index"), Announcer(topic), workdir=tmp)
         reads = ItemReads()
         events = storage.resource("dynamodb").meta.client.meta.events
         events.register("after-call.dynamodb.*", reads)
 
-        started = time.perf_counter()
-        full = indexer.rebuild_full(force=True)
-        row["full_rebuild_s"] = round(time.perf_counter() - started, 2)
-        row["full_rebuild_items_read"] = reads.items
-        assert full.result is Result.REBUILT and full.count == n
-        log(f"{n:,}: full rebuild {row['full_rebuild_s']} s, {reads.items:,} items read")
+        row["full_rebuild_s"] = None
+        if from_table:
+            started = time.perf_counter()
+            full = indexer.rebuild_full(force=True)
+            row["full_rebuild_s"] = round(time.perf_counter() - started, 2)
+            row["full_rebuild_items_read"] = reads.items
+            assert full.result is Result.REBUILT and full.count == n
+            log(f"{n:,}: full rebuild {row['full_rebuild_s']} s, {reads.items:,} items read")
 
         rng = np.random.default_rng(7)
         new_ids = [f"N{i:021d}" for i in range(CHANGE)]
@@ -147,7 +194,7 @@ def measure(n: int, quick: bool, debounce_s: float, recheck_s: float) -> dict[st
         row["items_read_per_change"] = reads.items
         row["dynamodb_calls_per_change"] = len(reads.calls)
         assert outcome.result is Result.DELTA and outcome.count == n + CHANGE
-        row["delta_vs_full"] = round(row["full_rebuild_s"] / row["delta_publish_s"], 1)
+        row["delta_vs_full"] = round(row["full_rebuild_s"] / row["delta_publish_s"], 1) if from_table else None
         log(f"{n:,}: delta of {CHANGE} published in {row['delta_publish_s']} s ({reads.items} items read)")
 
         # time to recommendable, worst case: a record lands right after that publication.
@@ -162,7 +209,7 @@ def measure(n: int, quick: bool, debounce_s: float, recheck_s: float) -> dict[st
         while True:
             index = cache.current()
             if probe_id in index:
-                body = recommendations(index, probe_id, 10)
+                body = recommendations(index, [probe_id], 10)
                 assert len(body["results"]) == 10
                 break
             time.sleep(0.05)
@@ -185,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="10k and 50k, the local stack's debounce and recheck")
     parser.add_argument("--sizes", type=int, nargs="*", help="catalogue sizes (default: 10k 100k 1M; --quick: 10k 50k)")
+    parser.add_argument("--table-max", type=int,
+                        help=f"largest size seeded in the table and rebuilt from it (above: base from generated vectors; "
+                             f"default {TABLE_MAX:,}, --quick: {QUICK_TABLE_MAX:,})")
     args = parser.parse_args(argv)
     os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
                        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled", "POWERTOOLS_LOG_LEVEL": "WARNING"})
@@ -194,14 +244,19 @@ def main(argv: list[str] | None = None) -> int:
 
     sizes = tuple(args.sizes) if args.sizes else (QUICK_SIZES if args.quick else FULL_SIZES)
     debounce_s, recheck_s = (2.0, 2.0) if args.quick else (DEFAULT_DEBOUNCE_S, INDEX_RECHECK_S_DEFAULT)
-    rows = [measure(n, args.quick, debounce_s, recheck_s) for n in sizes]
+    table_max = args.table_max if args.table_max is not None else (QUICK_TABLE_MAX if args.quick else TABLE_MAX)
+    rows = [measure(n, args.quick, debounce_s, recheck_s, table_max) for n in sizes]
     by_n = {row["n"]: row for row in rows}
     largest = rows[-1]
+    rebuilt = [row for row in rows if row["full_rebuild_s"] is not None]
+    largest_rebuilt = rebuilt[-1] if rebuilt else {"n": None, "full_rebuild_s": None, "delta_vs_full": None}
     figures: dict[str, Any] = {
         "items_read_per_change": max(row["items_read_per_change"] for row in rows),
         "delta_publish_s": largest["delta_publish_s"],
-        "full_rebuild_s": largest["full_rebuild_s"],
-        "delta_vs_full": largest["delta_vs_full"],
+        "full_rebuild_s": largest_rebuilt["full_rebuild_s"],
+        "delta_vs_full": largest_rebuilt["delta_vs_full"],
+        "delta_vs_full_at": largest_rebuilt["n"],
+        "delta_publish_s_1m": by_n[1_000_000]["delta_publish_s"] if 1_000_000 in by_n else None,
         "delta_vs_full_100k": by_n[100_000]["delta_vs_full"] if 100_000 in by_n else None,
         "time_to_recommendable_s": max(row["time_to_recommendable_s"] for row in rows),
         "compaction_s": largest["compaction_s"],

@@ -24,7 +24,8 @@ KEYS = {
                 "peak_rss_mb", "descriptors_overhead"),
     "descriptors": ("tempo_accuracy1", "tempo_accuracy2", "key_weighted_score", "key_accuracy", "loudness_error_lu",
                     "descriptors_vs_embedding"),
-    "crawl": ("tracks_per_s", "speedup_vs_sequential", "deezer_tracks_per_s", "deezer_speedup_vs_sequential"),
+    "crawl": ("tracks_per_s", "speedup_vs_sequential", "deezer_tracks_per_s", "deezer_speedup_vs_sequential",
+              "deezer_cpu_ms_per_track", "deezer_speedup_bound"),
     # The 100k / 1M figures come from the full run only; --quick reports them as null.
     "index": ("recall_at_10", "recall_at_100", "speedup_vs_exact_100k", "build_s_1m", "voyager"),
     "api": ("speedup_vs_download", "p50_ms_10k", "p99_ms_10k", "cold_start_s_10k", "metadata_open_ms_10k",
