@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 REQUIREMENTS := requirements-dev.txt requirements-nodeps.txt crawler/requirements.txt \
 	extractor/requirements.txt extractor/requirements-nodeps.txt \
 	annoy_service/requirements.txt api/requirements.txt api/requirements-index.txt \
-	dead_letters/requirements.txt history/requirements.txt
+	dead_letters/requirements.txt history/requirements.txt history/requirements-import.txt
 PORT ?= 8080
 PLAYLIST ?=
 FULL ?=
@@ -113,9 +113,10 @@ PACKAGES_CrawlerFunction := crawler
 PACKAGES_AnnoyServiceFunction := annoy_service
 PACKAGES_ExtractDeadLetterFunction := dead_letters
 # One code package behind two functions (read routes, write routes): see template.yaml.
-# GET /tracks/{trackId}/audio resolves previews with the crawler's Spotify and Deezer clients.
-PACKAGES_ApiFunction := api crawler
-PACKAGES_ApiWriteFunction := api crawler
+# GET /tracks/{trackId}/audio resolves previews with the crawler's Spotify and Deezer clients;
+# POST /users/{userId}/history imports with history's parser and matcher (not its trainer).
+PACKAGES_ApiFunction := api crawler history
+PACKAGES_ApiWriteFunction := api crawler history
 
 # Pattern rules: make skips implicit rules for .PHONY targets, so only these two are listed.
 .PHONY: stage lambda-wheels

@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from threadpoolctl import threadpool_limits
 
 from api.app import create_app, resolve
-from api.routes import path, playlists, recommendations, search, service, stations, tracks, users, web
+from api.routes import history, path, playlists, recommendations, search, service, stations, tracks, users, web
 
 # The exact search over the index delta is one small matrix-vector product per request: a second
 # BLAS thread only adds synchronisation (on a loaded 2-core host, 10k x 200: 72 ms with 2 OpenBLAS
@@ -32,6 +32,7 @@ app = create_app(
     tracks.router,
     service.router,
     users.router,  # a listener's own models: GET /users/{userId}, .../recommendations, .../affinity
+    history.router,  # POST /users/{userId}/history: import an export (ApiWriteFunction, SigV4)
     web.router,  # the web page, its assets, the map's points and GET /tracks/{trackId}/audio
 )
 

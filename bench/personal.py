@@ -159,7 +159,7 @@ def evaluate(listener: Listener, index: Any, listens: list[Any], liked_ids: set[
     from api.personal import for_you
     from api.recommend import seeds_query
     from catalog.user_models import affinity_features, predict_next
-    from history.service import matcher_for
+    from history.matching import matcher_for
     from history.training import (
         HELD_OUT_SESSION_SHARE,
         TrainingSettings,
@@ -228,7 +228,7 @@ def evaluate(listener: Listener, index: Any, listens: list[Any], liked_ids: set[
 
 def throughput(plays: int, index: Any, table: Any, workdir: Path, rng: np.random.Generator) -> float:
     from history.importer import import_files
-    from history.service import matcher_for
+    from history.matching import matcher_for
 
     ids = list(index.track_ids())
     path = workdir / "Streaming_History_Audio_bench.json"
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         table = ListenTable("bench-listens")
         index = open_index(Path(workdir) / "index", ids, metas, vectors)
         from history.importer import import_files
-        from history.service import matcher_for
+        from history.matching import matcher_for
 
         meta = {m.track_id: m for m in metas}
         for i in range(n_listeners):

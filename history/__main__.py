@@ -1,22 +1,56 @@
-"""``python -m history --user NAME FILE...`` (make history): import exports, then train the listener's models."""
+"""``python -m history --user NAME FILE...`` (make history): import exports, then have HistoryTrainFunction train the listener's models.
+
+Training is not done here: the import ends with a TrainQueue request, which the local
+stack's pump (as Lambda on AWS) hands to HistoryTrainFunction; this command waits for the
+profile it stores and prints the models' figures.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from catalog.listens import InvalidUserIdError, ListenTable, validate_user_id
-from catalog.settings import MissingSettingError, require_env
+from catalog.listens import InvalidUserIdError, ListenTable, iso_utc, validate_user_id
+from catalog.settings import MissingSettingError, env_float, require_env
+from catalog.train_requests import TrainQueue
 from catalog.user_models import UserModelStore
 from history.exports import MalformedExportError
-from history.importer import ImportReport
-from history.service import NoIndexError, import_and_train
+from history.importer import ImportReport, import_files
+from history.matching import matcher_for
+from history.service import NoIndexError, served_index
+
+TRAIN_WAIT_S_DEFAULT = 600.0
+TRAIN_POLL_S = 1.0
+
+
+class TrainingTimeoutError(RuntimeError):
+    """HistoryTrainFunction stored no profile for this import in time."""
 
 
 def _progress(name: str, read: int, report: ImportReport) -> None:
     print(f"{name}: {read} records read; {report.added} plays added, {report.matched} matched so far", file=sys.stderr, flush=True)
+
+
+def wait_for_training(
+    store: UserModelStore, user_id: str, import_at: str, timeout_s: float, clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, object]:
+    """The profile HistoryTrainFunction stored for the import made at ``import_at``."""
+    deadline = clock() + timeout_s
+    while True:
+        profile = store.profile(user_id)
+        if profile is not None and (profile.get("lastImport") or {}).get("at") == import_at:
+            return profile
+        if clock() >= deadline:
+            raise TrainingTimeoutError(
+                f"HistoryTrainFunction stored no models within {timeout_s:.0f} s (is the local stack running: make up?); "
+                "the plays are stored and the request waits in TrainQueue"
+            )
+        sleep(TRAIN_POLL_S)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,16 +72,25 @@ def main(argv: list[str] | None = None) -> int:
             crawl = ingest_track
         table = ListenTable(require_env("LISTENS_TABLE"))
         store = UserModelStore(require_env("INDEX_BUCKET"))
-        report, profile = import_and_train(user_id, args.files, table, store, datetime.now(UTC), crawl=crawl, progress=_progress)
+        queue = TrainQueue(require_env("TRAIN_QUEUE_URL"))
+        index = served_index()
+        import_at = iso_utc(datetime.now(UTC))
+        report = import_files(user_id, args.files, matcher_for(index), table, crawl=crawl, progress=_progress)
+        print(report.format(), flush=True)
+        queue.send(user_id, {"at": import_at, **report.to_json()})
+        print("training requested (TrainQueue -> HistoryTrainFunction); waiting for the models ...", file=sys.stderr, flush=True)
+        profile = wait_for_training(store, user_id, import_at, env_float("HISTORY_TRAIN_WAIT_S", TRAIN_WAIT_S_DEFAULT))
     except (InvalidUserIdError, MissingSettingError, NoIndexError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except MalformedExportError as exc:
         print(f"error: {exc}; the plays before it are stored, and importing again after fixing the file adds only the rest", file=sys.stderr)
         return 1
-    print(report.format())
+    except TrainingTimeoutError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     models = profile["models"]
-    print(f"{profile['sessions']} sessions, {len(profile['tastes'])} tastes; affinity {models['affinity']}; continuation {models['continuation']}")  # type: ignore[index]
+    print(f"{profile['sessions']} sessions, {len(profile['tastes'])} tastes; affinity {models['affinity']}; continuation {models['continuation']}")  # type: ignore[index,arg-type]
     return 0
 
 

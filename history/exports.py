@@ -29,15 +29,17 @@ class MalformedExportError(ValueError):
     """A file that is not a Spotify streaming-history export, or one record of it that is not a play.
 
     ``index`` is the 0-based position of the record in the file's array (None when the
-    file itself cannot be parsed before any record).
+    file itself cannot be parsed before any record). ``reason`` is ours alone; ``detail`` is
+    the JSON parser's own message, which quotes the input (the CLI shows it, the API does not).
     """
 
-    def __init__(self, path: str, index: int | None, reason: str) -> None:
+    def __init__(self, path: str, index: int | None, reason: str, detail: str = "") -> None:
         where = f"{path}: record {index}" if index is not None else path
-        super().__init__(f"{where}: {reason}")
+        super().__init__(f"{where}: {reason}" + (f" ({detail})" if detail else ""))
         self.path = path
         self.index = index
         self.reason = reason
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,7 @@ def iter_plays(stream: BinaryIO, name: str) -> Iterator[tuple[int, ExportPlay | 
             except ValueError as exc:
                 raise MalformedExportError(name, index, str(exc)) from None
     except ijson.JSONError as exc:
-        raise MalformedExportError(name, index + 1, f"not valid JSON ({exc})") from None
+        raise MalformedExportError(name, index + 1, "not valid JSON", str(exc)) from None
 
 
 def _require_array(stream: BinaryIO, name: str) -> None:
@@ -134,7 +136,7 @@ def _require_array(stream: BinaryIO, name: str) -> None:
     try:
         first = next(ijson.parse(stream), None)
     except ijson.JSONError as exc:
-        raise MalformedExportError(name, None, f"not valid JSON ({exc})") from None
+        raise MalformedExportError(name, None, "not valid JSON", str(exc)) from None
     if first is None or first[1] != "start_array":
         raise MalformedExportError(name, None, "a streaming-history export is a JSON array of plays")
     stream.seek(0)

@@ -9,9 +9,11 @@ file adds only what is missing, because every play's key is deterministic
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from catalog.listens import SKIP_BELOW_MS, Listen, ListenTable
 from history.exports import ExportPlay, iter_plays
@@ -78,6 +80,13 @@ def to_listen(user_id: str, play: ExportPlay, matcher: CatalogueMatcher) -> List
     )
 
 
+def _opened(paths: Sequence[Path]) -> Iterator[tuple[str, BinaryIO]]:
+    """Each file, opened only when its turn comes and closed before the next."""
+    for path in paths:
+        with path.open("rb") as stream:
+            yield str(path), stream
+
+
 def import_files(
     user_id: str,
     paths: Sequence[Path],
@@ -89,6 +98,22 @@ def import_files(
     progress_every: int = PROGRESS_EVERY,
 ) -> ImportReport:
     """Import every file in order; MalformedExportError after storing what came before the bad record."""
+    with closing(_opened(paths)) as sources:
+        return import_streams(user_id, sources, matcher, table, crawl=crawl, progress=progress, progress_every=progress_every)
+
+
+def import_streams(
+    user_id: str,
+    sources: Iterable[tuple[str, BinaryIO]],
+    matcher: CatalogueMatcher,
+    table: ListenTable,
+    *,
+    crawl: CrawlRequest | None = None,
+    progress: Progress | None = None,
+    progress_every: int = PROGRESS_EVERY,
+) -> ImportReport:
+    """Import (name, seekable binary stream) exports in order, as :func:`import_files` does files
+    (POST /users/{userId}/history passes its request body as one stream named "body")."""
     report = ImportReport()
     stored = table.keys_of(user_id)
     pending: list[Listen] = []
@@ -98,37 +123,36 @@ def import_files(
         pending.clear()
 
     try:
-        for path in paths:
+        for name, stream in sources:
             report.files += 1
             read = 0
-            with path.open("rb") as stream:
-                for _, play in iter_plays(stream, str(path)):
-                    read += 1
-                    report.records += 1
-                    if progress and read % progress_every == 0:
-                        progress(str(path), read, report)
-                    if play is None:
-                        report.not_music += 1
-                        continue
-                    listen = to_listen(user_id, play, matcher)
-                    report.plays += 1
-                    report.skips += listen.skipped
-                    if listen.track_id:
-                        report.matched += 1
-                    else:
-                        report.unmatched += 1
-                        if spotify := spotify_id_of(listen.spotify_uri):
-                            report.unmatched_spotify_ids.add(spotify)
-                    if listen.sort_key in stored:
-                        report.already_imported += 1
-                        continue
-                    stored.add(listen.sort_key)
-                    pending.append(listen)
-                    report.added += 1
-                    if len(pending) >= WRITE_BATCH:
-                        flush()
+            for _, play in iter_plays(stream, name):
+                read += 1
+                report.records += 1
+                if progress and read % progress_every == 0:
+                    progress(name, read, report)
+                if play is None:
+                    report.not_music += 1
+                    continue
+                listen = to_listen(user_id, play, matcher)
+                report.plays += 1
+                report.skips += listen.skipped
+                if listen.track_id:
+                    report.matched += 1
+                else:
+                    report.unmatched += 1
+                    if spotify := spotify_id_of(listen.spotify_uri):
+                        report.unmatched_spotify_ids.add(spotify)
+                if listen.sort_key in stored:
+                    report.already_imported += 1
+                    continue
+                stored.add(listen.sort_key)
+                pending.append(listen)
+                report.added += 1
+                if len(pending) >= WRITE_BATCH:
+                    flush()
             if progress:
-                progress(str(path), read, report)
+                progress(name, read, report)
     finally:
         flush()
     if crawl is not None:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 
 from api.search import fold
+from api.served import ServedIndex
 from catalog.bundle import TrackMeta
 from catalog.keys import SPOTIFY_TRACK_ID_PATTERN
 from history.exports import SPOTIFY_TRACK_URI_PREFIX
@@ -57,3 +58,8 @@ class CatalogueMatcher:
         if spotify and spotify in self._by_spotify:
             return self._by_spotify[spotify]
         return self._by_name.get(name_key(artist, title), "")
+
+
+def matcher_for(index: ServedIndex) -> CatalogueMatcher:
+    """The matcher over every track of the served index."""
+    return CatalogueMatcher(index.meta(track_id) for track_id in index.track_ids())

@@ -1,52 +1,64 @@
-"""One import: open the served index, import the files into Listens, retrain, store the models."""
+"""What every way in shares: import exports into Listens against the served index, and train and store a listener's models.
+
+Importing (the CLI, POST /users/{userId}/history, the recently-played feed) ends by
+sending a TrainQueue request (catalog.train_requests); HistoryTrainFunction answers it
+with :func:`train_and_store`. Only training needs scikit-learn, so it is imported there.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from datetime import datetime
-from pathlib import Path
+from typing import Any, BinaryIO
 
 from api.index_cache import IndexCache
 from api.served import ServedIndex
-from catalog.listens import ListenTable, iso_utc
+from catalog.listens import ListenTable
 from catalog.settings import require_env
 from catalog.user_models import UserModelStore
-from history.importer import CrawlRequest, ImportReport, Progress, import_files
-from history.matching import CatalogueMatcher
-from history.training import TrainingSettings, train_user
+from history.importer import CrawlRequest, ImportReport, Progress, import_streams
+from history.matching import matcher_for
 
 
 class NoIndexError(RuntimeError):
     """No index is published yet: plays cannot be matched to tracks with embeddings."""
 
 
-def served_index() -> ServedIndex:
-    index = IndexCache(require_env("INDEX_BUCKET")).current()
+def require_index(index: ServedIndex | None) -> ServedIndex:
     if index is None:
         raise NoIndexError("no index is published yet; crawl, extract and index the catalogue first (make crawl, extract, index)")
     return index
 
 
-def matcher_for(index: ServedIndex) -> CatalogueMatcher:
-    return CatalogueMatcher(index.meta(track_id) for track_id in index.track_ids())
+def served_index() -> ServedIndex:
+    return require_index(IndexCache(require_env("INDEX_BUCKET")).current())
 
 
-def import_and_train(
+def import_history(
     user_id: str,
-    paths: Sequence[Path],
+    sources: Iterable[tuple[str, BinaryIO]],
     table: ListenTable,
-    store: UserModelStore,
-    now: datetime,
+    index: ServedIndex,
     *,
-    index: ServedIndex | None = None,
     crawl: CrawlRequest | None = None,
     progress: Progress | None = None,
-    settings: TrainingSettings | None = None,
-) -> tuple[ImportReport, dict[str, object]]:
-    index = index or served_index()
-    matcher = matcher_for(index)
-    report = import_files(user_id, paths, matcher, table, crawl=crawl, progress=progress)
-    model, profile = train_user(user_id, list(table.listens_of(user_id)), index, matcher, now, settings or TrainingSettings.from_env())
-    profile["lastImport"] = {"at": iso_utc(now), **report.to_json()}
+) -> ImportReport:
+    return import_streams(user_id, sources, matcher_for(index), table, crawl=crawl, progress=progress)
+
+
+def train_and_store(
+    user_id: str,
+    table: ListenTable,
+    store: UserModelStore,
+    index: ServedIndex,
+    now: datetime,
+    last_import: dict[str, Any],
+) -> dict[str, object]:
+    """Train the listener's models from all their Listens and store them; returns the stored profile."""
+    from history.training import TrainingSettings, train_user
+
+    model, profile = train_user(user_id, list(table.listens_of(user_id)), index, matcher_for(index), now, TrainingSettings.from_env())
+    if last_import:
+        profile["lastImport"] = last_import
     store.put(user_id, model, profile)
-    return report, profile
+    return profile

@@ -7,7 +7,7 @@
   exec -- CMD...       run CMD with the stack's environment (starts the stack if needed)
   extract              drain ExtractQueue through the extractor handler, with progress
   schedule [PLAYLIST]  invoke the crawler with a Scheduled Event
-  sign-request METHOD URL [--data BODY]
+  sign-request METHOD URL [--data BODY|@FILE] [--content-type TYPE]
                        send a SigV4-signed request (the local credentials, or AWS's) and print the reply,
                        e.g. sign-request PUT http://127.0.0.1:8080/tracks/4uLU6hMCjMI75M1A2tKUQC
 """
@@ -103,7 +103,8 @@ def run(extract: bool, api_port: int | None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     # The crawler consumes CrawlQueue (PUT /tracks/{trackId}); its schedule is `make`-driven locally.
-    functions = {"AnnoyServiceFunction", "CrawlerFunction"} | (
+    # HistoryTrainFunction consumes TrainQueue (make history, POST /users/{userId}/history).
+    functions = {"AnnoyServiceFunction", "CrawlerFunction", "HistoryTrainFunction"} | (
         {"ExtractorFunction", "ExtractDeadLetterFunction"} if extract else set())
     pump = stack.pump(only=functions)
     pump.start()
@@ -387,7 +388,7 @@ def schedule(playlists: list[str]) -> int:
     return 0
 
 
-def sign_request(method: str, url: str, data: str, region: str) -> int:
+def sign_request(method: str, url: str, data: str, region: str, content_type: str = "application/json") -> int:
     """Send one SigV4-signed request for execute-api, as API Gateway's IAM authorizer expects, and print the reply."""
     import boto3
     import requests
@@ -399,9 +400,10 @@ def sign_request(method: str, url: str, data: str, region: str) -> int:
     if credentials is None:
         print("no AWS credentials to sign with (the local stack's are in config/local.env)", file=sys.stderr)
         return 2
-    body = data.encode()
+    # @FILE sends the file's bytes, as curl does (an export is too large for one argument).
+    body = Path(data[1:]).read_bytes() if data.startswith("@") else data.encode()
     headers = sign(method.upper(), url, credentials, region or session.region_name or "us-east-1", body,
-                   {"content-type": "application/json"} if body else None)
+                   {"content-type": content_type} if body else None)
     response = requests.request(method.upper(), url, data=body, headers=headers, timeout=30)
     print(response.status_code)
     print(response.text)
@@ -427,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     sign_parser = commands.add_parser("sign-request")
     sign_parser.add_argument("method")
     sign_parser.add_argument("url")
-    sign_parser.add_argument("--data", default="", help="request body")
+    sign_parser.add_argument("--data", default="", help="request body, or @FILE for a file's bytes")
+    sign_parser.add_argument("--content-type", default="application/json", help="the body's type (default application/json)")
     sign_parser.add_argument("--region", default="", help="signing region (default: the session's)")
     args = parser.parse_args(argv)
     if args.command in {"up", "run"}:
@@ -442,5 +445,5 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "extract":
         return extract()
     if args.command == "sign-request":
-        return sign_request(args.method, args.url, args.data, args.region)
+        return sign_request(args.method, args.url, args.data, args.region, args.content_type)
     return schedule(args.playlists)

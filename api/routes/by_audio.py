@@ -6,8 +6,6 @@ the ApiFunction zip: see :mod:`api.by_audio_handler`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from functools import cache
 from typing import Annotated, Any
 
@@ -27,6 +25,7 @@ from api.constants import ARTIST_CAP_MAX, DURATION_MAX_MS, EXCLUDE_MAX, K_DEFAUL
 from api.deps import served_index
 from api.descriptor_filters import parse_filters
 from api.errors import ApiError, json_response
+from api.request_body import body_bytes
 from api.routes.recommendations import list_policy
 from api.served import ServedIndex
 from catalog.settings import env_float
@@ -60,18 +59,6 @@ def audio_analyser() -> ClipAnalyser:
     return lambda clip: analyse(embedder, clip)
 
 
-def _body_bytes(body: str | None, is_base64: bool) -> bytes:
-    if not body:
-        return b""
-    if not is_base64:
-        # API Gateway passes only text content types as text; those are refused as not audio anyway.
-        return body.encode("utf-8")
-    try:
-        return base64.b64decode(body, validate=True)
-    except (binascii.Error, ValueError):
-        raise ApiError(400, "bad_request", "the request body is not valid base64") from None
-
-
 @router.post("/recommendations/by-audio")
 def post_recommendations_by_audio(
     index: Annotated[ServedIndex, Depends(served_index)],
@@ -90,7 +77,7 @@ def post_recommendations_by_audio(
     # minTempo, maxTempo, tempoOctaves, key (compatible with the upload's), minLoudness,
     # maxLoudness, mode: parsed as for GET /recommendations.
     filters = parse_filters(event.query_string_parameters or {})
-    body = _body_bytes(event.body, event.is_base64_encoded)
+    body = body_bytes(event.body, event.is_base64_encoded)
     try:
         answer = recommendations_by_audio(
             index, analyser, body, event.headers.get("content-type"), k,

@@ -18,8 +18,7 @@ from api.served import ServedIndex
 from catalog.listens import Listen, ListenTable
 from history.exports import MalformedExportError
 from history.importer import import_files
-from history.matching import CatalogueMatcher
-from history.service import matcher_for
+from history.matching import CatalogueMatcher, matcher_for
 from history.training import sessions_of
 from infra.resources import template_table_params
 
@@ -195,24 +194,65 @@ def test_the_served_affinity_model_is_scikit_learns_nearest_neighbour_regressor(
     np.testing.assert_allclose(ours, reference.predict(queries), rtol=1e-4)
 
 
-def test_the_cli_imports_trains_and_names_a_bad_record(
-    listens: ListenTable, index: ServedIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from catalog.user_models import UserModelStore
-    from history.__main__ import main
+@pytest.fixture
+def train_queue(listens: ListenTable, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    from history import train_handler
 
     monkeypatch.setenv("LISTENS_TABLE", LISTENS_TABLE)
     monkeypatch.setenv("SOUNDSLIKE_STATE_DIR", str(tmp_path / "state"))
-    good = write(tmp_path / "Streaming_History_Audio_0.json", [extended_record(i % 20, 10 * i) for i in range(60)])
-    assert main(["--user", "ana", str(good)]) == 0
-    out = capsys.readouterr()
-    assert "60 plays (0 skips under 30 s), 60 added, 0 already imported" in out.out
-    assert f"{good}: 60 records read" in out.err
-    profile = UserModelStore(os.environ["INDEX_BUCKET"]).profile("ana")
-    assert profile is not None and profile["plays"] == 60 and profile["lastImport"]["added"] == 60
+    train_handler._index_cache.cache_clear()
+    url = boto3.client("sqs").create_queue(QueueName="soundslike-test-train")["QueueUrl"]
+    monkeypatch.setenv("TRAIN_QUEUE_URL", url)
+    return url
 
-    bad = write(tmp_path / "StreamingHistory_music_0.json", [basic_record(1, 2000), {"endTime": "yesterday"}])
-    assert main(["--user", "ana", str(bad)]) == 1
-    assert f"error: {bad}: record 1: endTime must look like" in capsys.readouterr().err
-    assert len(stored(listens, "ana")) == 61
-    assert main(["--user", "not a name", str(good)]) == 2
+
+def test_the_cli_imports_has_the_trainer_train_and_names_a_bad_record(
+    train_queue: str, listens: ListenTable, index: ServedIndex, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """make history: the import, then HistoryTrainFunction (its real handler, fed by the pump's SQS poller) trains."""
+    from catalog.user_models import UserModelStore
+    from history import train_handler
+    from history.__main__ import main
+    from infra.pump import EventPump, Invoker, SqsMapping, SqsPoller
+
+    sqs = boto3.client("sqs")
+    arn = sqs.get_queue_attributes(QueueUrl=train_queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    mapping = SqsMapping("HistoryTrainFunction", train_queue, arn, batch_size=1, report_failures=True)
+    poller = SqsPoller(mapping, sqs, Invoker({"HistoryTrainFunction": train_handler.lambda_handler}, {}))
+    pump = EventPump([poller], idle_sleep_s=0.05)
+    pump.start()
+    try:
+        good = write(tmp_path / "Streaming_History_Audio_0.json", [extended_record(i % 20, 10 * i) for i in range(60)])
+        assert main(["--user", "ana", str(good)]) == 0
+        out = capsys.readouterr()
+        assert "60 plays (0 skips under 30 s), 60 added, 0 already imported" in out.out
+        assert "affinity {'spearman'" in out.out
+        assert f"{good}: 60 records read" in out.err
+        profile = UserModelStore(os.environ["INDEX_BUCKET"]).profile("ana")
+        assert profile is not None and profile["plays"] == 60 and profile["lastImport"]["added"] == 60
+        assert poller.stats.succeeded == 1
+
+        bad = write(tmp_path / "StreamingHistory_music_0.json", [basic_record(1, 2000), {"endTime": "yesterday"}])
+        assert main(["--user", "ana", str(bad)]) == 1
+        assert f"error: {bad}: record 1: endTime must look like" in capsys.readouterr().err
+        assert len(stored(listens, "ana")) == 61
+        assert main(["--user", "not a name", str(good)]) == 2
+    finally:
+        pump.stop()
+    assert poller.stats.succeeded == 1  # the malformed import asked for no training
+
+
+def test_waiting_for_the_trainer_gives_up_at_its_deadline(train_queue: str, index: ServedIndex) -> None:
+    from catalog.user_models import UserModelStore
+    from history.__main__ import TRAIN_POLL_S, TrainingTimeoutError, wait_for_training
+
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    with pytest.raises(TrainingTimeoutError, match="within 5 s"):
+        wait_for_training(UserModelStore(os.environ["INDEX_BUCKET"]), "ana", "2026-03-01T00:00:00Z", 5.0, clock=lambda: now[0], sleep=sleep)
+    assert slept == [TRAIN_POLL_S] * 5

@@ -17,10 +17,11 @@ import requests
 from api_testkit import DIM, spotify_like_id
 
 from api.index_cache import IndexCache
-from catalog.listens import ListenTable
+from catalog.listens import ListenTable, iso_utc
 from catalog.user_models import UserModelStore
-from history.service import import_and_train
-from history.training import TrainingSettings
+from history.importer import import_files
+from history.matching import matcher_for
+from history.service import train_and_store
 from infra.resources import template_table_params
 
 LISTENS_TABLE = "soundslike-test-listens"
@@ -63,10 +64,10 @@ def personal_api(api: Any, publish: Any, tmp_path: Path) -> Iterator[tuple[str, 
     export = tmp_path / "Streaming_History_Audio_2026.json"
     export.write_text(json.dumps(listener_export(ids)))
     index = IndexCache(os.environ["INDEX_BUCKET"], directory=tmp_path / "train-index").current()
-    _, profile = import_and_train(
-        "ana", [export], ListenTable(LISTENS_TABLE), UserModelStore(os.environ["INDEX_BUCKET"]), NOW,
-        index=index, settings=TrainingSettings(),
-    )
+    assert index is not None
+    table = ListenTable(LISTENS_TABLE)
+    report = import_files("ana", [export], matcher_for(index), table)
+    profile = train_and_store("ana", table, UserModelStore(os.environ["INDEX_BUCKET"]), index, NOW, {"at": iso_utc(NOW), **report.to_json()})
     server, thread = serve(api.lambda_handler)
     host, port = server.server_address[:2]
     try:
