@@ -20,7 +20,7 @@ CRAWL ?=
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: help install chromium test test-fast bench-quick lint up down status crawl extract index serve demo \
-	history spotify-login deploy clean
+	history spotify-login listener-login feed deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -88,6 +88,13 @@ demo: install ## the whole flow on a rendered demo catalogue (DEMO_ONCE=1: print
 spotify-login: install ## one-time Spotify Authorization Code login (stores the refresh token)
 	$(PY) -m infra exec -- $(PY) -m crawler login
 
+listener-login: install ## link USER=<name>'s Spotify account for the recently-played feed (SSM SecureString)
+	@test -n "$(USER_ID)" || { echo 'usage: make listener-login USER=<name>'; exit 2; }
+	$(PY) -m infra exec -- $(PY) -m crawler listener-login "$(USER_ID)"
+
+feed: install ## run the recently-played feed once for every linked listener (ListenerFeedFunction's job)
+	$(PY) -m infra exec -- $(PY) -m crawler feed
+
 deploy: ## stage, sam build, sam deploy --guided (needs the SAM CLI, Docker and AWS credentials)
 	@command -v sam >/dev/null || { echo "install the AWS SAM CLI first (pip install aws-sam-cli)"; exit 2; }
 	@ls $(LAMBDA_WHEELS)/annoy-*cp312*.whl >/dev/null 2>&1 || $(MAKE) lambda-wheels
@@ -107,7 +114,7 @@ STAGE_ROOT := build/stage
 # Wheels of sdist-only dependencies built for Lambda (make lambda-wheels); copied into each stage.
 LAMBDA_WHEELS := build/wheels
 LAMBDA_BUILD_IMAGE := public.ecr.aws/sam/build-python3.12
-ZIP_FUNCTIONS := CrawlerFunction AnnoyServiceFunction ApiFunction ApiWriteFunction ExtractDeadLetterFunction
+ZIP_FUNCTIONS := CrawlerFunction AnnoyServiceFunction ApiFunction ApiWriteFunction ExtractDeadLetterFunction ListenerFeedFunction
 # Packages each zip function's handler imports, besides catalog/ (which all of them import).
 PACKAGES_CrawlerFunction := crawler
 PACKAGES_AnnoyServiceFunction := annoy_service
@@ -117,6 +124,9 @@ PACKAGES_ExtractDeadLetterFunction := dead_letters
 # POST /users/{userId}/history imports with history's parser and matcher (not its trainer).
 PACKAGES_ApiFunction := api crawler history
 PACKAGES_ApiWriteFunction := api crawler history
+# The recently-played feed: the crawler's Spotify client, history's importer, the API's index reader
+# (api first: its requirements file is the one installed, and it includes the other two).
+PACKAGES_ListenerFeedFunction := api crawler history
 
 # Pattern rules: make skips implicit rules for .PHONY targets, so only these two are listed.
 .PHONY: stage lambda-wheels

@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -394,6 +395,19 @@ def retry_after_s(headers: Any) -> float:
         return 1.0
 
 
+@dataclass(frozen=True)
+class RecentPlay:
+    played_at_ms: int  # Spotify's played_at, ms since the epoch (in practice the end of the play, not always)
+    track: SpotifyTrack
+
+
+def _played_at_ms(value: object) -> int:
+    try:
+        return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        raise SpotifyError(f"Spotify sent a recently-played item with played_at {value!r}") from None
+
+
 class SpotifyCatalog:
     """Tracks and playlists, with our own handling of 429, 401 and 5xx."""
 
@@ -574,6 +588,34 @@ class SpotifyCatalog:
                 listing.tracks.append(parsed)
         return listing
 
+    def recently_played(self, after_ms: int | None) -> list[RecentPlay]:
+        """The logged-in user's plays after ``after_ms`` (all Spotify keeps, the last 50, when None), oldest first.
+
+        The first page asks with the ``after`` cursor; the ``before`` pages Spotify links as
+        ``next`` are followed while a page is full and wholly after the cursor, so nothing between
+        the cursor and now is missed however the pages are cut, and no page is read for nothing.
+        """
+        self._require_login("recent")
+        plays: dict[int, RecentPlay] = {}
+        try:
+            page: dict[str, Any] | None = self.call(self.sp.current_user_recently_played, limit=PAGE_LIMIT, after=after_ms)
+            while page:
+                items = [i for i in page.get("items") or [] if isinstance(i, dict)]
+                fresh = 0
+                for item in items:
+                    played_at = _played_at_ms(item.get("played_at"))
+                    if after_ms is None or played_at > after_ms:
+                        fresh += 1
+                        parsed = parse_entry(item)
+                        if isinstance(parsed, SpotifyTrack):
+                            plays[played_at] = RecentPlay(played_at, parsed)
+                # An older page can hold new plays only when this one was full and all of it new.
+                full = len(items) >= int(page.get("limit") or PAGE_LIMIT)
+                page = self._checked_next(page) if full and fresh == len(items) else None
+        except SpotifyException as exc:
+            raise self._library_error("recent", exc) from None
+        return [plays[t] for t in sorted(plays)]
+
     def own_playlists(self) -> tuple[list[tuple[str, str]], Counter[str]]:
         """(id, name) of every playlist the user owns or collaborates on (the only ones whose
         items a development-mode app may read), and how many others were left out."""
@@ -611,3 +653,4 @@ def app_catalog_from_store(settings: CrawlerSettings, store: CredentialStore) ->
     """Track lookups with the app's credentials, never the user's login: for a caller whose role
     may read the secret but not write it (refreshing a user's token saves it back)."""
     return SpotifyCatalog(settings, app_auth(settings, store))
+

@@ -102,6 +102,53 @@ def import_files(
         return import_streams(user_id, sources, matcher, table, crawl=crawl, progress=progress, progress_every=progress_every)
 
 
+class _Importer:
+    """One import's state: the keys already stored, the batch being filled, the report."""
+
+    def __init__(self, user_id: str, matcher: CatalogueMatcher, table: ListenTable) -> None:
+        self.user_id = user_id
+        self.matcher = matcher
+        self.table = table
+        self.report = ImportReport()
+        self.stored = table.keys_of(user_id)
+        self.pending: list[Listen] = []
+
+    def add(self, play: ExportPlay | None) -> None:
+        report = self.report
+        report.records += 1
+        if play is None:
+            report.not_music += 1
+            return
+        listen = to_listen(self.user_id, play, self.matcher)
+        report.plays += 1
+        report.skips += listen.skipped
+        if listen.track_id:
+            report.matched += 1
+        else:
+            report.unmatched += 1
+            if spotify := spotify_id_of(listen.spotify_uri):
+                report.unmatched_spotify_ids.add(spotify)
+        if listen.sort_key in self.stored:
+            report.already_imported += 1
+            return
+        self.stored.add(listen.sort_key)
+        self.pending.append(listen)
+        report.added += 1
+        if len(self.pending) >= WRITE_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        self.table.put_all(self.pending)
+        self.pending.clear()
+
+    def finish(self, crawl: CrawlRequest | None) -> ImportReport:
+        if crawl is not None:
+            for spotify in sorted(self.report.unmatched_spotify_ids):
+                crawl(spotify)
+                self.report.crawl_requested += 1
+        return self.report
+
+
 def import_streams(
     user_id: str,
     sources: Iterable[tuple[str, BinaryIO]],
@@ -114,49 +161,29 @@ def import_streams(
 ) -> ImportReport:
     """Import (name, seekable binary stream) exports in order, as :func:`import_files` does files
     (POST /users/{userId}/history passes its request body as one stream named "body")."""
-    report = ImportReport()
-    stored = table.keys_of(user_id)
-    pending: list[Listen] = []
-
-    def flush() -> None:
-        table.put_all(pending)
-        pending.clear()
-
+    importer = _Importer(user_id, matcher, table)
     try:
         for name, stream in sources:
-            report.files += 1
+            importer.report.files += 1
             read = 0
             for _, play in iter_plays(stream, name):
+                importer.add(play)
                 read += 1
-                report.records += 1
                 if progress and read % progress_every == 0:
-                    progress(name, read, report)
-                if play is None:
-                    report.not_music += 1
-                    continue
-                listen = to_listen(user_id, play, matcher)
-                report.plays += 1
-                report.skips += listen.skipped
-                if listen.track_id:
-                    report.matched += 1
-                else:
-                    report.unmatched += 1
-                    if spotify := spotify_id_of(listen.spotify_uri):
-                        report.unmatched_spotify_ids.add(spotify)
-                if listen.sort_key in stored:
-                    report.already_imported += 1
-                    continue
-                stored.add(listen.sort_key)
-                pending.append(listen)
-                report.added += 1
-                if len(pending) >= WRITE_BATCH:
-                    flush()
+                    progress(name, read, importer.report)
             if progress:
-                progress(name, read, report)
+                progress(name, read, importer.report)
     finally:
-        flush()
-    if crawl is not None:
-        for spotify in sorted(report.unmatched_spotify_ids):
-            crawl(spotify)
-            report.crawl_requested += 1
-    return report
+        importer.flush()
+    return importer.finish(crawl)
+
+
+def import_plays(user_id: str, plays: Iterable[ExportPlay], matcher: CatalogueMatcher, table: ListenTable) -> ImportReport:
+    """Import plays that come as plays, not in a file (the recently-played feed): the same matching, keys and counts."""
+    importer = _Importer(user_id, matcher, table)
+    try:
+        for play in plays:
+            importer.add(play)
+    finally:
+        importer.flush()
+    return importer.finish(None)

@@ -41,6 +41,7 @@ def train_request_handler(record: SQSRecord) -> None:
         request = TrainRequest.from_body(record.body)
     except BadTrainRequestError:
         logger.warning("dropping a TrainQueue message that is not a training request", extra={"id": record.message_id})
+        metrics.add_metric("TrainRequestsDropped", MetricUnit.Count, 1)
         return
     bucket = require_env("INDEX_BUCKET")
     index = require_index(_index_cache(bucket).current())

@@ -9,10 +9,12 @@ process would trample each other), and its reply is written back the way API
 Gateway writes it. The routes come from
 the HttpApi events of the template's functions, so a path the deployment
 does not route gets the same 404 here as there (an event without Path and
-Method is the API's ``$default`` route, which catches every other request),
-and a route whose event sets ``Auth: Authorizer: AWS_IAM`` refuses a request
-that is not SigV4-signed by a local credential with API Gateway's 403
-(verified with botocore's signer, see infra.sigv4).
+Method is the API's ``$default`` route, which catches every other request).
+Each route has the authorizer the template gives it for the parameters served
+(infra.authorizers): an IAM route refuses a request that is not SigV4-signed by
+a local credential with API Gateway's 403 (verified with botocore's signer, see
+infra.sigv4), a JWT route one without a valid bearer token from its issuer with
+API Gateway's 401.
 
 Requests API Gateway would refuse before any route (a request line or headers
 beyond http.server's limits, a malformed Content-Length, a body over 10 MB)
@@ -35,6 +37,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import boto3
 
+from infra.authorizers import IAM, JWT, NO_AUTH, OPEN, Authorizer, JwtVerifier, TokenError, route_authorizer
 from infra.context import LocalLambdaContext
 from infra.resources import LOCAL_ACCOUNT_ID
 from infra.sigv4 import Principal, SignatureError, verify
@@ -51,12 +54,11 @@ DEFAULT_ROUTE = "$default"
 NOT_FOUND_BODY = b'{"message":"Not Found"}'
 INTERNAL_ERROR_BODY = b'{"message":"Internal Server Error"}'
 TOO_LARGE_BODY = b'{"message":"Request Entity Too Large"}'
+UNAUTHORIZED_BODY = b'{"message":"Unauthorized"}'
 # Codes of the errors the gateway itself answers, as {"error": {"code", "message"}}.
 _ERROR_CODES = {400: "bad_request", 408: "request_timeout", 413: "payload_too_large", 414: "uri_too_long",
                 431: "headers_too_large", 501: "not_implemented", 505: "http_version_not_supported"}
 _CONTENT_LENGTH = re.compile(r"^[0-9]{1,19}$")
-IAM = "AWS_IAM"
-NO_AUTH = "NONE"
 
 # API Gateway passes these content types to the integration as text; anything else is base64.
 _TEXT_CONTENT_TYPE = re.compile(
@@ -78,12 +80,12 @@ class Route:
     method: str
     path: str
     pattern: re.Pattern[str] = field(compare=False, repr=False)
-    # The template function API Gateway invokes, and the route's authorizer (NONE: open).
+    # The template function API Gateway invokes, and the route's authorizer (OPEN: none).
     function: str = field(default="", compare=False)
-    auth: str = field(default=NO_AUTH, compare=False)
+    auth: Authorizer = field(default=OPEN, compare=False)
 
     @classmethod
-    def parse(cls, method: str, path: str, function: str = "", auth: str = NO_AUTH) -> Route:
+    def parse(cls, method: str, path: str, function: str = "", auth: Authorizer = OPEN) -> Route:
         if path == DEFAULT_ROUTE:
             return cls("ANY", DEFAULT_ROUTE, re.compile(r"^.*$", re.DOTALL), function, auth)
         method = method.upper()
@@ -111,16 +113,6 @@ class Route:
         return None if found is None else {k: unquote(v) for k, v in found.groupdict().items()}
 
 
-def _route_auth(template: Mapping[str, Any], event: Mapping[str, Any]) -> str:
-    """The route's authorizer: its event's Auth, else its HttpApi's DefaultAuthorizer, else none."""
-    authorizer = event["Properties"].get("Auth", {}).get("Authorizer")
-    if authorizer is None:
-        api_ref = event["Properties"].get("ApiId", {})
-        api = template.get("Resources", {}).get(api_ref.get("Ref", ""), {}) if isinstance(api_ref, dict) else {}
-        authorizer = api.get("Properties", {}).get("Auth", {}).get("DefaultAuthorizer", NO_AUTH)
-    return str(authorizer)
-
-
 def http_api_functions(template: Mapping[str, Any]) -> list[str]:
     """The template's functions that answer HttpApi routes, ApiFunction first."""
     names = [
@@ -141,8 +133,10 @@ def same_code_functions(template: Mapping[str, Any], function_name: str) -> list
     ]
 
 
-def routes_for_function(template: Mapping[str, Any], function_name: str) -> list[Route]:
-    """The HttpApi routes of one function in template.yaml, most specific first."""
+def routes_for_function(template: Mapping[str, Any], function_name: str,
+                        parameters: Mapping[str, str] | None = None) -> list[Route]:
+    """The HttpApi routes of one function in template.yaml, most specific first, with their
+    authorizers as deployed with ``parameters`` (over the template's defaults)."""
     function = functions(dict(template)).get(function_name)
     if function is None:
         raise RouteError(f"template.yaml has no function {function_name!r}")
@@ -151,7 +145,7 @@ def routes_for_function(template: Mapping[str, Any], function_name: str) -> list
         if event.get("Type") != "HttpApi":
             continue
         props = event.get("Properties", {})
-        auth = _route_auth(template, event)
+        auth = route_authorizer(template, props, parameters)
         if "Path" not in props and "Method" not in props:
             routes.append(Route.parse("ANY", DEFAULT_ROUTE, function_name, auth))  # SAM's default route
         else:
@@ -161,9 +155,10 @@ def routes_for_function(template: Mapping[str, Any], function_name: str) -> list
     return _most_specific_first(routes)
 
 
-def routes_of_api(template: Mapping[str, Any]) -> list[Route]:
+def routes_of_api(template: Mapping[str, Any], parameters: Mapping[str, str] | None = None) -> list[Route]:
     """Every HttpApi route of every function in template.yaml, most specific first."""
-    routes = [route for name in http_api_functions(template) for route in routes_for_function(template, name)]
+    routes = [route for name in http_api_functions(template)
+              for route in routes_for_function(template, name, parameters)]
     if not routes:
         raise RouteError("template.yaml routes no HttpApi event to any function")
     return _most_specific_first(routes)
@@ -363,6 +358,8 @@ class _GatewayServer(ThreadingHTTPServer):
         self.invocation_lock = threading.Lock()
         self.secrets = secrets
         self.clock = clock
+        # One verifier per JWT authorizer: it keeps the issuer's keys, as API Gateway caches them.
+        self.jwt_verifiers = {route.auth: JwtVerifier(route.auth) for route in routes if route.auth.kind == JWT}
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -409,7 +406,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         else:
             self._reply(GatewayResponse(404, [("content-type", "application/json")], NOT_FOUND_BODY))
             return
-        if route.auth == IAM:
+        authorizer: dict[str, Any] | None = None
+        if route.auth.kind == IAM:
             try:
                 principal = verify(method, f"http://{self.headers.get('host', '')}{self.path}",
                                    {k.lower(): v for k, v in self.headers.items()}, body,
@@ -419,7 +417,18 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 message = json.dumps({"message": str(exc)}).encode()
                 self._reply(GatewayResponse(403, [("content-type", "application/json")], message))
                 return
-        elif route.auth != NO_AUTH:
+            authorizer = {"iam": _iam_identity(principal)}
+        elif route.auth.kind == JWT:
+            try:
+                authorizer = {"jwt": self.server.jwt_verifiers[route.auth].verify(self.headers.get("authorization"))}
+            except TokenError as exc:
+                # API Gateway's JWT authorizer: 401, the reason in www-authenticate only.
+                reason = str(exc).replace('"', "'")
+                challenge = f'Bearer scope="" error="invalid_token" error_description="{reason}"'
+                self._reply(GatewayResponse(401, [("content-type", "application/json"), ("www-authenticate", challenge)],
+                                            UNAUTHORIZED_BODY))
+                return
+        elif route.auth.kind != NO_AUTH:
             raise RouteError(f"route {route.key}: authorizer {route.auth!r} is not played locally")
         event = build_event(
             method=method,
@@ -431,8 +440,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             source_ip=self.client_address[0],
             protocol=self.request_version,
         )
-        if route.auth == IAM:
-            event["requestContext"]["authorizer"] = {"iam": _iam_identity(principal)}
+        if authorizer is not None:
+            event["requestContext"]["authorizer"] = authorizer
         function_name = route.function or self.server.function_name
         context = LocalLambdaContext(function_name=function_name, timeout_s=DEFAULT_TIMEOUT_S)
         try:
@@ -520,6 +529,7 @@ def serve(
     also: Mapping[str, Handler] | None = None,
     secrets: Mapping[str, str] | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    parameters: Mapping[str, str] | None = None,
 ) -> tuple[ThreadingHTTPServer, threading.Thread]:
     """Start the gateway in a daemon thread; ``server.server_address`` has the bound port.
 
@@ -528,8 +538,10 @@ def serve(
     plus those of each function in ``also`` (name → handler), which answer them, as
     API Gateway sends each route to its own integration; a function that runs the
     same handler as ``function_name`` (ApiWriteFunction) is answered by ``handler``
-    unless ``also`` names it. Signed requests are checked against ``secrets``
-    (access key -> secret key), by default the credentials of this process.
+    unless ``also`` names it. ``parameters`` are the template parameters deployed
+    (``{"WriteAuth": "jwt", "JwtIssuer": ..., "JwtAudience": ...}``), over its defaults.
+    Signed requests are checked against ``secrets`` (access key -> secret key), by
+    default the credentials of this process.
     """
     also = dict(also or {})
     if routes is None:
@@ -537,7 +549,8 @@ def serve(
         handlers = {name: handler for name in same_code_functions(template, function_name)}
         handlers.update(also)
         handlers[function_name] = handler
-        routes = _most_specific_first(route for name in handlers for route in routes_for_function(template, name))
+        routes = _most_specific_first(route for name in handlers
+                                      for route in routes_for_function(template, name, parameters))
         cors = cors if cors is not None else cors_for_function(template, function_name)
     else:
         handlers = {**also, function_name: handler}

@@ -126,6 +126,9 @@ def requests_for_call(service: str, operation: str, params: Mapping[str, Any], r
         return [Request(action, secret_arn(params["SecretId"], region, account))]
     if service == "ssm":
         names = [params["Name"]] if "Name" in params else list(params.get("Names", []))
+        if "Path" in params:
+            # GetParametersByPath is authorised on the path itself (parameter/a/b), not on what lies under it.
+            names = [params["Path"].rstrip("/")]
         if names:
             return [Request(action, parameter_arn(n, region, account)) for n in names]
     if service == "lambda" and "FunctionName" in params:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -56,7 +56,8 @@ class LocalResources:
 class Resolver:
     """Evaluates Ref, Fn::GetAtt, Fn::Sub, Fn::If, Fn::Join, Fn::Select, Fn::Equals and Fn::Not."""
 
-    def __init__(self, template: dict[str, Any], resources: LocalResources, stack_name: str, region: str) -> None:
+    def __init__(self, template: dict[str, Any], resources: LocalResources, stack_name: str, region: str,
+                 parameters: Mapping[str, str] | None = None) -> None:
         self.template = template
         self.resources = resources
         self.pseudo = {
@@ -67,9 +68,11 @@ class Resolver:
             "AWS::URLSuffix": "amazonaws.com",
             "AWS::NoValue": None,
         }
+        # The template's defaults, with the values given (as at deployment) over them.
         self.parameters = {
             name: str(spec.get("Default", "")) for name, spec in template.get("Parameters", {}).items()
         }
+        self.parameters.update(parameters or {})
 
     def ref(self, name: str) -> str:
         if name in self.pseudo:

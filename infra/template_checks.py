@@ -13,7 +13,8 @@
    every Handler resolves to a callable; every `require_env("NAME")` a handler
    can reach is set in that function's environment; MODEL_ID is set for every
    function that reads the model id or for none; a function serving a GET route
-   has no write or secret permission; every non-read route sets its Auth.
+   has no write or secret permission; every non-read route is protected by the
+   WriteAuth choice or listed as open.
 
 Each check takes the template path and the repository root (where CodeUri and
 DockerContext are resolved) and returns human-readable problems; empty means OK.
@@ -41,6 +42,17 @@ from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 
 from catalog.model import MODEL_ID_VARIABLE, configured_model_id
+from infra.authorizers import (
+    ANY_METHOD_KEY,
+    IAM,
+    JWT,
+    JWT_AUDIENCE_PARAMETER,
+    JWT_ISSUER_PARAMETER,
+    WRITE_AUTH_PARAMETER,
+    Authorizer,
+    body_security,
+    route_authorizer,
+)
 from infra.template import TEMPLATE_PATH, TemplateError, code_root, functions, load_template, resources_of_type
 
 REGION = "us-east-1"
@@ -102,7 +114,7 @@ def check_cfn_lint(template_path: Path, repo_root: Path) -> list[str]:
     return [f"{Path(template_path).name}:{m.linenumber}: {m.rule.id} {m.message}" for m in matches]
 
 
-def translate(template_path: Path) -> dict[str, Any]:
+def translate(template_path: Path, parameter_values: dict[str, str] | None = None) -> dict[str, Any]:
     """The CloudFormation that the SAM transform makes of the template, computed offline."""
     template = load_template(template_path)
     for resource in resources_of_type(template, "AWS::Serverless::Function").values():
@@ -119,7 +131,7 @@ def translate(template_path: Path) -> dict[str, Any]:
     # the map bundled with samtranslator: with no policy loader given, IAM is never asked.
     translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=REGION), metrics=metrics)
     try:
-        return translator.translate(template, parameter_values={})
+        return translator.translate(template, parameter_values=dict(parameter_values or {}))
     except InvalidDocumentException as exc:
         raise TranslationError([cause.message for cause in exc.causes]) from None
     except ExceptionWithMessage as exc:
@@ -591,30 +603,68 @@ def check_read_routes_read_only(template_path: Path, repo_root: Path) -> list[st
 
 
 def check_write_routes_declare_auth(template_path: Path, repo_root: Path) -> list[str]:
-    """Every route that is not a read says who may call it: `Auth: Authorizer: AWS_IAM` (or a JWT
-    authorizer) for writes to the catalogue or a person's history, or a place in its function's
-    `Metadata: OpenRoutes` for a listener route (SAM accepts `Authorizer: NONE` only under a
-    DefaultAuthorizer, which this HttpApi does not have: its read routes are open)."""
+    """Every route that is not a read says who may call it: either it is protected, taking the
+    authorizer the WriteAuth parameter chooses (the `security` of its operation in the HttpApi's
+    DefinitionBody: AWS_IAM with WriteAuth=iam, the JwtIssuer/JwtAudience JWT authorizer with
+    WriteAuth=jwt), or it is a listener route listed in its function's `Metadata: OpenRoutes`.
+    An event's own `Auth: Authorizer` cannot follow WriteAuth (SAM takes only a literal name
+    there), so a non-read route that sets one is refused too; so is an operation in the
+    DefinitionBody that no event routes to a function."""
     template = load_template(template_path)
+    probe = {JWT_ISSUER_PARAMETER: "https://issuer.template-checks.example/", JWT_AUDIENCE_PARAMETER: "template-checks"}
+    expected = {
+        "iam": Authorizer(IAM),
+        "jwt": Authorizer(JWT, probe[JWT_ISSUER_PARAMETER], (probe[JWT_AUDIENCE_PARAMETER],)),
+    }
     problems = []
+    allowed = template.get("Parameters", {}).get(WRITE_AUTH_PARAMETER, {}).get("AllowedValues")
+    if resources_of_type(template, "AWS::Serverless::HttpApi") and sorted(allowed or []) != sorted(expected):
+        problems.append(f"parameter {WRITE_AUTH_PARAMETER} must exist with AllowedValues {sorted(expected)}")
+    routed: set[tuple[str, str]] = set()
     for name, function in functions(template).items():
         declared_open = {str(route) for route in function.get("Metadata", {}).get(OPEN_ROUTES, [])}
         routes = _http_routes(function)
         for method, path, props in routes:
             key = _route_key(method, path)
+            routed.add((path, method))
             if method in READ_METHODS:
                 continue
-            authorizer = props.get("Auth", {}).get("Authorizer")
-            if authorizer is None and key not in declared_open:
+            secured = body_security(template, props) is not None
+            if key in declared_open:
+                if "Auth" in props or secured:
+                    problems.append(f"{name}: route {key} is protected and listed in {OPEN_ROUTES}")
+                continue
+            if "Auth" in props:
                 problems.append(
-                    f"{name}: route {key} does not say who may call it; set Auth: Authorizer: AWS_IAM for a write to "
-                    f"the catalogue or a person's history, or list it in the function's Metadata {OPEN_ROUTES} for a "
-                    f"listener route (README, Protected writes)"
+                    f"{name}: route {key} sets Auth: Authorizer {props['Auth'].get('Authorizer')} on its event, which "
+                    f"cannot follow {WRITE_AUTH_PARAMETER}; give it the protected routes' security in the HttpApi's "
+                    f"DefinitionBody instead (README, Protected writes)"
                 )
-            elif authorizer is not None and key in declared_open:
-                problems.append(f"{name}: route {key} sets Auth: Authorizer {authorizer} and is listed in {OPEN_ROUTES}")
+            elif not secured:
+                problems.append(
+                    f"{name}: route {key} does not say who may call it; give it the protected routes' security in the "
+                    f"HttpApi's DefinitionBody (as PUT /tracks/{{trackId}} has) for a write to the catalogue or a "
+                    f"person's history, or list it in the function's Metadata {OPEN_ROUTES} for a listener route "
+                    f"(README, Protected writes)"
+                )
+            else:
+                got = {
+                    choice: route_authorizer(template, props, {**probe, WRITE_AUTH_PARAMETER: choice})
+                    for choice in expected
+                }
+                if got != expected:
+                    problems.append(
+                        f"{name}: route {key} is not guarded by the {WRITE_AUTH_PARAMETER} choice: "
+                        + ", ".join(f"{WRITE_AUTH_PARAMETER}={choice} gives {got[choice]}" for choice in expected)
+                    )
         for stale in sorted(declared_open - {_route_key(method, path) for method, path, _ in routes}):
             problems.append(f"{name}: Metadata {OPEN_ROUTES} lists {stale}, which is not one of its HttpApi routes")
+    for api_name, api in resources_of_type(template, "AWS::Serverless::HttpApi").items():
+        for path, operations in api.get("Properties", {}).get("DefinitionBody", {}).get("paths", {}).items():
+            for operation in operations:
+                method = "ANY" if operation == ANY_METHOD_KEY else operation.upper()
+                if (path, method) not in routed:
+                    problems.append(f"{api_name}: DefinitionBody has {method} {path}, which no function's event routes")
     return problems
 
 

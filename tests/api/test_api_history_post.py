@@ -16,6 +16,7 @@ from test_api_history_import import LISTENS_TABLE, basic_record, extended_record
 
 from catalog.listens import ListenTable
 from catalog.train_requests import TrainRequest
+from infra.authorizers import NO_AUTH, route_authorizer
 from infra.context import LocalLambdaContext
 from infra.pump import sqs_event_record
 from infra.resources import template_table_params
@@ -76,7 +77,11 @@ def test_the_route_is_a_protected_write_of_api_write_function() -> None:
     (event,) = [e for e in events.values() if e["Properties"].get("Path") == "/users/{userId}/history"]
     put = next(e for e in events.values() if e["Properties"].get("Path") == "/tracks/{trackId}")
     assert event["Properties"]["Method"] == "POST"
-    assert event["Properties"]["Auth"] == put["Properties"]["Auth"]
+    # Under the same authorizer as PUT /tracks/{trackId}, whichever WriteAuth chooses.
+    for parameters in ({"WriteAuth": "iam"}, {"WriteAuth": "jwt", "JwtIssuer": "https://id.example", "JwtAudience": "app"}):
+        guard = route_authorizer(template, put["Properties"], parameters)
+        assert guard.kind != NO_AUTH
+        assert route_authorizer(template, event["Properties"], parameters) == guard
     assert "POST /users/{userId}/history" not in functions(template)["ApiFunction"]["Metadata"].get("OpenRoutes", [])
 
 

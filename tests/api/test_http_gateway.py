@@ -15,10 +15,9 @@ import pytest
 import requests
 from botocore.credentials import Credentials
 
+from infra.authorizers import OPEN, SIGV4
 from infra.context import LocalLambdaContext
 from infra.http_gateway import (
-    IAM,
-    NO_AUTH,
     CorsConfig,
     Route,
     RouteError,
@@ -175,24 +174,28 @@ def test_handler_that_raises_is_a_500_internal_server_error(gateway: tuple[str, 
 
 def test_routes_come_from_every_function_in_template_yaml_with_their_function_and_authorizer() -> None:
     template = load_template()
+    every = functions(template)
     # An HttpApi event without Path and Method is API Gateway's $default route.
     expected = {
-        (f"{event['Properties']['Method']} {event['Properties']['Path']}" if "Path" in event["Properties"] else "$default"): (
-            name, event["Properties"].get("Auth", {}).get("Authorizer", NO_AUTH)
-        )
-        for name, function in functions(template).items()
+        (f"{event['Properties']['Method']} {event['Properties']['Path']}" if "Path" in event["Properties"] else "$default"): name
+        for name, function in every.items()
         for event in function["Properties"].get("Events", {}).values()
         if event["Type"] == "HttpApi"
     }
+    open_routes = {route for function in every.values() for route in function.get("Metadata", {}).get("OpenRoutes", [])}
     routes = {route.key: (route.function, route.auth) for route in routes_of_api(template)}
-    assert routes == expected
-    assert routes["PUT /tracks/{trackId}"] == ("ApiWriteFunction", IAM)
-    assert routes["GET /tracks/{trackId}"] == ("ApiFunction", NO_AUTH)
+    assert {key: function for key, (function, _) in routes.items()} == expected
+    # By default (WriteAuth=iam) every write that is not a listener route needs SigV4; the rest are open.
+    for key, (_, auth) in routes.items():
+        protected = key.split()[0] not in ("GET", "HEAD", "OPTIONS") and key not in open_routes
+        assert auth == (SIGV4 if protected else OPEN), key
+    assert routes["PUT /tracks/{trackId}"] == ("ApiWriteFunction", SIGV4)
+    assert routes["GET /tracks/{trackId}"] == ("ApiFunction", OPEN)
     # The stations' writes are open listener routes, on the function whose role may write.
-    assert routes["POST /stations/{stationId}/next"] == ("ApiWriteFunction", NO_AUTH)
-    assert routes["GET /stations/{stationId}"] == ("ApiFunction", NO_AUTH)
+    assert routes["POST /stations/{stationId}/next"] == ("ApiWriteFunction", OPEN)
+    assert routes["GET /stations/{stationId}"] == ("ApiFunction", OPEN)
     # Every request no route matches reaches ApiFunction, which answers 404 / 405 in the documented shape.
-    assert routes["$default"] == ("ApiFunction", NO_AUTH)
+    assert routes["$default"] == ("ApiFunction", OPEN)
 
 
 def test_a_function_running_the_same_handler_is_served_by_it_and_a_route_without_a_handler_is_refused() -> None:
@@ -268,7 +271,7 @@ def test_cors_only_for_listed_origins() -> None:
 
 # ---------------------------------------------------------------- SigV4 on protected routes
 
-PROTECTED = [Route.parse("PUT", "/tracks/{trackId}", "WriteFn", IAM), Route.parse("GET", "/tracks/{trackId}", "ReadFn")]
+PROTECTED = [Route.parse("PUT", "/tracks/{trackId}", "WriteFn", SIGV4), Route.parse("GET", "/tracks/{trackId}", "ReadFn")]
 SECRETS = {"AKIDLOCAL": "local-secret"}
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 

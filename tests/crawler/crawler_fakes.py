@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -224,6 +225,9 @@ class FakeSpotify(LoopbackServer):
         self.recent: list[dict[str, Any]] = []
         self.followed: list[str] = []
         self.granted_scope = SCOPE_GRANTED
+        # Listeners who linked their own account: refresh token -> their plays (played_at in ms, track).
+        self.listener_plays: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        self._token_owner: dict[str, str] = {}  # access token -> the refresh token it was issued for
 
     @property
     def api_url(self) -> str:
@@ -299,6 +303,9 @@ class FakeSpotify(LoopbackServer):
         else:
             return Reply.json({"error": "unsupported_grant_type", "error_description": f"grant_type {grant!r}"}, 400)
         body["access_token"] = self._new_access_token()
+        owner = body.get("refresh_token") or form.get("refresh_token")
+        if owner:
+            self._token_owner[body["access_token"]] = owner
         return Reply.json(body)
 
     def _offset_page(self, request: Request, items: list[Any], path: str) -> Reply:
@@ -342,17 +349,28 @@ class FakeSpotify(LoopbackServer):
         return None
 
     def _recently_played(self, request: Request) -> Reply:
-        """Cursor paging (``before`` = a played_at in ms), and only the last 50 plays, as Spotify keeps."""
+        """Cursor paging as Spotify pages it: newest first, ``after`` or ``before`` (ms, exclusive, not both),
+        ``next`` linking the ``before`` page of older plays, and only the last 50 plays kept. A listener
+        linked by refresh token (``listener_plays``) gets their own plays; anyone else ``recent``."""
         limit = int(request.query.get("limit", 20))
         if not 1 <= limit <= 50:
             return _error(400, "Invalid limit")
-        plays = [{"track": t, "played_at_ms": 1_770_000_000_000 - 60_000 * i} for i, t in enumerate(self.recent[:50])]
-        before = int(request.query.get("before", 2**62))
-        page = [p for p in plays if p["played_at_ms"] < before][:limit]
-        items = [{"track": p["track"], "played_at": f"2026-02-02T00:{i:02d}:00Z", "context": None} for i, p in enumerate(page)]
-        older = page and any(p["played_at_ms"] < page[-1]["played_at_ms"] for p in plays)
-        next_url = f"{self.api_url}me/player/recently-played?" + urlencode({"before": page[-1]["played_at_ms"], "limit": limit}) if older else None
-        cursors = {"after": str(page[0]["played_at_ms"]), "before": str(page[-1]["played_at_ms"])} if page else None
+        if "after" in request.query and "before" in request.query:
+            return _error(400, "Only one of after or before may be given")
+        owner = self._token_owner.get(request.headers.get("authorization", "")[len("Bearer "):], "")
+        if owner in self.listener_plays:
+            plays = sorted(self.listener_plays[owner], key=lambda p: -p[0])[:50]
+        else:
+            plays = [(1_770_000_000_000 - 60_000 * i, t) for i, t in enumerate(self.recent[:50])]
+        if "after" in request.query:
+            page = [p for p in plays if p[0] > int(request.query["after"])][:limit]
+        else:
+            page = [p for p in plays if p[0] < int(request.query.get("before", 2**62))][:limit]
+        items = [{"track": track, "played_at": datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                  "context": None} for ms, track in page]
+        older = page and any(p[0] < page[-1][0] for p in plays)
+        next_url = f"{self.api_url}me/player/recently-played?" + urlencode({"before": page[-1][0], "limit": limit}) if older else None
+        cursors = {"after": str(page[0][0]), "before": str(page[-1][0])} if page else None
         return Reply.json({"href": f"{self.api_url}me/player/recently-played", "items": items, "limit": limit,
                            "next": next_url, "cursors": cursors})
 

@@ -456,21 +456,25 @@ def test_read_route_rule_reports_a_get_function_that_may_write(tmp_path: Path, r
     assert problems[0].startswith(reader) and "dynamodb:PutItem, secretsmanager:PutSecretValue" in problems[0]
 
 
+HISTORY_ROUTE = {
+    "Type": "HttpApi",
+    "Properties": {"ApiId": {"Ref": "HttpApi"}, "Method": "POST", "Path": "/users/{userId}/import-test"},
+}
+
+
 def test_write_route_rule_reports_a_route_that_does_not_say_who_may_call_it(
     tmp_path: Path, real_template: dict[str, Any]
 ) -> None:
     writer = _function_with_route(real_template, "PUT")
-    real_template["Resources"][writer]["Properties"]["Events"]["History"] = {
-        "Type": "HttpApi",
-        "Properties": {"ApiId": {"Ref": "HttpApi"}, "Method": "POST", "Path": "/users/{userId}/history"},
-    }
+    real_template["Resources"][writer]["Properties"]["Events"]["History"] = HISTORY_ROUTE
 
     problems = check_write_routes_declare_auth(write_template(tmp_path, real_template), tmp_path)
 
     assert problems == [
-        f"{writer}: route POST /users/{{userId}}/history does not say who may call it; set Auth: Authorizer: AWS_IAM "
-        "for a write to the catalogue or a person's history, or list it in the function's Metadata OpenRoutes for a "
-        "listener route (README, Protected writes)"
+        f"{writer}: route POST /users/{{userId}}/import-test does not say who may call it; give it the protected "
+        "routes' security in the HttpApi's DefinitionBody (as PUT /tracks/{trackId} has) for a write to the catalogue "
+        "or a person's history, or list it in the function's Metadata OpenRoutes for a listener route (README, "
+        "Protected writes)"
     ]
 
 
@@ -485,10 +489,56 @@ def test_write_route_rule_reads_an_event_without_path_and_method_as_the_default_
     problems = check_write_routes_declare_auth(write_template(tmp_path, real_template), tmp_path)
 
     assert problems == [
-        "ApiFunction: route $default does not say who may call it; set Auth: Authorizer: AWS_IAM for a write to the "
-        "catalogue or a person's history, or list it in the function's Metadata OpenRoutes for a listener route "
-        "(README, Protected writes)"
+        "ApiFunction: route $default does not say who may call it; give it the protected routes' security in the "
+        "HttpApi's DefinitionBody (as PUT /tracks/{trackId} has) for a write to the catalogue or a person's history, "
+        "or list it in the function's Metadata OpenRoutes for a listener route (README, Protected writes)"
     ]
+
+
+def test_write_route_rule_refuses_a_literal_authorizer_that_cannot_follow_write_auth(
+    tmp_path: Path, real_template: dict[str, Any]
+) -> None:
+    writer = _function_with_route(real_template, "PUT")
+    event = json.loads(json.dumps(HISTORY_ROUTE))
+    event["Properties"]["Auth"] = {"Authorizer": "AWS_IAM"}
+    real_template["Resources"][writer]["Properties"]["Events"]["History"] = event
+
+    problems = check_write_routes_declare_auth(write_template(tmp_path, real_template), tmp_path)
+
+    assert problems == [
+        f"{writer}: route POST /users/{{userId}}/import-test sets Auth: Authorizer AWS_IAM on its event, which cannot "
+        "follow WriteAuth; give it the protected routes' security in the HttpApi's DefinitionBody instead (README, "
+        "Protected writes)"
+    ]
+
+
+def test_write_route_rule_accepts_a_route_under_the_write_auth_choice_and_reports_one_that_is_not(
+    tmp_path: Path, real_template: dict[str, Any]
+) -> None:
+    writer = _function_with_route(real_template, "PUT")
+    real_template["Resources"][writer]["Properties"]["Events"]["History"] = HISTORY_ROUTE
+    paths = real_template["Resources"]["HttpApi"]["Properties"]["DefinitionBody"]["paths"]
+    paths["/users/{userId}/import-test"] = {"post": json.loads(json.dumps(paths["/tracks/{trackId}"]["put"]))}
+    assert check_write_routes_declare_auth(write_template(tmp_path, real_template), tmp_path) == []
+
+    # IAM whatever WriteAuth says: the JWT choice would not reach this route.
+    paths["/users/{userId}/import-test"]["post"]["security"] = [{"AWS_IAM": []}]
+    problems = check_write_routes_declare_auth(write_template(tmp_path, real_template), tmp_path)
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{writer}: route POST /users/{{userId}}/import-test is not guarded by the WriteAuth "
+                                  "choice: WriteAuth=iam gives Authorizer(kind='AWS_IAM'")
+    assert "WriteAuth=jwt gives Authorizer(kind='AWS_IAM'" in problems[0]
+
+
+def test_write_route_rule_reports_a_definition_body_operation_no_event_routes(
+    tmp_path: Path, real_template: dict[str, Any]
+) -> None:
+    paths = real_template["Resources"]["HttpApi"]["Properties"]["DefinitionBody"]["paths"]
+    paths["/users/{userId}/gone"] = {"post": {"security": [{"AWS_IAM": []}]}}
+
+    problems = check_write_routes_declare_auth(write_template(tmp_path, real_template), tmp_path)
+
+    assert problems == ["HttpApi: DefinitionBody has POST /users/{userId}/gone, which no function's event routes"]
 
 
 def test_write_route_rule_accepts_a_listener_route_listed_as_open_and_reports_a_stale_entry(
