@@ -345,7 +345,8 @@ class TrackTable:
             ExpressionAttributeValues={":p": set(playlists)},
         )
 
-    def _update(self, track_id: str, always: Mapping[str, Any], if_absent: Mapping[str, Any], remove: tuple[str, ...] = ()) -> None:
+    def _update(self, track_id: str, always: Mapping[str, Any], if_absent: Mapping[str, Any], remove: tuple[str, ...] = (),
+                playlists: set[str] | frozenset[str] = frozenset()) -> None:
         names: dict[str, str] = {}
         values: dict[str, Any] = {}
         sets: list[str] = []
@@ -360,6 +361,11 @@ class TrackTable:
             values[f":b{i}"] = value
             sets.append(f"#b{i} = if_not_exists(#b{i}, :b{i})")
         expression = "SET " + ", ".join(sets)
+        if playlists:
+            # Membership is a set to add to, in the same write: one stream record, not two.
+            names["#p"] = "playlists"
+            values[":p"] = set(playlists)
+            expression += " ADD #p :p"
         if remove:
             for i, name in enumerate(remove):
                 names[f"#r{i}"] = name
@@ -389,7 +395,8 @@ class TrackTable:
         descriptors: Descriptors | None = None,
         fallback: TrackRecord | None = None,
     ) -> None:
-        """Store the embedding (and descriptors); metadata from ``fallback`` fills only what the item lacks."""
+        """Store the embedding (and descriptors); metadata from ``fallback`` fills only what the item lacks,
+        and its playlists are added to the item's, in the same write."""
         always: dict[str, Any] = {
             "status": Status.READY.value,
             "embedding": embedding,
@@ -405,13 +412,16 @@ class TrackTable:
             always=always,
             if_absent=self._metadata_defaults(fallback),
             remove=("error",),
+            playlists=fallback.playlists if fallback is not None else frozenset(),
         )
 
     def mark_failed(self, track_id: str, error: str, fallback: TrackRecord | None = None) -> None:
+        """Mark the track failed with the reason; ``fallback`` as for :meth:`mark_ready`."""
         self._update(
             track_id,
             always={"status": Status.FAILED.value, "error": error[:1000], "extracted_at": utc_now_iso()},
             if_absent=self._metadata_defaults(fallback),
+            playlists=fallback.playlists if fallback is not None else frozenset(),
         )
 
     def note_attempt_error(self, track_id: str, error: str) -> None:

@@ -8,7 +8,7 @@ float32 and whose tags are the clip's top MSD tags with mean probabilities.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,13 +110,39 @@ class Embedder:
         return self.embed_patches_many([clip_patches(samples) for samples in clips])
 
     def embed_patches_many(self, per_clip: Sequence[NDArray[np.float32]]) -> list[Embedding | UnembeddableAudioError]:
-        """One embedding per clip's patches, from one pass of all of them through the model; a clip the
-        model cannot place gets its UnembeddableAudioError instead, so the others still stand."""
+        """One embedding per clip's patches, from one pass of all of them through the model."""
+        return list(self.embed_patches_iter(per_clip))
+
+    def embed_patches_iter(self, per_clip: Sequence[NDArray[np.float32]]) -> Iterator[Embedding | UnembeddableAudioError]:
+        """:meth:`embed_patches_many`, each clip's embedding yielded as soon as the chunks holding
+        its patches are through the model, so that a caller can store one clip while the next runs. A clip
+        the model cannot place gets its UnembeddableAudioError instead, so the others still stand.
+
+        The chunks are :meth:`predict`'s: all clips' patches together, ``patches_per_forward`` at a time.
+        """
         if not per_clip:
-            return []
-        taggram, penultimate = self.predict(np.concatenate(per_clip))
+            return
+        patches = np.concatenate(per_clip)
         bounds = np.cumsum([0] + [p.shape[0] for p in per_clip])
-        return [self._summarise_or_error(taggram[a:b], penultimate[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        taggrams: list[NDArray[np.float32]] = []
+        penultimates: list[NDArray[np.float32]] = []
+        done, clip = 0, 0
+        for start in range(0, patches.shape[0], self.patches_per_forward):
+            taggram, penultimate = self.predict(patches[start : start + self.patches_per_forward])
+            taggrams.append(taggram)
+            penultimates.append(penultimate)
+            done += taggram.shape[0]
+            if bounds[clip + 1] > done:
+                continue
+            taggram_so_far, penultimate_so_far = np.concatenate(taggrams), np.concatenate(penultimates)
+            offset = done - taggram_so_far.shape[0]
+            while clip + 1 < len(bounds) and bounds[clip + 1] <= done:
+                a, b = bounds[clip] - offset, bounds[clip + 1] - offset
+                yield self._summarise_or_error(taggram_so_far[a:b], penultimate_so_far[a:b])
+                clip += 1
+            # Keep only the patches of clips not yet summarised.
+            keep = bounds[clip] - offset
+            taggrams, penultimates = [taggram_so_far[keep:]], [penultimate_so_far[keep:]]
 
     def _summarise_or_error(self, taggram: NDArray[np.float32], penultimate: NDArray[np.float32]) -> Embedding | UnembeddableAudioError:
         try:

@@ -1,8 +1,9 @@
 """ExtractorFunction: SQS batches of S3 ObjectCreated events → Tracks items with embeddings.
 
-One model call per SQS batch: every message's previews are downloaded and decoded
-first, then all clips go through the model together and each is described
-(extractor.analysis.analyse_many, the path bench/extract.py measures), then each is written. Partial batch failures: a message whose processing
+One model pass per SQS batch: every message's previews are downloaded and decoded
+first, then all clips go through the model together (extractor.analysis.embed_stream,
+the path bench/extract.py measures), each described and written as soon as the model
+is through with it, while the model runs the next. Partial batch failures: a message whose processing
 raises (throttling, 5xx, a bug) is reported in ``batchItemFailures`` and retried
 alone; audio that can never embed (it does not decode, or the batch's model call gives
 it no finite, non-zero embedding) marks its track failed with the reason, its audio is
@@ -14,6 +15,7 @@ call for the batch; the loop below keeps its contract (failures by message id).
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -93,10 +95,13 @@ def prepare(work: Extraction, batch: Batch, record: SQSRecord) -> None:
 
 
 def extract_batch(work: Extraction, records: list[SQSRecord]) -> Batch:
-    """Every record's previews prepared, embedded in one model call, and written; failures by message id.
+    """Every record's previews prepared, embedded in one model pass, described and written; failures by message id.
 
-    A message fails alone when its own download, decode or write fails; a failed model
-    call fails the messages whose clips it held, and nothing else.
+    Each clip is described and written in a second thread as soon as the model is through
+    with it, while the model runs the next: TensorFlow releases the GIL, and the writes
+    wait on the network. A message fails alone when its own download, decode, description
+    or write fails; a failed model pass fails the messages whose clips it had not finished,
+    and nothing else.
     """
     batch = Batch([record.message_id for record in records])
     for record in records:
@@ -105,20 +110,22 @@ def extract_batch(work: Extraction, records: list[SQSRecord]) -> Batch:
         except Exception:
             batch.fail(record.message_id, "preparing a preview")
     clips = [(message_id, clip) for message_id, clip in batch.clips if message_id not in batch.failed]
-    try:
-        analyses = work.analyse([clip for _, clip in clips])
-    except Exception:
-        for message_id, _ in clips:
-            batch.fail(message_id, "analysing the batch")
-        return batch
-    metrics.add_metric(name="ClipsEmbeddedPerCall", unit=MetricUnit.Count, value=len(clips))
-    for (message_id, clip), analysis in zip(clips, analyses, strict=True):
-        if message_id in batch.failed:
-            continue
+    finishing: list[tuple[str, Future[Outcome]]] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="extractor-finish") as finisher:
         try:
-            _count(work.finish(clip, analysis))
+            for (message_id, clip), embedded in zip(clips, work.embed([clip for _, clip in clips]), strict=True):
+                finishing.append((message_id, finisher.submit(work.finish, clip, embedded)))
         except Exception:
-            batch.fail(message_id, "storing an embedding")
+            for message_id, _ in clips[len(finishing):]:
+                batch.fail(message_id, "embedding the batch")
+        # Outcomes are counted here, in the invocation's thread, where the metrics are flushed.
+        for message_id, outcome in finishing:
+            try:
+                _count(outcome.result())
+            except Exception:
+                batch.fail(message_id, "describing or storing a clip")
+    if clips:
+        metrics.add_metric(name="ClipsEmbeddedPerCall", unit=MetricUnit.Count, value=len(clips))
     return batch
 
 

@@ -1,9 +1,10 @@
 """Preview objects → Tracks updates (embedding, tags, descriptors): the extractor's domain logic, free of Lambda.
 
 A batch goes in three steps: :meth:`Extraction.prepare` downloads and decodes each
-preview (or settles it without the model), :meth:`Extraction.analyse` runs every
-decoded clip through the model in one call and describes each, :meth:`Extraction.finish`
-writes each.
+preview (or settles it without the model), :meth:`Extraction.embed` runs every
+decoded clip through the model in one pass, handing each over as soon as it is
+through, and :meth:`Extraction.finish` describes and writes each (the handler does
+that in a second thread while the model runs the next clips).
 
 The item is written before the audio is deleted, so a crash in between only
 means the object is processed again; a missing object means that already
@@ -15,7 +16,7 @@ retried (transient) or ends in the dead-letter queue.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from aws_lambda_powertools import Logger
@@ -24,7 +25,7 @@ from catalog.keys import parse_preview_key
 from catalog.records import TrackRecord, encode_embedding
 from catalog.storage import AudioStore, TrackTable
 from catalog.storage import record_from_object_metadata as fallback_record
-from extractor.analysis import Analysis, analyse_many
+from extractor.analysis import Embedded, embed_stream
 from extractor.audio import DecodedClip, UndecodableAudioError, check_size, decode_clip
 from extractor.constants import EMBEDDING_DIM
 from extractor.embed import Embedder
@@ -99,28 +100,29 @@ class Extraction:
             return self._fail(track_id, key, exc, fallback)
         return Clip(track_id, key, clip, fallback)
 
-    def analyse(self, clips: Sequence[Clip]) -> list[Analysis | UndecodableAudioError]:
-        """Every clip's embedding from one model call (their patches run through the network together), and its
-        descriptors; a clip the model cannot place gets its error in its place, for :meth:`finish` to record."""
+    def embed(self, clips: Sequence[Clip]) -> Iterator[Embedded]:
+        """Every clip through the model in one pass (their patches run through the network together),
+        each as soon as it is through. A failed pass notes its error on every clip's pending item."""
         try:
-            return analyse_many(self.embedder(), [clip.audio for clip in clips]) if clips else []
+            yield from embed_stream(self.embedder(), [clip.audio for clip in clips]) if clips else ()
         except Exception as exc:
             for clip in clips:
                 self._note(clip.track_id, exc)
             raise
 
-    def finish(self, clip: Clip, analysis: Analysis | UndecodableAudioError) -> Outcome:
-        """Write the embedding and descriptors into the track's item, then delete the audio; or, for audio
-        the model could not place, mark the track failed with the reason."""
+    def finish(self, clip: Clip, embedded: Embedded) -> Outcome:
+        """Describe the clip, write the embedding and descriptors into the track's item, then delete the audio;
+        or, for audio the model could not place, mark the track failed with the reason."""
         try:
-            if isinstance(analysis, UndecodableAudioError):
-                return self._fail(clip.track_id, clip.key, analysis, clip.fallback)
-            return self._ready(clip, analysis)
+            if isinstance(embedded.embedding, UndecodableAudioError):
+                return self._fail(clip.track_id, clip.key, embedded.embedding, clip.fallback)
+            return self._ready(clip, embedded)
         except Exception as exc:
             self._note(clip.track_id, exc)
             raise
 
-    def _ready(self, clip: Clip, analysis: Analysis) -> Outcome:
+    def _ready(self, clip: Clip, embedded: Embedded) -> Outcome:
+        analysis = embedded.analysis()
         embedding = analysis.embedding
         self.table.mark_ready(
             clip.track_id,
@@ -131,8 +133,6 @@ class Extraction:
             descriptors=analysis.descriptors,
             fallback=clip.fallback,
         )
-        # mark_ready fills metadata only; playlist membership is a set to add to.
-        self.table.add_playlists(clip.track_id, clip.fallback.playlists)
         self.store.delete(clip.key)
         logger.info(
             "track ready",
@@ -145,7 +145,6 @@ class Extraction:
 
     def _fail(self, track_id: str, key: str, exc: UndecodableAudioError, fallback: TrackRecord) -> Outcome:
         self.table.mark_failed(track_id, f"{type(exc).__name__}: {exc}", fallback)
-        self.table.add_playlists(track_id, fallback.playlists)
         self.store.delete(key)
         logger.warning("track failed: audio cannot be embedded", extra={"track_id": track_id, "error": str(exc)})
         return Outcome.FAILED

@@ -115,6 +115,25 @@ def test_mark_ready_keeps_crawled_metadata_and_fills_only_what_is_missing(table:
     np.testing.assert_allclose(stored.vector(), [1, 0, 0])
 
 
+def test_mark_ready_adds_the_fallbacks_playlists_in_the_same_single_write(table: TrackTable, monkeypatch) -> None:
+    table.put_pending(TrackRecord(track_id="t1", source=Source.SPOTIFY, title="Crawled", playlists={"p1"}))
+    writes: list[str] = []
+    real_update = table.table.update_item
+
+    def update_item(**kwargs):
+        writes.append(kwargs["UpdateExpression"])
+        return real_update(**kwargs)
+
+    monkeypatch.setattr(table.table, "update_item", update_item)
+    fallback = TrackRecord(track_id="t1", source=Source.SPOTIFY, playlists={"p2", "p3"})
+    table.mark_ready("t1", embedding=encode_embedding([1, 0]), dim=2, model="m", tags={}, fallback=fallback)
+    table.mark_failed("t2", "audio is silent", fallback=TrackRecord(track_id="t2", source=Source.LOCAL, playlists={"p4"}))
+
+    assert len(writes) == 2 and all(" ADD #p :p" in expression for expression in writes)
+    assert table.get("t1").playlists == {"p1", "p2", "p3"} and table.get("t1").status is Status.READY
+    assert table.get("t2").playlists == {"p4"}
+
+
 def test_mark_failed_creates_the_item_from_object_metadata_when_the_crawl_record_is_missing(table: TrackTable) -> None:
     fallback = TrackRecord(track_id="t9", source=Source.LOCAL, title="From metadata")
     table.mark_failed("t9", "audio is silent", fallback=fallback)

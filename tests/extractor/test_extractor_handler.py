@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -298,13 +299,13 @@ def test_a_batch_is_embedded_in_one_model_call_and_a_failure_is_mapped_to_its_ow
     monkeypatch.setattr(store, "get", get)
     model = handler.embedder()
     calls: list[int] = []
-    real_embed_patches_many = model.embed_patches_many
+    real_embed_patches_iter = model.embed_patches_iter
 
-    def embed_patches_many(per_clip):
+    def embed_patches_iter(per_clip):
         calls.append(len(per_clip))
-        return real_embed_patches_many(per_clip)
+        return real_embed_patches_iter(per_clip)
 
-    monkeypatch.setattr(model, "embed_patches_many", embed_patches_many)
+    monkeypatch.setattr(model, "embed_patches_iter", embed_patches_iter)
 
     response = handler.lambda_handler(sqs_event(first, throttled, third), lambda_context)
 
@@ -318,6 +319,39 @@ def test_a_batch_is_embedded_in_one_model_call_and_a_failure_is_mapped_to_its_ow
 
 
 @pytest.mark.model
+def test_a_clip_is_described_and_stored_while_the_model_runs_the_next(aws, lambda_context, monkeypatch) -> None:
+    crawl(aws, track(SPOTIFY_ID))
+    crawl(aws, track(OTHER_ID))
+    first = upload(aws, track(SPOTIFY_ID), encode(drum_groove(4.0, seed=3), "mp3"))
+    second = upload(aws, track(OTHER_ID), encode(string_pad(4.0, seed=4), "mp3"))
+    model = handler.embedder()
+    work = handler.extraction()
+    # A 4 s clip is one patch: one chunk per clip, so the second clip's chunk runs after the first is handed over.
+    monkeypatch.setattr(model, "patches_per_forward", 1)
+    finishing_started = threading.Event()
+    forwards: list[bool] = []
+    real_predict, real_finish = model.predict, work.finish
+
+    def predict(patches):
+        # The second chunk waits (bounded) for the first clip's write to have begun beside it.
+        forwards.append(finishing_started.wait(timeout=30) if forwards else True)
+        return real_predict(patches)
+
+    def finish(clip, embedded):
+        finishing_started.set()
+        return real_finish(clip, embedded)
+
+    monkeypatch.setattr(model, "predict", predict)
+    monkeypatch.setattr(work, "finish", finish)
+
+    response = handler.lambda_handler(sqs_event(first, second), lambda_context)
+
+    assert failures(response) == set()
+    assert forwards == [True, True], "the first clip was stored while the second ran through the model"
+    assert [aws.item(t)["status"] for t in (SPOTIFY_ID, OTHER_ID)] == ["ready", "ready"]
+
+
+@pytest.mark.model
 def test_a_failed_model_call_fails_exactly_the_messages_whose_clips_it_held(aws, lambda_context, monkeypatch) -> None:
     crawl(aws, track(SPOTIFY_ID))
     crawl(aws, track(OTHER_ID))
@@ -328,7 +362,7 @@ def test_a_failed_model_call_fails_exactly_the_messages_whose_clips_it_held(aws,
     def broken(clips):
         raise RuntimeError("ResourceExhaustedError: OOM when allocating tensor")
 
-    monkeypatch.setattr(handler.embedder(), "embed_patches_many", broken)
+    monkeypatch.setattr(handler.embedder(), "embed_patches_iter", broken)
 
     response = handler.lambda_handler(sqs_event(clip, undecodable, test_event), lambda_context)
 
@@ -360,6 +394,7 @@ def test_clips_the_batch_model_call_cannot_place_fail_alone_with_the_reason_and_
 
     model = object.__new__(Embedder)
     model.model_id = MODEL_ID
+    model.patches_per_forward = 10_000  # every patch of the batch in one forward pass
     monkeypatch.setattr(model, "predict", predict)
     monkeypatch.setattr(handler.extraction(), "embedder", lambda: model)
 

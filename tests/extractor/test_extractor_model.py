@@ -115,6 +115,29 @@ def test_batched_clips_embed_as_they_do_one_at_a_time(embedder, pieces) -> None:
         assert list(batched.tags) == list(alone.tags)
 
 
+def test_each_clip_of_a_batch_is_handed_over_as_soon_as_its_chunks_are_through(embedder, pieces, monkeypatch) -> None:
+    # Chunks of 3 patches over clips of 2, 4 and 1 patches: clip 0 is complete after chunk 1,
+    # clip 1 after chunk 2 and clip 2 with it.
+    per_clip = [clip_patches(pieces[name])[:count] for name, count in (("drums", 2), ("pad", 4), ("riff", 1))]
+    monkeypatch.setattr(embedder, "patches_per_forward", 3)
+    forwards: list[int] = []
+    real_predict = embedder.predict
+
+    def predict(patches):
+        forwards.append(patches.shape[0])
+        return real_predict(patches)
+
+    monkeypatch.setattr(embedder, "predict", predict)
+    handed_over = [(len(forwards), embedding) for embedding in embedder.embed_patches_iter(per_clip)]
+
+    assert forwards == [3, 3, 1]
+    assert [after for after, _ in handed_over] == [1, 2, 3]
+    for patches, (_, streamed) in zip(per_clip, handed_over, strict=True):
+        alone = embedder.embed_patches(patches)
+        np.testing.assert_allclose(streamed.vector, alone.vector, atol=1e-5)
+        assert list(streamed.tags) == list(alone.tags)
+
+
 def test_long_input_runs_in_bounded_chunks_with_the_same_result(embedder, pieces) -> None:
     from extractor.embed import Embedder
 
