@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 REQUIREMENTS := requirements-dev.txt requirements-nodeps.txt crawler/requirements.txt \
 	extractor/requirements.txt extractor/requirements-nodeps.txt \
 	annoy_service/requirements.txt api/requirements.txt api/requirements-index.txt \
-	history/requirements.txt history/requirements-import.txt
+	dead_letters/requirements.txt history/requirements.txt history/requirements-import.txt
 PORT ?= 8080
 PLAYLIST ?=
 FULL ?=
@@ -114,10 +114,11 @@ STAGE_ROOT := build/stage
 # Wheels of sdist-only dependencies built for Lambda (make lambda-wheels); copied into each stage.
 LAMBDA_WHEELS := build/wheels
 LAMBDA_BUILD_IMAGE := public.ecr.aws/sam/build-python3.12
-ZIP_FUNCTIONS := CrawlerFunction AnnoyServiceFunction ApiFunction ApiWriteFunction ListenerFeedFunction
+ZIP_FUNCTIONS := CrawlerFunction AnnoyServiceFunction ApiFunction ApiWriteFunction ExtractDeadLetterFunction ListenerFeedFunction
 # Packages each zip function's handler imports, besides catalog/ (which all of them import).
 PACKAGES_CrawlerFunction := crawler
 PACKAGES_AnnoyServiceFunction := annoy_service
+PACKAGES_ExtractDeadLetterFunction := dead_letters
 # One code package behind two functions (read routes, write routes): see template.yaml.
 # GET /tracks/{trackId}/audio resolves previews with the crawler's Spotify and Deezer clients;
 # POST /users/{userId}/history imports with history's parser and matcher (not its trainer).

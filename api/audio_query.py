@@ -25,6 +25,7 @@ from api.recommend import track_summary
 from api.served import ServedIndex
 from extractor.audio import (
     DecodedClip,
+    OutOfRangeAudioError,
     SilentAudioError,
     TooShortAudioError,
     UndecodableAudioError,
@@ -162,7 +163,7 @@ def decode_upload(body: bytes, limits: UploadLimits) -> tuple[DecodedClip, float
     """(the clip's first ``max_seconds``, decoded as the extractor decodes; the upload's full duration in s)."""
     try:
         clip = decode_clip(body)
-    except (TooShortAudioError, SilentAudioError) as exc:
+    except (TooShortAudioError, SilentAudioError, OutOfRangeAudioError) as exc:
         raise UnembeddableAudioError(str(exc)) from None
     except UndecodableAudioError:
         raise NotAudioError("the body could not be decoded as audio (mp3, wav, ogg or flac expected)") from None

@@ -13,7 +13,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from api.app import create_app
+from api.app import create_app, resolve
 from api.routes import by_audio
 
 logger = Logger()
@@ -22,4 +22,4 @@ app = create_app(by_audio.router)
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return resolve(app, event, context)

@@ -14,7 +14,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from threadpoolctl import threadpool_limits
 
-from api.app import create_app
+from api.app import create_app, resolve
 from api.routes import history, path, playlists, recommendations, search, service, stations, tracks, users, web
 
 # The exact search over the index delta is one small matrix-vector product per request: a second
@@ -39,4 +39,4 @@ app = create_app(
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return resolve(app, event, context)

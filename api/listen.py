@@ -24,7 +24,7 @@ from api.constants import LISTEN_URL_TTL_S_DEFAULT
 from api.errors import ApiError
 from catalog.keys import local_track_id
 from catalog.records import PreviewSource, Source, TrackRecord
-from catalog.settings import env_float, env_str
+from catalog.settings import NotConfiguredError, env_float, env_str
 from catalog.storage import signing_client
 from crawler.settings import CrawlerSettings, InsecureEndpointError, check_url, host_allowed
 
@@ -60,7 +60,7 @@ class PreviewLookup(Protocol):
 
 
 class UpstreamError(RuntimeError):
-    """A music service could not be asked (unreachable, error answer, no credentials)."""
+    """A music service could not be asked (unreachable, error answer); missing credentials are a NotConfiguredError."""
 
 
 class CrawlerLookup:
@@ -83,10 +83,12 @@ class CrawlerLookup:
         return self._spotify
 
     def spotify_preview(self, track_id: str) -> str:
-        from crawler.spotify import SpotifyError
+        from crawler.spotify import SpotifyConfigError, SpotifyError
 
         try:
             track = self._catalog().track(track_id)
+        except SpotifyConfigError:
+            raise  # no or refused credentials: this deployment's to fix (a NotConfiguredError), not Spotify's
         except SpotifyError as exc:
             raise UpstreamError(str(exc)) from exc
         return (track.preview_url or "") if track else ""
@@ -163,9 +165,15 @@ def _streamed(record: TrackRecord, lookup: PreviewLookup) -> Redirect:
     if record.isrc:
         candidates.append(("deezer", lambda: lookup.deezer_preview_by_isrc(record.isrc)))
     failures = 0
+    not_configured: NotConfiguredError | None = None
     for source, resolve in candidates:
         try:
             url = resolve()
+        except NotConfiguredError as exc:
+            # Another service may still have the preview; if none has, the setting is what to fix.
+            logger.warning("preview lookup not configured", extra={"source": source, "setting": exc.setting})
+            not_configured = exc
+            continue
         except UpstreamError as exc:
             logger.warning("preview lookup failed", extra={"source": source, "error": str(exc)})
             failures += 1
@@ -174,6 +182,8 @@ def _streamed(record: TrackRecord, lookup: PreviewLookup) -> Redirect:
             return Redirect(url)
         if url:
             logger.warning("preview URL refused: host not on the allow-list", extra={"source": source})
+    if not_configured is not None:
+        raise not_configured  # api.app answers it: 503 not_configured naming the setting
     if failures and failures == len(candidates):
         raise ApiError(502, "preview_unavailable", "the music services could not be reached for a preview; try again later")
     raise ApiError(404, "no_preview", "no playable preview of this track can be found on Spotify or Deezer")

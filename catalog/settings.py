@@ -10,13 +10,22 @@ from __future__ import annotations
 import os
 
 
-class MissingSettingError(RuntimeError):
+class NotConfiguredError(RuntimeError):
+    """A setting the operator must provide is missing; ``setting`` names it (never a secret's value)."""
+
+    def __init__(self, message: str, setting: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+class MissingSettingError(NotConfiguredError):
     """A required environment variable is not set."""
 
     def __init__(self, name: str) -> None:
         super().__init__(
             f"environment variable {name} is not set; it comes from template.yaml in AWS "
-            f"and from the local stack (config/local.env) on this machine"
+            f"and from the local stack (config/local.env) on this machine",
+            setting=name,
         )
         self.name = name
 

@@ -7,6 +7,8 @@ talks to AWS and to the local moto server without a branch.
 from __future__ import annotations
 
 import json
+import logging
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -16,17 +18,25 @@ from urllib.parse import quote, unquote
 import boto3
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.config import Config
-from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from catalog.descriptors import Descriptors
-from catalog.keys import deezer_number, listen_key, preview_key
+from catalog.keys import LOCAL_ID_PREFIX, deezer_number, listen_key, preview_key
 from catalog.records import Source, Status, TrackRecord, tags_to_item, utc_now_iso
 
 # Tracks' global secondary index on isrc (template.yaml): one catalogue entry per recording.
 ISRC_INDEX = "isrc-index"
 
-_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
+DEFAULT_MAX_ATTEMPTS = 6
+logger = logging.getLogger(__name__)
+
+
+def _client_config() -> Config:
+    # AWS_MAX_ATTEMPTS (boto's own variable: total attempts) shortens the retries where waiting is pointless.
+    attempts = int(os.environ.get("AWS_MAX_ATTEMPTS", "").strip() or DEFAULT_MAX_ATTEMPTS)
+    return Config(retries={"mode": "standard", "total_max_attempts": attempts}, connect_timeout=5, read_timeout=60)
+
 
 # Transient errors: the message or batch that met one is retried, not marked failed.
 TRANSIENT_ERROR_CODES = frozenset(
@@ -48,18 +58,18 @@ TRANSIENT_ERROR_CODES = frozenset(
 @cache
 def client(service: str) -> Any:
     """One boto3 client per service and process (clients are thread-safe)."""
-    return boto3.session.Session().client(service, config=_CLIENT_CONFIG)
+    return boto3.session.Session().client(service, config=_client_config())
 
 
 @cache
 def signing_client() -> Any:
     """An S3 client for presigned URLs: SigV4, so a URL's lifetime is its X-Amz-Expires."""
-    return boto3.session.Session().client("s3", config=_CLIENT_CONFIG.merge(Config(signature_version="s3v4")))
+    return boto3.session.Session().client("s3", config=_client_config().merge(Config(signature_version="s3v4")))
 
 
 @cache
 def resource(service: str) -> Any:
-    return boto3.session.Session().resource(service, config=_CLIENT_CONFIG)
+    return boto3.session.Session().resource(service, config=_client_config())
 
 
 def error_code(exc: BaseException) -> str:
@@ -131,6 +141,17 @@ def decode_object_metadata(metadata: Mapping[str, str]) -> dict[str, Any]:
 
 
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+def record_from_object_metadata(track_id: str, metadata: Mapping[str, str]) -> TrackRecord:
+    """The track as a preview object's metadata describes it, for an item that may not exist yet."""
+    guessed_source = Source.LOCAL if track_id.startswith(LOCAL_ID_PREFIX) else Source.SPOTIFY
+    values = {"source": guessed_source, **decode_object_metadata(metadata), "track_id": track_id}
+    try:
+        return TrackRecord(**values)
+    except ValueError as exc:
+        logger.warning("object metadata of %s does not describe a track (%s); keeping only its id", track_id, exc)
+        return TrackRecord(track_id=track_id, source=guessed_source)
 
 
 @dataclass(frozen=True)
@@ -402,6 +423,24 @@ class TrackTable:
             if_absent=self._metadata_defaults(fallback),
             playlists=fallback.playlists if fallback is not None else frozenset(),
         )
+
+    def note_attempt_error(self, track_id: str, error: str) -> None:
+        """Record why an attempt on a pending track failed (it will be retried); best effort.
+
+        Never overwrites a settled (ready or failed) item, and never raises: the original
+        error is what the caller reports.
+        """
+        try:
+            self.table.update_item(
+                Key={"track_id": track_id},
+                UpdateExpression="SET #e = :e",
+                ConditionExpression=Attr("status").eq(Status.PENDING.value),
+                ExpressionAttributeNames={"#e": "error"},
+                ExpressionAttributeValues={":e": error[:1000]},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                logger.warning("could not note the attempt's error on %s: %s", track_id, type(exc).__name__)
 
     def scan(self, segment: int = 0, total_segments: int = 1, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Every item of one parallel-scan segment, page by page."""

@@ -7,7 +7,8 @@ Every remote reference kind is accepted: Spotify playlists, spotify:me:…, and 
 
 CrawlQueue (PUT /tracks/{trackId}): each message asks for one track (a Spotify id, or dz-
 and a Deezer id). A track the service does not know or that has no preview anywhere is
-marked failed with the reason (GET /tracks/{trackId} shows it); an error that may pass
+marked failed with the reason (GET /tracks/{trackId} shows it), as is one that needs a
+setting this deployment lacks ("not_configured: set ..."); an error that may pass
 (a rate limit, a 5xx, throttling) fails the message, which SQS retries and then moves to
 CrawlDLQ.
 """
@@ -27,7 +28,7 @@ from catalog.crawl_requests import BadCrawlRequestError, CrawlRequest
 from catalog.ingest import IngestStatus
 from catalog.keys import deezer_number
 from catalog.records import Source, TrackRecord
-from catalog.settings import env_int, require_env
+from catalog.settings import NotConfiguredError, env_int, require_env
 from crawler.deezer import is_deezer_ref
 from crawler.pipeline import SOURCE_FORMS, CrawlSummary, crawl_sources, default_crawler, ingest_track
 from crawler.spotify import is_library_ref, is_playlist_ref
@@ -40,6 +41,8 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 SQS_EVENT_SOURCE = "aws:sqs"
 
 NO_PLAYLISTS = "none"
+# The reason a crawl request fails with when this deployment lacks a setting (README, PUT /tracks).
+NOT_CONFIGURED = "not_configured"
 PARAMETER_MAX_AGE_S = env_int("PLAYLISTS_PARAM_MAX_AGE_S", 60)
 
 
@@ -87,11 +90,19 @@ def crawl_request_handler(record: SQSRecord) -> None:
     except BadCrawlRequestError:
         logger.warning("dropping a CrawlQueue message that is not a crawl request", extra={"id": record.message_id})
         return
-    outcome = ingest_track(request.track_id)
-    metrics.add_metric(f"CrawlRequest_{outcome.status}", MetricUnit.Count, 1)
     # The item may not exist yet (the API records the request after queueing it): say what it is.
     source = Source.DEEZER if deezer_number(request.track_id) is not None else Source.SPOTIFY
     fallback = TrackRecord(request.track_id, source)
+    try:
+        outcome = ingest_track(request.track_id)
+    except NotConfiguredError as exc:
+        # No or refused credentials: retrying cannot help until the operator sets them, and a PUT
+        # after that queues the failed track again. The reason names the setting, never a value.
+        logger.warning("crawl request failed: not configured", extra={"track_id": request.track_id, "setting": exc.setting})
+        metrics.add_metric("CrawlRequest_not_configured", MetricUnit.Count, 1)
+        default_crawler().table.mark_failed(request.track_id, f"{NOT_CONFIGURED}: set {exc.setting}", fallback)
+        return
+    metrics.add_metric(f"CrawlRequest_{outcome.status}", MetricUnit.Count, 1)
     if outcome.status in (IngestStatus.NOT_FOUND, IngestStatus.NO_PREVIEW):
         default_crawler().table.mark_failed(request.track_id, outcome.message, fallback)
     elif outcome.track_id != request.track_id:

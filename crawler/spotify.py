@@ -34,7 +34,7 @@ import spotipy
 from spotipy.cache_handler import CacheHandler, MemoryCacheHandler
 from spotipy.exceptions import SpotifyException, SpotifyOauthError
 
-from catalog.settings import env_str
+from catalog.settings import NotConfiguredError, env_str
 from catalog.storage import client, error_code
 from crawler.download import pooled_session
 from crawler.settings import CrawlerSettings
@@ -73,8 +73,11 @@ class SpotifyError(RuntimeError):
     """Spotify could not give what was asked; the message says why and what to do."""
 
 
-class SpotifyConfigError(SpotifyError):
-    """Credentials are missing or unusable."""
+class SpotifyConfigError(SpotifyError, NotConfiguredError):
+    """Credentials are missing or unusable: the operator's to fix, not Spotify's."""
+
+    def __init__(self, message: str, setting: str = "the Spotify credentials (SPOTIFY_SECRET_ID; locally make spotify-login)") -> None:
+        super().__init__(message, setting)
 
 
 class PlaylistUnavailableError(SpotifyError):
@@ -126,12 +129,17 @@ def is_spotify_track_id(value: str) -> bool:
 class CredentialStore(Protocol):
     """Where {"client_id", "client_secret", "refresh_token"?, "token_info"?} lives."""
 
+    # Where an operator sets the credentials, as an API error may name it.
+    setting: str
+
     def load(self) -> dict[str, Any]: ...
 
     def save(self, values: dict[str, Any]) -> None: ...
 
 
 class SecretsManagerStore:
+    setting = "client_id and client_secret in the Spotify secret (SPOTIFY_SECRET_ID)"
+
     def __init__(self, secret_id: str, secretsmanager: Any | None = None) -> None:
         self.secret_id = secret_id
         self.sm = secretsmanager or client("secretsmanager")
@@ -141,7 +149,8 @@ class SecretsManagerStore:
             raw = self.sm.get_secret_value(SecretId=self.secret_id)["SecretString"]
         except Exception as exc:
             if error_code(exc) == "ResourceNotFoundException":
-                raise SpotifyConfigError(f"Spotify secret {self.secret_id} does not exist") from None
+                raise SpotifyConfigError(f"Spotify secret {self.secret_id} does not exist",
+                                                setting="the Spotify secret (SPOTIFY_SECRET_ID)") from None
             raise
         try:
             values = json.loads(raw)
@@ -160,6 +169,8 @@ class SecretsManagerStore:
 
 class LocalFileStore:
     """.local/spotify.json (git-ignored); SPOTIFY_CLIENT_ID / SPOTIFY_CLIENT_SECRET override the file."""
+
+    setting = "SPOTIFY_CLIENT_ID and SPOTIFY_CLIENT_SECRET"
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -250,7 +261,8 @@ def _app_credentials(values: dict[str, Any], store: CredentialStore) -> tuple[st
         raise SpotifyConfigError(
             f"no Spotify client_id / client_secret in {store}: create an app at "
             "https://developer.spotify.com/dashboard and store them there "
-            "(locally: SPOTIFY_CLIENT_ID / SPOTIFY_CLIENT_SECRET)"
+            "(locally: SPOTIFY_CLIENT_ID / SPOTIFY_CLIENT_SECRET)",
+            setting=store.setting,
         )
     return client_id, client_secret
 

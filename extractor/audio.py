@@ -17,6 +17,8 @@ from numpy.typing import NDArray
 
 from extractor.constants import (
     MAX_AUDIO_BYTES,
+    MAX_PEAK_AMPLITUDE,
+    MAX_PEAK_DBFS,
     MIN_DURATION_S,
     MIN_SAMPLES,
     SAMPLE_RATE_HZ,
@@ -48,6 +50,14 @@ class SilentAudioError(UndecodableAudioError):
     """Nothing audible: the embedding of silence says nothing about music."""
 
 
+class OutOfRangeAudioError(UndecodableAudioError):
+    """Samples far beyond full scale: no recording sounds like that, and the features overflow."""
+
+
+class UnembeddableAudioError(UndecodableAudioError):
+    """The model made no finite, non-zero embedding of the audio; the same audio would fail again."""
+
+
 def check_size(n_bytes: int) -> None:
     """Raise for sizes no decoder should be asked to handle."""
     if n_bytes <= 0:
@@ -77,7 +87,10 @@ def decode_clip(data: bytes) -> DecodedClip:
     check_size(len(data))
     try:
         frames, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+    except sf.LibsndfileError as exc:
+        # str(exc) names the file object ("Error opening <_io.BytesIO object at 0x…>"); the reason alone says it.
+        raise UndecodableAudioError(f"cannot decode audio (mp3, ogg, wav or flac expected): {exc.error_string}") from exc
+    except (RuntimeError, TypeError, ValueError) as exc:
         raise UndecodableAudioError(f"cannot decode audio (mp3, ogg, wav or flac expected): {exc}") from exc
     if frames.shape[0] == 0:
         raise EmptyAudioError("audio holds no samples")
@@ -108,3 +121,7 @@ def check_samples(samples: NDArray[np.float32]) -> None:
     if peak < SILENCE_PEAK_AMPLITUDE:
         level = "-inf" if peak == 0 else f"{20 * np.log10(peak):.1f}"
         raise SilentAudioError(f"audio is silent (peak {level} dBFS, below {SILENCE_PEAK_DBFS:g} dBFS)")
+    if peak > MAX_PEAK_AMPLITUDE:
+        raise OutOfRangeAudioError(
+            f"audio peaks at {20 * np.log10(peak):+.0f} dBFS, beyond the {MAX_PEAK_DBFS:+g} dBFS that float audio may reach"
+        )

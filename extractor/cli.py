@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from functools import cache
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from extractor.audio import UndecodableAudioError
     from extractor.embed import Embedder
 
-    embedder = Embedder()
+    embedder = cache(Embedder)  # built on the first file that decodes: bad files alone need no model
     failed = 0
     for number, path in enumerate(args.files, start=1):
         try:

@@ -25,6 +25,10 @@ MAX_AUDIO_BYTES = 20 * 1024 * 1024
 # A clip whose loudest sample stays below this is silence (or a broken encode), not music.
 SILENCE_PEAK_DBFS = -60.0
 SILENCE_PEAK_AMPLITUDE = 10 ** (SILENCE_PEAK_DBFS / 20)
+# Float audio may go a little past full scale; a peak beyond this is not a recording, and its
+# power spectrum overflows float32 (at +600 dBFS, amplitude 1e30, every feature is inf).
+MAX_PEAK_DBFS = 60.0
+MAX_PEAK_AMPLITUDE = 10 ** (MAX_PEAK_DBFS / 20)
 
 # -- model ------------------------------------------------------------------------------
 WEIGHTS_PACKAGE = "musicnn"

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from catalog.model import MODEL_ID, configured_model_id
 from catalog.records import l2_normalise
-from extractor.audio import check_samples, check_size, decode
+from extractor.audio import UnembeddableAudioError, check_samples, check_size, decode
 from extractor.constants import EMBEDDING_DIM, MSD_TAGS, N_MELS, PATCH_FRAMES, PATCHES_PER_FORWARD, TOP_TAGS
 from extractor.features import clip_patches
 from extractor.model import PENULTIMATE, TAGGRAM, build_model, load_weights
@@ -78,7 +78,11 @@ class Embedder:
         return np.concatenate(taggrams), np.concatenate(penultimates)
 
     def _summarise(self, taggram: NDArray[np.float32], penultimate: NDArray[np.float32]) -> Embedding:
-        vector = l2_normalise(penultimate.mean(axis=0, dtype=np.float64))
+        mean = penultimate.mean(axis=0, dtype=np.float64)
+        if not np.all(np.isfinite(mean)) or not np.any(mean):
+            # Whatever got the audio this far, the model cannot place it: a property of the audio, not a retry.
+            raise UnembeddableAudioError("the model gave no finite, non-zero embedding for this audio")
+        vector = l2_normalise(mean)
         if vector.shape != (EMBEDDING_DIM,):
             raise ValueError(f"embedding has {vector.shape[0]} values, expected {EMBEDDING_DIM}")
         return Embedding(vector=vector, tags=top_tags(taggram.mean(axis=0)), model=self.model_id)
@@ -99,19 +103,20 @@ class Embedder:
         check_size(os.path.getsize(path))
         return self.embed_bytes(Path(path).read_bytes())
 
-    def embed_many(self, clips: Sequence[NDArray[np.float32]]) -> list[Embedding]:
+    def embed_many(self, clips: Sequence[NDArray[np.float32]]) -> list[Embedding | UnembeddableAudioError]:
         """Embed several clips of 16 kHz samples with their patches run through the model together."""
         for samples in clips:
             check_samples(samples)
         return self.embed_patches_many([clip_patches(samples) for samples in clips])
 
-    def embed_patches_many(self, per_clip: Sequence[NDArray[np.float32]]) -> list[Embedding]:
+    def embed_patches_many(self, per_clip: Sequence[NDArray[np.float32]]) -> list[Embedding | UnembeddableAudioError]:
         """One embedding per clip's patches, from one pass of all of them through the model."""
         return list(self.embed_patches_iter(per_clip))
 
-    def embed_patches_iter(self, per_clip: Sequence[NDArray[np.float32]]) -> Iterator[Embedding]:
+    def embed_patches_iter(self, per_clip: Sequence[NDArray[np.float32]]) -> Iterator[Embedding | UnembeddableAudioError]:
         """:meth:`embed_patches_many`, each clip's embedding yielded as soon as the chunks holding
-        its patches are through the model, so that a caller can store one clip while the next runs.
+        its patches are through the model, so that a caller can store one clip while the next runs. A clip
+        the model cannot place gets its UnembeddableAudioError instead, so the others still stand.
 
         The chunks are :meth:`predict`'s: all clips' patches together, ``patches_per_forward`` at a time.
         """
@@ -133,8 +138,14 @@ class Embedder:
             offset = done - taggram_so_far.shape[0]
             while clip + 1 < len(bounds) and bounds[clip + 1] <= done:
                 a, b = bounds[clip] - offset, bounds[clip + 1] - offset
-                yield self._summarise(taggram_so_far[a:b], penultimate_so_far[a:b])
+                yield self._summarise_or_error(taggram_so_far[a:b], penultimate_so_far[a:b])
                 clip += 1
             # Keep only the patches of clips not yet summarised.
             keep = bounds[clip] - offset
             taggrams, penultimates = [taggram_so_far[keep:]], [penultimate_so_far[keep:]]
+
+    def _summarise_or_error(self, taggram: NDArray[np.float32], penultimate: NDArray[np.float32]) -> Embedding | UnembeddableAudioError:
+        try:
+            return self._summarise(taggram, penultimate)
+        except UnembeddableAudioError as exc:
+            return exc

@@ -5,34 +5,31 @@ first, then all clips go through the model together (extractor.analysis.embed_st
 the path bench/extract.py measures), each described and written as soon as the model
 is through with it, while the model runs the next. Partial batch failures: a message whose processing
 raises (throttling, 5xx, a bug) is reported in ``batchItemFailures`` and retried
-alone; audio that can never embed is marked failed and its message succeeds.
+alone; audio that can never embed (it does not decode, or the batch's model call gives
+it no finite, non-zero embedding) marks its track failed with the reason, its audio is
+deleted, its message succeeds and the rest of the batch goes on.
 Powertools' BatchProcessor hands records over one at a time, so it cannot make one model
 call for the batch; the loop below keeps its contract (failures by message id).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
-from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from catalog.s3_events import created_objects
 from catalog.settings import require_env
 from catalog.storage import AudioStore, TrackTable
 from extractor.embed import Embedder
 from extractor.pipeline import Clip, Extraction, Outcome
-
-S3_TEST_EVENT = "s3:TestEvent"
-OBJECT_CREATED_PREFIX = "ObjectCreated:"
 
 logger = Logger()
 metrics = Metrics()
@@ -63,33 +60,6 @@ def extraction() -> Extraction:
         table=TrackTable(require_env("TRACKS_TABLE")),
         embedder=embedder,
     )
-
-
-@dataclass(frozen=True)
-class CreatedObject:
-    bucket: str
-    key: str
-    size: int | None
-
-
-def created_objects(body: str) -> list[CreatedObject]:
-    """The objects an S3 notification (an SQS message body) announces; none for S3's test event."""
-    message = json.loads(body)
-    if message.get("Event") == S3_TEST_EVENT:
-        return []
-    objects = []
-    for record in S3Event(message).records:
-        if not record.event_name.startswith(OBJECT_CREATED_PREFIX):
-            continue
-        obj = record.s3.get_object
-        objects.append(
-            CreatedObject(
-                bucket=record.s3.bucket.name,
-                key=unquote_plus(obj.key),
-                size=int(obj["size"]) if obj.get("size") is not None else None,
-            )
-        )
-    return objects
 
 
 @dataclass

@@ -16,21 +16,21 @@ retried (transient) or ends in the dead-letter queue.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from aws_lambda_powertools import Logger
 
-from catalog.keys import LOCAL_ID_PREFIX, parse_preview_key
-from catalog.records import Source, TrackRecord, encode_embedding
-from catalog.storage import AudioStore, TrackTable, decode_object_metadata
+from catalog.keys import parse_preview_key
+from catalog.records import TrackRecord, encode_embedding
+from catalog.storage import AudioStore, TrackTable
+from catalog.storage import record_from_object_metadata as fallback_record
 from extractor.analysis import Embedded, embed_stream
 from extractor.audio import DecodedClip, UndecodableAudioError, check_size, decode_clip
 from extractor.constants import EMBEDDING_DIM
 from extractor.embed import Embedder
 
 logger = Logger(child=True)
-
 
 
 class Outcome(enum.StrEnum):
@@ -40,17 +40,6 @@ class Outcome(enum.StrEnum):
     GONE = "gone"
     # Not a preview key this pipeline understands; retrying cannot change that.
     SKIPPED = "skipped"
-
-
-def fallback_record(track_id: str, metadata: Mapping[str, str]) -> TrackRecord:
-    """The track as the object's metadata describes it, for an item that may not exist yet."""
-    guessed_source = Source.LOCAL if track_id.startswith(LOCAL_ID_PREFIX) else Source.SPOTIFY
-    values = {"source": guessed_source, **decode_object_metadata(metadata), "track_id": track_id}
-    try:
-        return TrackRecord(**values)
-    except ValueError as exc:
-        logger.warning("object metadata does not describe a track; keeping only its id", extra={"error": str(exc)})
-        return TrackRecord(track_id=track_id, source=guessed_source)
 
 
 @dataclass(frozen=True)
@@ -73,14 +62,23 @@ class Extraction:
     def prepare(self, key: str, size: int | None = None) -> Clip | Outcome:
         """previews/{track_id}.{ext} decoded, or the outcome that needs no model (skipped, gone, failed).
 
-        ``key`` is decoded (not URL-encoded).
+        ``key`` is decoded (not URL-encoded). An error that will be retried is first noted
+        on the pending item (as in :meth:`analyse` and :meth:`finish`), so that GET
+        /tracks/{id} shows why it is still pending and the ExtractDLQ consumer can say
+        what the last attempt died of.
         """
         try:
             track_id, _ = parse_preview_key(key)
         except ValueError as exc:
             logger.warning("skipping an object that is not a preview", extra={"key": key, "error": str(exc)})
             return Outcome.SKIPPED
+        try:
+            return self._prepare(track_id, key, size)
+        except Exception as exc:
+            self._note(track_id, exc)
+            raise
 
+    def _prepare(self, track_id: str, key: str, size: int | None) -> Clip | Outcome:
         if size is not None:
             # Refuse oversize audio from the event's size, before downloading it.
             try:
@@ -104,11 +102,26 @@ class Extraction:
 
     def embed(self, clips: Sequence[Clip]) -> Iterator[Embedded]:
         """Every clip through the model in one pass (their patches run through the network together),
-        each as soon as it is through."""
-        return embed_stream(self.embedder(), [clip.audio for clip in clips]) if clips else iter(())
+        each as soon as it is through. A failed pass notes its error on every clip's pending item."""
+        try:
+            yield from embed_stream(self.embedder(), [clip.audio for clip in clips]) if clips else ()
+        except Exception as exc:
+            for clip in clips:
+                self._note(clip.track_id, exc)
+            raise
 
     def finish(self, clip: Clip, embedded: Embedded) -> Outcome:
-        """Describe the clip, write the embedding and descriptors into the track's item, then delete the audio."""
+        """Describe the clip, write the embedding and descriptors into the track's item, then delete the audio;
+        or, for audio the model could not place, mark the track failed with the reason."""
+        try:
+            if isinstance(embedded.embedding, UndecodableAudioError):
+                return self._fail(clip.track_id, clip.key, embedded.embedding, clip.fallback)
+            return self._ready(clip, embedded)
+        except Exception as exc:
+            self._note(clip.track_id, exc)
+            raise
+
+    def _ready(self, clip: Clip, embedded: Embedded) -> Outcome:
         analysis = embedded.analysis()
         embedding = analysis.embedding
         self.table.mark_ready(
@@ -126,6 +139,9 @@ class Extraction:
             extra={"track_id": clip.track_id, "tags": embedding.tags, "descriptors": analysis.descriptors.to_json()},
         )
         return Outcome.READY
+
+    def _note(self, track_id: str, exc: Exception) -> None:
+        self.table.note_attempt_error(track_id, f"{type(exc).__name__}: {exc}")
 
     def _fail(self, track_id: str, key: str, exc: UndecodableAudioError, fallback: TrackRecord) -> Outcome:
         self.table.mark_failed(track_id, f"{type(exc).__name__}: {exc}", fallback)

@@ -23,16 +23,22 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from catalog.settings import env_float
+from infra.persist import SNAPSHOT_INTERVAL_S, PeriodicSnapshots, StackData
+from infra.pump import SqsPoller
 from infra.resources import LocalResources
 from infra.stack import LocalStack, port_open
 from infra.template import REPO_ROOT
 
 UP_TIMEOUT_S = 90.0
 DOWN_TIMEOUT_S = 15.0
+# `status` exit codes besides 0: the stack's services do not answer / no stack is running.
+STATUS_UNREADABLE = 1
+STATUS_NOT_RUNNING = 3
 
 
 def state_dir() -> Path:
@@ -41,6 +47,11 @@ def state_dir() -> Path:
 
 def state_file() -> Path:
     return state_dir() / "stack.json"
+
+
+def data_dir() -> Path:
+    """Where the stack's data is kept between runs (`make clean` removes it with the state dir)."""
+    return state_dir() / "data"
 
 
 def pid_alive(pid: int) -> bool:
@@ -80,12 +91,21 @@ def run(extract: bool, api_port: int | None) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     stack = LocalStack(log_path=directory / "moto.log").start()
     stack.apply_env()
+    data = StackData(stack.template, stack.resources, stack.client, data_dir())
+    # Before the pump starts, so that the restored items reach the index as any other change.
+    restored = data.restore()
+    if restored is not None:
+        print(f"restored the snapshot of {restored.saved_at}: {sum(restored.items.values())} items, "
+              f"{sum(restored.objects.values())} objects", flush=True)
+    snapshots = PeriodicSnapshots(data, env_float("SOUNDSLIKE_SNAPSHOT_INTERVAL_S", SNAPSHOT_INTERVAL_S))
+    snapshots.start()
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     # The crawler consumes CrawlQueue (PUT /tracks/{trackId}); its schedule is `make`-driven locally.
     # HistoryTrainFunction consumes TrainQueue (make history, POST /users/{userId}/history).
-    functions = {"AnnoyServiceFunction", "CrawlerFunction", "HistoryTrainFunction"} | ({"ExtractorFunction"} if extract else set())
+    functions = {"AnnoyServiceFunction", "CrawlerFunction", "HistoryTrainFunction"} | (
+        {"ExtractorFunction", "ExtractDeadLetterFunction"} if extract else set())
     pump = stack.pump(only=functions)
     pump.start()
     gateway = None
@@ -101,6 +121,7 @@ def run(extract: bool, api_port: int | None) -> int:
         "api_url": api_url,
         "pumped_functions": sorted(functions),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "snapshot_interval_s": snapshots.interval_s,
         "env": stack.env(),
         "resources": stack.resources.to_json(),
     }
@@ -114,6 +135,7 @@ def run(extract: bool, api_port: int | None) -> int:
             from infra.http_gateway import shutdown
 
             shutdown(*gateway)
+        snapshots.stop()  # the last snapshot, with nothing running that could still write
         stack.stop()
         state_file().unlink(missing_ok=True)
     return 0
@@ -184,18 +206,22 @@ def status() -> int:
     state = read_state()
     if state is None:
         print("local stack is not running (start it with `make up`)")
-        return 3
+        return STATUS_NOT_RUNNING
     os.environ.update(state["env"])
     resources = LocalResources.from_json(state["resources"])
     print(f"local stack: pid {state['pid']} (moto pid {state['moto_pid']}), started {state['started_at']}")
     print(f"  moto endpoint : {state['endpoint']}")
     print(f"  HTTP API      : {state['api_url'] or '-'}")
     print(f"  event pump    : {', '.join(state['pumped_functions'])}")
+    summary = data_dir() / "snapshot.json"
+    saved = json.loads(summary.read_text())["saved_at"] if summary.exists() else "none yet"
+    print(f"  data snapshot : {saved} (every {state.get('snapshot_interval_s', SNAPSHOT_INTERVAL_S):g} s, in {data_dir()})")
     try:
         for line in _summary(resources):
             print("  " + line)
-    except Exception as exc:  # status must still print what it knows
-        print(f"  (could not read resources: {exc})")
+    except Exception as exc:  # status must still print what it knows, then fail
+        print(f"  could not read resources: {exc}", file=sys.stderr)
+        return STATUS_UNREADABLE
     return 0
 
 
@@ -266,49 +292,74 @@ def _attached_stack(state: dict[str, Any]) -> LocalStack:
     return stack
 
 
+@dataclass(frozen=True)
+class FailedTrack:
+    track_id: str
+    title: str
+    error: str
+
+
 @dataclass
 class ExtractReport:
     ok: int
     retried: int
     dead: int
     invocations: int
+    failed: list[FailedTrack] = field(default_factory=list)
 
     def format(self) -> str:
-        return (f"extract: {self.ok} ok, {self.retried} retried, {self.dead} failed into ExtractDLQ "
-                f"({self.invocations} invocations)")
+        lines = [f"extract: {self.ok} ok, {self.retried} retried, {self.dead} failed into ExtractDLQ, "
+                 f"{len(self.failed)} tracks failed ({self.invocations} invocations)"]
+        lines += [f"  failed {t.track_id}{f' ({t.title})' if t.title else ''}: {t.error}" for t in self.failed]
+        return "\n".join(lines)
+
+
+def _drain(poller: SqsPoller, bar: Any | None = None) -> None:
+    """Poll until the poller's queue has stayed empty for three polls."""
+    idle = 0
+    while idle < 3:
+        batch = poller.poll_once(wait_s=1)
+        if batch.invocations == 0:
+            idle = idle + 1 if poller.depth() == 0 else 0
+            continue
+        idle = 0
+        if bar is not None:
+            bar.total = max(bar.total, bar.n + batch.succeeded + poller.depth())
+            bar.update(batch.succeeded)
+            bar.set_postfix(retried=poller.stats.failed)
+
+
+def failed_since(table_name: str, since: str) -> list[FailedTrack]:
+    """Tracks marked failed at or after ``since`` (ISO 8601 UTC, seconds), oldest first."""
+    from boto3.dynamodb.conditions import Attr
+
+    from catalog.storage import TrackTable
+
+    items = TrackTable(table_name).scan(FilterExpression=Attr("status").eq("failed") & Attr("extracted_at").gte(since))
+    found = sorted(items, key=lambda item: (item.get("extracted_at", ""), item["track_id"]))
+    return [FailedTrack(item["track_id"], str(item.get("title", "")), str(item.get("error", ""))) for item in found]
 
 
 def drain_extract_queue(stack: LocalStack) -> ExtractReport:
-    """Run the extractor's event source mapping until ExtractQueue is empty, with a progress bar."""
+    """Run the extractor's event source mapping until ExtractQueue is empty, with a progress bar; then
+    ExtractDLQ's, so that every message that used up its receives marks its track failed."""
     from tqdm import tqdm
 
-    from infra.pump import SqsPoller, queue_depths
+    from catalog.records import utc_now_iso
 
-    poller = next(p for p in stack.pollers(only={"ExtractorFunction"}) if isinstance(p, SqsPoller))
-    dlq_url = stack.resources.refs["ExtractDLQ"]
-    sqs = stack.client("sqs")
-
-    def dlq_depth() -> int:
-        return queue_depths(sqs, dlq_url)[0]
-
-    dlq_before = dlq_depth()
+    started = utc_now_iso()
+    (poller,) = (p for p in stack.pollers(only={"ExtractorFunction"}) if isinstance(p, SqsPoller))
+    (dead_letters,) = (p for p in stack.pollers(only={"ExtractDeadLetterFunction"}) if isinstance(p, SqsPoller))
     total = poller.depth()
     print(f"extracting: {total} messages in {stack.resources.attributes['ExtractQueue']['QueueName']}",
           file=sys.stderr)
     with tqdm(total=total, unit="msg", dynamic_ncols=True, file=sys.stderr) as bar:
-        idle = 0
-        while idle < 3:
-            batch = poller.poll_once(wait_s=1)
-            if batch.invocations == 0:
-                idle = idle + 1 if poller.depth() == 0 else 0
-                continue
-            idle = 0
-            bar.total = max(bar.total, bar.n + batch.succeeded + poller.depth())
-            bar.update(batch.succeeded)
-            bar.set_postfix(retried=poller.stats.failed)
+        _drain(poller, bar)
+    _drain(dead_letters)
     stats = poller.stats
-    return ExtractReport(ok=stats.succeeded, retried=stats.failed, dead=dlq_depth() - dlq_before,
-                         invocations=stats.invocations)
+    return ExtractReport(ok=stats.succeeded, retried=stats.failed, dead=dead_letters.stats.succeeded,
+                         invocations=stats.invocations,
+                         failed=failed_since(stack.resources.refs["TracksTable"], started))
 
 
 def extract() -> int:

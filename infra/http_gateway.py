@@ -8,11 +8,17 @@ the request being resolved on the app object, so concurrent invocations in one
 process would trample each other), and its reply is written back the way API
 Gateway writes it. The routes come from
 the HttpApi events of the template's functions, so a path the deployment
-does not route gets the same 404 here as there. Each route has the authorizer
-the template gives it for the parameters served (infra.authorizers): an IAM route
-refuses a request that is not SigV4-signed by a local credential with API
-Gateway's 403 (verified with botocore's signer, see infra.sigv4), a JWT route one
-without a valid bearer token from its issuer with API Gateway's 401.
+does not route gets the same 404 here as there (an event without Path and
+Method is the API's ``$default`` route, which catches every other request).
+Each route has the authorizer the template gives it for the parameters served
+(infra.authorizers): an IAM route refuses a request that is not SigV4-signed by
+a local credential with API Gateway's 403 (verified with botocore's signer, see
+infra.sigv4), a JWT route one without a valid bearer token from its issuer with
+API Gateway's 401.
+
+Requests API Gateway would refuse before any route (a request line or headers
+beyond http.server's limits, a malformed Content-Length, a body over 10 MB)
+get a JSON error here. In AWS, API Gateway's own limits answer them.
 """
 
 from __future__ import annotations
@@ -44,10 +50,15 @@ LOCAL_API_ID = "local"
 API_FUNCTION = "ApiFunction"
 DEFAULT_TIMEOUT_S = 29.0
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+DEFAULT_ROUTE = "$default"
 NOT_FOUND_BODY = b'{"message":"Not Found"}'
 INTERNAL_ERROR_BODY = b'{"message":"Internal Server Error"}'
 TOO_LARGE_BODY = b'{"message":"Request Entity Too Large"}'
 UNAUTHORIZED_BODY = b'{"message":"Unauthorized"}'
+# Codes of the errors the gateway itself answers, as {"error": {"code", "message"}}.
+_ERROR_CODES = {400: "bad_request", 408: "request_timeout", 413: "payload_too_large", 414: "uri_too_long",
+                431: "headers_too_large", 501: "not_implemented", 505: "http_version_not_supported"}
+_CONTENT_LENGTH = re.compile(r"^[0-9]{1,19}$")
 
 # API Gateway passes these content types to the integration as text; anything else is base64.
 _TEXT_CONTENT_TYPE = re.compile(
@@ -75,6 +86,8 @@ class Route:
 
     @classmethod
     def parse(cls, method: str, path: str, function: str = "", auth: Authorizer = OPEN) -> Route:
+        if path == DEFAULT_ROUTE:
+            return cls("ANY", DEFAULT_ROUTE, re.compile(r"^.*$", re.DOTALL), function, auth)
         method = method.upper()
         if method == "X-AMAZON-APIGATEWAY-ANY-METHOD":
             method = "ANY"
@@ -91,7 +104,7 @@ class Route:
 
     @property
     def key(self) -> str:
-        return f"{self.method} {self.path}"
+        return DEFAULT_ROUTE if self.path == DEFAULT_ROUTE else f"{self.method} {self.path}"
 
     def match(self, method: str, path: str) -> dict[str, str] | None:
         if self.method not in ("ANY", method):
@@ -127,12 +140,16 @@ def routes_for_function(template: Mapping[str, Any], function_name: str,
     function = functions(dict(template)).get(function_name)
     if function is None:
         raise RouteError(f"template.yaml has no function {function_name!r}")
-    routes = [
-        Route.parse(event["Properties"].get("Method", "ANY"), event["Properties"].get("Path", "/{proxy+}"),
-                    function_name, route_authorizer(template, event["Properties"], parameters))
-        for event in function["Properties"].get("Events", {}).values()
-        if event.get("Type") == "HttpApi"
-    ]
+    routes = []
+    for event in function["Properties"].get("Events", {}).values():
+        if event.get("Type") != "HttpApi":
+            continue
+        props = event.get("Properties", {})
+        auth = route_authorizer(template, props, parameters)
+        if "Path" not in props and "Method" not in props:
+            routes.append(Route.parse("ANY", DEFAULT_ROUTE, function_name, auth))  # SAM's default route
+        else:
+            routes.append(Route.parse(props.get("Method", "ANY"), props.get("Path", "/{proxy+}"), function_name, auth))
     if not routes:
         raise RouteError(f"function {function_name!r} has no HttpApi events in template.yaml")
     return _most_specific_first(routes)
@@ -148,8 +165,10 @@ def routes_of_api(template: Mapping[str, Any], parameters: Mapping[str, str] | N
 
 
 def _most_specific_first(routes: Iterable[Route]) -> list[Route]:
-    # API Gateway prefers exact paths over parameters, parameters over greedy ones, a method over ANY.
-    return sorted(routes, key=lambda r: (r.path.count("+}"), r.path.count("{"), r.method == "ANY", -len(r.path)))
+    # API Gateway prefers exact paths over parameters, parameters over greedy ones, a method over ANY,
+    # and tries $default only when no other route matches.
+    return sorted(routes, key=lambda r: (r.path == DEFAULT_ROUTE, r.path.count("+}"), r.path.count("{"),
+                                         r.method == "ANY", -len(r.path)))
 
 
 @dataclass(frozen=True)
@@ -349,8 +368,26 @@ class _RequestHandler(BaseHTTPRequestHandler):
     # Headers and body go out in separate writes; with Nagle on, keep-alive clients wait ~40 ms for each reply.
     disable_nagle_algorithm = True
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (request line or headers too long, bad syntax) as JSON, not HTML."""
+        text = message or self.responses.get(code, ("error",))[0]
+        body = json.dumps({"error": {"code": _ERROR_CODES.get(code, "bad_request"), "message": text}},
+                          separators=(",", ":")).encode()
+        self.close_connection = True
+        self.send_response(code, message)
+        self.send_header("content-type", "application/json")
+        self.send_header("connection", "close")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        if getattr(self, "command", None) != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(body)
+
     def _dispatch(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
+        raw_length = (self.headers.get("content-length") or "0").strip()
+        if not _CONTENT_LENGTH.match(raw_length):
+            self.send_error(400, "Content-Length must be a non-negative whole number of bytes")
+            return
+        length = int(raw_length)
         if length > MAX_BODY_BYTES:
             self._reply(GatewayResponse(413, [("content-type", "application/json")], TOO_LARGE_BODY))
             self.close_connection = True
@@ -358,15 +395,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         method = self.command.upper()
         path = urlsplit(self.path).path
+        if method == "OPTIONS" and self.server.cors is not None and "access-control-request-method" in self.headers:
+            # With CORS configured, API Gateway answers every preflight itself, before routing.
+            self._reply(GatewayResponse(204, [], b""), preflight=True)
+            return
         for route in self.server.routes:
             params = route.match(method, path)
             if params is not None:
                 break
         else:
-            if method == "OPTIONS" and self.server.cors is not None and "access-control-request-method" in self.headers:
-                self._reply(GatewayResponse(204, [], b""), preflight=True)
-            else:
-                self._reply(GatewayResponse(404, [("content-type", "application/json")], NOT_FOUND_BODY))
+            self._reply(GatewayResponse(404, [("content-type", "application/json")], NOT_FOUND_BODY))
             return
         authorizer: dict[str, Any] | None = None
         if route.auth.kind == IAM:

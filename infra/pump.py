@@ -7,7 +7,11 @@ encoded; Scheduled Events), honouring ``batchItemFailures``.
 
 Time is scaled down where waiting would only slow a laptop: a failed SQS
 message becomes visible again after ``retry_delay_s`` instead of the queue's
-visibility timeout, and batching windows are capped at ``max_window_s``.
+visibility timeout, and batching windows are capped at ``max_window_s``. Messages
+are received with a visibility timeout of ``visibility_s`` (seconds, not the
+queue's 12 minutes) that a heartbeat extends while the handler runs: a consumer
+that is killed mid-batch leaves its messages hidden for seconds only, while a
+slow batch is never delivered twice.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ Handler = Callable[[dict[str, Any], Any], Any]
 log = logging.getLogger("infra.pump")
 
 SQS_MAX_RECEIVE = 10  # SQS returns at most 10 messages per ReceiveMessage
+# The local stand-in for a queue's VisibilityTimeout, in whole seconds as SQS takes it.
+LOCAL_VISIBILITY_S = 5
 
 
 def handler_path(function: dict[str, Any]) -> str:
@@ -272,15 +278,47 @@ class Invoker:
             return self.handlers[function](event, context)
 
 
+class VisibilityHeartbeat:
+    """Keeps received messages hidden while their batch runs, renewing their visibility three times a period."""
+
+    def __init__(self, sqs: Any, queue_url: str, messages: list[dict[str, Any]], visibility_s: int) -> None:
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": visibility_s}
+                        for i, m in enumerate(messages)]
+        self.period_s = visibility_s / 3  # two missed beats still keep the messages hidden
+        self.beats = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="pump-visibility-heartbeat")
+
+    def _run(self) -> None:
+        while not self._done.wait(self.period_s):
+            for start in range(0, len(self.entries), SQS_MAX_RECEIVE):
+                self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url,
+                                                         Entries=self.entries[start:start + SQS_MAX_RECEIVE])
+            self.beats += 1
+
+    def __enter__(self) -> VisibilityHeartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+
 class SqsPoller:
     def __init__(self, mapping: SqsMapping, sqs: Any, invoke: Invoker,
-                 retry_delay_s: float = 1.0, max_window_s: float = 1.0) -> None:
+                 retry_delay_s: float = 1.0, max_window_s: float = 1.0,
+                 visibility_s: int = LOCAL_VISIBILITY_S) -> None:
         self.mapping = mapping
         self.sqs = sqs
         self.invoke = invoke
         self.retry_delay_s = retry_delay_s
         self.window_s = min(mapping.window_s, max_window_s)
+        self.visibility_s = visibility_s
         self.stats = Stats()
+        self.heartbeat: VisibilityHeartbeat | None = None
 
     def _receive(self, wait_s: float) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
@@ -291,6 +329,7 @@ class SqsPoller:
                 QueueUrl=self.mapping.queue_url,
                 MaxNumberOfMessages=min(SQS_MAX_RECEIVE, self.mapping.batch_size - len(messages)),
                 WaitTimeSeconds=wait, AttributeNames=["All"], MessageAttributeNames=["All"],
+                VisibilityTimeout=self.visibility_s,
             )
             got = response.get("Messages", [])
             messages.extend(got)
@@ -307,7 +346,10 @@ class SqsPoller:
         event = {"Records": [sqs_event_record(m, self.mapping.queue_arn) for m in messages]}
         batch.invocations = 1
         try:
-            failed = _failed_ids(self.invoke(self.mapping.function, event))
+            with VisibilityHeartbeat(self.sqs, self.mapping.queue_url, messages, self.visibility_s) as heartbeat:
+                self.heartbeat = heartbeat
+                response = self.invoke(self.mapping.function, event)
+            failed = _failed_ids(response)
             if failed is not None and not self.mapping.report_failures:
                 # Without ReportBatchItemFailures Lambda ignores the list: the batch succeeded.
                 failed = None

@@ -7,8 +7,10 @@ called by the pump (infra.pump) and the loopback HTTP gateway (infra.http_gatewa
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +24,7 @@ from typing import Any
 import boto3
 
 from infra.pump import (
+    LOCAL_VISIBILITY_S,
     EventPump,
     Handler,
     Invoker,
@@ -38,6 +41,7 @@ from infra.template import REPO_ROOT, TEMPLATE_PATH, functions, load_template
 
 LOCAL_ENV_FILE = REPO_ROOT / "config" / "local.env"
 MOTO_START_TIMEOUT_S = 30.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 log = logging.getLogger("infra.stack")
 
 # Set per function at import time; every other variable is the same for all functions.
@@ -71,6 +75,12 @@ def port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def _die_with_parent() -> None:
+    """In the moto child: be sent SIGTERM when the stack's process dies, even by SIGKILL (Linux prctl)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class MotoServer:
     """moto_server as a child process: its state is apart from any in-process moto mock."""
 
@@ -91,6 +101,7 @@ class MotoServer:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
             stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         deadline = time.monotonic() + MOTO_START_TIMEOUT_S
         while not port_open(self.host, self.port):
@@ -203,7 +214,7 @@ class LocalStack:
         return {name: float(f["Properties"].get("Timeout", 3)) for name, f in functions(self.template).items()}
 
     def pollers(self, only: set[str] | None = None, handlers: dict[str, Handler] | None = None,
-                retry_delay_s: float = 1.0) -> list[SqsPoller | StreamPoller]:
+                retry_delay_s: float = 1.0, visibility_s: int = LOCAL_VISIBILITY_S) -> list[SqsPoller | StreamPoller]:
         """Pollers for the template's event source mappings (optionally of some functions only).
 
         ``handlers`` replaces the real handler of a function (tests use it to record events).
@@ -218,7 +229,8 @@ class LocalStack:
         pollers: list[SqsPoller | StreamPoller] = []
         for mapping in mappings:
             if isinstance(mapping, SqsMapping):
-                pollers.append(SqsPoller(mapping, self.client("sqs"), invoker, retry_delay_s=retry_delay_s))
+                pollers.append(SqsPoller(mapping, self.client("sqs"), invoker, retry_delay_s=retry_delay_s,
+                                         visibility_s=visibility_s))
             elif isinstance(mapping, StreamMapping):
                 pollers.append(StreamPoller(mapping, self.client("dynamodbstreams"), self.client("sqs"), invoker))
         return pollers
@@ -230,6 +242,7 @@ class LocalStack:
 # Objects a handler module builds once per container from boto3 clients (module, function).
 _CONTAINER_CACHES = (
     ("extractor.handler", "extraction"),
+    ("dead_letters.handler", "dead_letters"),
     ("annoy_service.handler", "dependencies"),
     ("api.deps", "_index_cache_for"),
     ("api.deps", "_table_on"),

@@ -546,12 +546,26 @@ SECRET_WRITES = ("secretsmanager:Put", "secretsmanager:Update", "secretsmanager:
 OPEN_ROUTES = "OpenRoutes"
 
 
+# An HttpApi event with neither Path nor Method is the API's $default route (every request no
+# other route matches); its key, as API Gateway and OpenRoutes spell it, is "$default".
+DEFAULT_ROUTE = "$default"
+
+
 def _http_routes(function: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    return [
-        (str(e["Properties"].get("Method", "ANY")).upper(), str(e["Properties"].get("Path", "/{proxy+}")), e["Properties"])
-        for e in function["Properties"].get("Events", {}).values()
-        if e.get("Type") == "HttpApi"
-    ]
+    routes = []
+    for event in function["Properties"].get("Events", {}).values():
+        if event.get("Type") != "HttpApi":
+            continue
+        props = event.get("Properties", {})
+        if "Path" not in props and "Method" not in props:
+            routes.append(("ANY", DEFAULT_ROUTE, props))
+        else:
+            routes.append((str(props.get("Method", "ANY")).upper(), str(props.get("Path", "/{proxy+}")), props))
+    return routes
+
+
+def _route_key(method: str, path: str) -> str:
+    return DEFAULT_ROUTE if path == DEFAULT_ROUTE else f"{method} {path}"
 
 
 def _is_write_or_secret(action: str) -> bool:
@@ -611,7 +625,7 @@ def check_write_routes_declare_auth(template_path: Path, repo_root: Path) -> lis
         declared_open = {str(route) for route in function.get("Metadata", {}).get(OPEN_ROUTES, [])}
         routes = _http_routes(function)
         for method, path, props in routes:
-            key = f"{method} {path}"
+            key = _route_key(method, path)
             routed.add((path, method))
             if method in READ_METHODS:
                 continue
@@ -643,7 +657,7 @@ def check_write_routes_declare_auth(template_path: Path, repo_root: Path) -> lis
                         f"{name}: route {key} is not guarded by the {WRITE_AUTH_PARAMETER} choice: "
                         + ", ".join(f"{WRITE_AUTH_PARAMETER}={choice} gives {got[choice]}" for choice in expected)
                     )
-        for stale in sorted(declared_open - {f"{method} {path}" for method, path, _ in routes}):
+        for stale in sorted(declared_open - {_route_key(method, path) for method, path, _ in routes}):
             problems.append(f"{name}: Metadata {OPEN_ROUTES} lists {stale}, which is not one of its HttpApi routes")
     for api_name, api in resources_of_type(template, "AWS::Serverless::HttpApi").items():
         for path, operations in api.get("Properties", {}).get("DefinitionBody", {}).get("paths", {}).items():

@@ -29,6 +29,7 @@ from typing import Any
 import botocore.session
 import pytest
 
+from infra.http_gateway import routes_of_api
 from infra.iam import Decision, PolicyChecker
 from infra.pump import handler_path
 from infra.template import functions, load_template
@@ -129,14 +130,11 @@ class Recorder:
 def _build_recorder() -> Recorder:
     template = load_template()
     handlers: dict[tuple[str, str], list[str]] = {}
-    routes: dict[str, str] = {}
     for name, function in functions(template).items():
         module, _, attr = handler_path(function).rpartition(".")
         handlers.setdefault((module, attr), []).append(name)
-        for event in function["Properties"].get("Events", {}).values():
-            if event.get("Type") == "HttpApi":
-                props = event.get("Properties", {})
-                routes[f"{props.get('Method', 'ANY').upper()} {props.get('Path', '/{proxy+}')}"] = name
+    # The routeKey API Gateway puts in the event ("$default" for the catch-all) -> the function it invokes.
+    routes = {route.key: route.function for route in routes_of_api(template)}
     return Recorder(PolicyChecker(), handlers, routes)
 
 

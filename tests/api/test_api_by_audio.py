@@ -167,8 +167,9 @@ def test_octet_stream_is_sniffed_and_content_type_parameters_are_ignored(
         (None, "image/png", 415, "unsupported_media_type"),
         (tone_wav(1.0), "audio/wav", 422, "audio_not_embeddable"),
         (tone_wav(5.0, amplitude=0.0), "audio/wav", 422, "audio_not_embeddable"),
+        (tone_wav(5.0, amplitude=1e30), "audio/wav", 422, "audio_not_embeddable"),
     ],
-    ids=["empty", "random-bytes", "id3-then-garbage", "text", "declared-image", "one-second", "silent"],
+    ids=["empty", "random-bytes", "id3-then-garbage", "text", "declared-image", "one-second", "silent", "huge-amplitude"],
 )
 def test_bodies_that_cannot_be_embedded_get_a_json_error_naming_why(
     gateway: str, served: tuple[PublishedBundle, FakeEmbedder], body: bytes | None, content_type: str, status: int,

@@ -298,7 +298,8 @@ def test_openapi_document_describes_exactly_the_routes_of_the_template_and_the_r
     for app in {id(app): app for app in apps.values()}.values():
         routes: set[str] = set()
         for function in (name for name, served_by in apps.items() if served_by is app):
-            own = {route.key for route in routes_for_function(template, function)}
+            # $default is API Gateway's catch-all for what no route matches (answered 404 / 405), not a documented route.
+            own = {route.key for route in routes_for_function(template, function)} - {"$default"}
             assert not own & (routes | template_routes), f"{function} routes a path another function routes"
             routes |= own
         generated = app.get_openapi_schema().model_dump(by_alias=True, exclude_none=True)["paths"]
@@ -325,6 +326,26 @@ def test_unknown_route_and_unexpected_errors_are_json_errors(api, http_event, la
     assert status == 500
     assert_error(body, "internal_error")
     assert "hunter2" not in json.dumps(body)
+
+
+def test_both_functions_answer_unknown_routes_wrong_methods_and_head_in_the_error_shape(
+    api, http_event, lambda_context
+) -> None:
+    from api import by_audio_handler
+
+    for function in (api, by_audio_handler):
+        status, body, _ = call(function, http_event("GET", "/nowhere", route="$default"), lambda_context)
+        assert status == 404, function.__name__
+        assert_error(body, "route_not_found")
+        # A path the other function routes: still a 405 naming that path's methods.
+        status, body, headers = call(function, http_event("GET", "/recommendations/by-audio"), lambda_context)
+        assert status == 405, function.__name__
+        assert_error(body, "method_not_allowed")
+        assert headers["Allow"] == "POST"
+    head = by_audio_handler.lambda_handler(http_event("HEAD", "/recommendations/by-audio"), lambda_context)
+    assert head["statusCode"] == 405 and head["body"] == ""
+    get, head = (api.lambda_handler(http_event(method, "/health"), lambda_context) for method in ("GET", "HEAD"))
+    assert head["statusCode"] == get["statusCode"] and get["body"] and head["body"] == ""
 
 
 def test_cors_origin_comes_from_the_environment_and_get_never_imports_spotipy(tmp_path) -> None:

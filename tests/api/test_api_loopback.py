@@ -7,7 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import requests
 
+from infra.http_gateway import http_api_functions, routes_for_function
 from infra.sigv4 import sign
+from infra.template import load_template
 
 EXAMPLE = "4uLU6hMCjMI75M1A2tKUQC"
 
@@ -26,12 +28,37 @@ def test_recommendations_over_http_exclude_the_query_and_carry_cors(served_api) 
     assert len(ids) == 12 and EXAMPLE not in ids and len(set(ids)) == 12
 
 
-def test_paths_outside_the_template_get_api_gateways_404(served_api) -> None:
+def _template_methods(path_template: str) -> str:
+    """The Allow header API Gateway's routes imply for a path: every function's methods on it, HEAD with GET."""
+    template = load_template()
+    methods = {
+        route.method
+        for function in http_api_functions(template)
+        for route in routes_for_function(template, function)
+        if route.path == path_template
+    }
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
+def test_paths_outside_the_routes_reach_the_default_route_and_get_the_documented_errors(served_api) -> None:
     url, _ = served_api
-    for method, path in (("POST", "/"), ("POST", "/recommendations"), ("GET", "/tracks/a/b"), ("DELETE", f"/tracks/{EXAMPLE}")):
-        response = requests.request(method, url + path, timeout=10)
+    for path in ("/tracks/a/b", "/nowhere"):
+        response = requests.get(url + path, timeout=10)
         assert response.status_code == 404
-        assert response.json() == {"message": "Not Found"}
+        assert response.json()["error"]["code"] == "route_not_found"
+    for method, path, template_path in (
+        ("POST", "/", "/"),
+        ("POST", "/recommendations", "/recommendations"),
+        ("DELETE", f"/tracks/{EXAMPLE}", "/tracks/{trackId}"),
+        # ByAudioFunction's route: a GET reaches ApiFunction's $default, which knows the path is POST only.
+        ("GET", "/recommendations/by-audio", "/recommendations/by-audio"),
+    ):
+        response = requests.request(method, url + path, timeout=10)
+        assert response.status_code == 405, (method, path)
+        assert response.json()["error"]["code"] == "method_not_allowed"
+        assert response.headers["Allow"] == _template_methods(template_path)
 
 
 def test_errors_over_http_are_json_and_do_not_echo(served_api) -> None:

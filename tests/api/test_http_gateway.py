@@ -175,8 +175,9 @@ def test_handler_that_raises_is_a_500_internal_server_error(gateway: tuple[str, 
 def test_routes_come_from_every_function_in_template_yaml_with_their_function_and_authorizer() -> None:
     template = load_template()
     every = functions(template)
+    # An HttpApi event without Path and Method is API Gateway's $default route.
     expected = {
-        f"{event['Properties']['Method']} {event['Properties']['Path']}": name
+        (f"{event['Properties']['Method']} {event['Properties']['Path']}" if "Path" in event["Properties"] else "$default"): name
         for name, function in every.items()
         for event in function["Properties"].get("Events", {}).values()
         if event["Type"] == "HttpApi"
@@ -193,6 +194,8 @@ def test_routes_come_from_every_function_in_template_yaml_with_their_function_an
     # The stations' writes are open listener routes, on the function whose role may write.
     assert routes["POST /stations/{stationId}/next"] == ("ApiWriteFunction", OPEN)
     assert routes["GET /stations/{stationId}"] == ("ApiFunction", OPEN)
+    # Every request no route matches reaches ApiFunction, which answers 404 / 405 in the documented shape.
+    assert routes["$default"] == ("ApiFunction", OPEN)
 
 
 def test_a_function_running_the_same_handler_is_served_by_it_and_a_route_without_a_handler_is_refused() -> None:

@@ -130,6 +130,28 @@ def test_deezer_failing_is_a_502_and_no_preview_anywhere_is_a_404(api_handler: A
     assert none["statusCode"] == 404 and error_code(none) == "no_preview"
 
 
+def test_no_spotify_credentials_is_a_503_not_configured_naming_the_setting_unless_deezer_has_it(
+    api_handler: Any, crawler_env: Fakes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from api.routes import web
+
+    monkeypatch.setenv("SPOTIFY_SECRET_ID", "no-such-secret")
+    web._lookup_for.cache_clear()  # a container that starts without the secret
+    spotify_only = streamed_record(spotify_id(8), PreviewSource.SPOTIFY)
+    crawler_env.deezer.add("Song", "Someone", "USABC2600009")
+    on_deezer_too = streamed_record(spotify_id(9), PreviewSource.SPOTIFY, isrc="USABC2600009")
+
+    try:
+        missing = listen(api_handler, spotify_only.track_id)
+        fallback = listen(api_handler, on_deezer_too.track_id)
+    finally:
+        web._lookup_for.cache_clear()
+
+    assert missing["statusCode"] == 503 and error_code(missing) == "not_configured"
+    assert "SPOTIFY_SECRET_ID" in json.loads(missing["body"])["error"]["message"]
+    assert fallback["statusCode"] == 302 and "/media/" in fallback["headers"]["Location"]
+
+
 def test_unknown_tracks_and_bad_ids_get_json_errors(api_handler: Any) -> None:
     unknown = listen(api_handler, spotify_id(7))
     assert unknown["statusCode"] == 404 and error_code(unknown) == "track_not_found"

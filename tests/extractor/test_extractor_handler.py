@@ -199,8 +199,9 @@ def test_a_transient_s3_error_fails_only_its_message(aws, lambda_context, monkey
     response = handler.lambda_handler(sqs_event(throttled, bad), lambda_context)
 
     assert failures(response) == {throttled["messageId"]}
-    # The throttled track is left for the retry; the other message finished.
+    # The throttled track is left for the retry, noting why on the pending item; the other message finished.
     assert aws.item(SPOTIFY_ID)["status"] == Status.PENDING.value
+    assert aws.item(SPOTIFY_ID)["error"].startswith("ClientError: An error occurred (SlowDown) when calling the GetObject")
     assert aws.object_exists(preview_key(SPOTIFY_ID, "mp3"))
     assert aws.item(OTHER_ID)["status"] == Status.FAILED.value
 
@@ -368,3 +369,41 @@ def test_a_failed_model_call_fails_exactly_the_messages_whose_clips_it_held(aws,
     assert failures(response) == {clip["messageId"]}
     assert aws.item(SPOTIFY_ID)["status"] == "pending" and aws.object_exists(preview_key(SPOTIFY_ID, "mp3"))
     assert aws.item(OTHER_ID)["status"] == "failed"
+
+
+def test_clips_the_batch_model_call_cannot_place_fail_alone_with_the_reason_and_the_batch_goes_on(
+    aws, lambda_context, monkeypatch
+) -> None:
+    from extractor.constants import N_TAGS
+    from extractor.embed import Embedder
+
+    for track_id in (SPOTIFY_ID, OTHER_ID, THIRD_ID):
+        crawl(aws, track(track_id))
+    # Three clips of one length: the one model call's patches split into equal thirds, in message order.
+    messages = [upload(aws, track(t), encode(sine(4.0, 330.0), "wav"), ext="wav") for t in (SPOTIFY_ID, OTHER_ID, THIRD_ID)]
+    calls: list[int] = []
+
+    def predict(patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # Only the network is replaced: not finite for the first clip, zero for the second, fine for the third.
+        calls.append(patches.shape[0])
+        third = patches.shape[0] // 3
+        penultimate = np.ones((patches.shape[0], EMBEDDING_DIM), np.float32)
+        penultimate[:third] = np.nan
+        penultimate[third : 2 * third] = 0.0
+        return np.full((patches.shape[0], N_TAGS), 0.5, np.float32), penultimate
+
+    model = object.__new__(Embedder)
+    model.model_id = MODEL_ID
+    model.patches_per_forward = 10_000  # every patch of the batch in one forward pass
+    monkeypatch.setattr(model, "predict", predict)
+    monkeypatch.setattr(handler.extraction(), "embedder", lambda: model)
+
+    response = handler.lambda_handler(sqs_event(*messages), lambda_context)
+
+    assert len(calls) == 1 and calls[0] % 3 == 0, "one model call for the batch"
+    assert response == {"batchItemFailures": []}, "a permanent audio error settles its message"
+    items = [aws.item(t) for t in (SPOTIFY_ID, OTHER_ID, THIRD_ID)]
+    assert [item["status"] for item in items] == ["failed", "failed", "ready"]
+    for item in items[:2]:
+        assert item["error"] == "UnembeddableAudioError: the model gave no finite, non-zero embedding for this audio"
+    assert [aws.object_exists(preview_key(t, "wav")) for t in (SPOTIFY_ID, OTHER_ID, THIRD_ID)] == [False] * 3

@@ -441,7 +441,7 @@ def _function_with_route(template: dict[str, Any], method: str) -> str:
     return next(
         name
         for name, fn in functions(template).items()
-        if any(e["Type"] == "HttpApi" and e["Properties"]["Method"] == method for e in fn["Properties"]["Events"].values())
+        if any(e["Type"] == "HttpApi" and e["Properties"].get("Method") == method for e in fn["Properties"]["Events"].values())
     )
 
 
@@ -475,6 +475,23 @@ def test_write_route_rule_reports_a_route_that_does_not_say_who_may_call_it(
         "routes' security in the HttpApi's DefinitionBody (as PUT /tracks/{trackId} has) for a write to the catalogue "
         "or a person's history, or list it in the function's Metadata OpenRoutes for a listener route (README, "
         "Protected writes)"
+    ]
+
+
+def test_write_route_rule_reads_an_event_without_path_and_method_as_the_default_route(
+    tmp_path: Path, real_template: dict[str, Any]
+) -> None:
+    # $default takes every method: it must say who may call it, as "$default" in OpenRoutes.
+    function = real_template["Resources"]["ApiFunction"]
+    assert {"Type": "HttpApi", "Properties": {"ApiId": {"Ref": "HttpApi"}}} in function["Properties"]["Events"].values()
+    function["Metadata"]["OpenRoutes"].remove("$default")
+
+    problems = check_write_routes_declare_auth(write_template(tmp_path, real_template), tmp_path)
+
+    assert problems == [
+        "ApiFunction: route $default does not say who may call it; give it the protected routes' security in the "
+        "HttpApi's DefinitionBody (as PUT /tracks/{trackId} has) for a write to the catalogue or a person's history, "
+        "or list it in the function's Metadata OpenRoutes for a listener route (README, Protected writes)"
     ]
 
 

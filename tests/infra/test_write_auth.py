@@ -56,7 +56,8 @@ def _deployed_routes(parameters: dict[str, str]) -> dict[str, tuple[str, Authori
                     assert settings["type"] == "jwt" and settings["identitySource"] == "$request.header.Authorization"
                     config = settings["jwtConfiguration"]
                     authorizer = Authorizer(JWT, config["issuer"], tuple(config["audience"]))
-            routes[f"{method} {path}"] = (function, authorizer)
+            # SAM writes the $default route (an event without Path and Method) as the path "$default".
+            routes[path if path == "$default" else f"{method} {path}"] = (function, authorizer)
     return routes
 
 
@@ -67,8 +68,9 @@ def _protected_route_keys() -> set[str]:
         open_routes = set(function.get("Metadata", {}).get("OpenRoutes", []))
         for event in function["Properties"].get("Events", {}).values():
             if event["Type"] == "HttpApi":
-                key = f"{event['Properties']['Method']} {event['Properties']['Path']}"
-                if event["Properties"]["Method"] not in ("GET", "HEAD", "OPTIONS") and key not in open_routes:
+                method = event["Properties"].get("Method", "ANY")
+                key = f"{method} {event['Properties']['Path']}" if "Path" in event["Properties"] else "$default"
+                if method not in ("GET", "HEAD", "OPTIONS") and key not in open_routes:
                     keys.add(key)
     return keys
 

@@ -1,0 +1,1 @@
+"""ExtractDeadLetterFunction: tracks whose extraction used up its retries are marked failed (handler)."""
