@@ -8,13 +8,18 @@ an override with the arguments the original's own dependencies resolved to, so
 an override of a function that has dependencies takes ``**_`` (tests use
 ``api_testkit.override``).
 
+This module and the route modules do not use ``from __future__ import annotations``:
+Powertools 3.37 rebuilds each route's dependency tree on every request with
+``typing.get_type_hints``, which compiles and evaluates every annotation that is a
+string. With real annotations that was 40 % of a warm request's time
+(tests/api/test_api_annotations.py keeps it so).
+
 Settings are read from the environment on each request (a few lookups); the
 objects built from them (the index cache, table adapters) live as long as the
 container, memoised on the settings that define them, so a process whose
 environment changes (the local stack, tests) gets fresh ones.
 """
 
-from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache

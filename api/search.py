@@ -15,6 +15,7 @@ substring tier scans distinct words, not tracks.
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 import threading
 import unicodedata
@@ -26,10 +27,15 @@ from enum import IntEnum
 from catalog.bundle import TrackMeta
 
 _NON_WORD = re.compile(r"[^\w]+")
+FOLD_CACHE_SIZE = 1 << 16  # names, about 6 MB at most
 
 
+@functools.lru_cache(maxsize=FOLD_CACHE_SIZE)
 def fold(text: str) -> str:
-    """Lower case, accents removed, runs of punctuation and space made one space."""
+    """Lower case, accents removed, runs of punctuation and space made one space.
+
+    Cached: every list a request builds folds each candidate's title and artists for its
+    artist cap and duplicate check, and a catalogue's names repeat from request to request."""
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return _NON_WORD.sub(" ", stripped).replace("_", " ").strip()

@@ -4,7 +4,6 @@ Served by ByAudioFunction (the extractor's image, TensorFlow included), not by
 the ApiFunction zip: see :mod:`api.by_audio_handler`.
 """
 
-from __future__ import annotations
 
 from functools import cache
 from typing import Annotated, Any

@@ -1,6 +1,5 @@
 """POST /users/{userId}/history: import a Spotify export for a listener (a protected write: ApiWriteFunction, SigV4)."""
 
-from __future__ import annotations
 
 from functools import cache
 from typing import Annotated, Any

@@ -1,6 +1,5 @@
 """GET /path: tracks that move from one sound to another. A listener route."""
 
-from __future__ import annotations
 
 from typing import Annotated
 

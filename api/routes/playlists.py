@@ -1,6 +1,5 @@
 """POST /playlists/continue: a playlist that carries on from a few tracks (content only, or with userId the listener's own way). A listener route."""
 
-from __future__ import annotations
 
 from typing import Annotated
 

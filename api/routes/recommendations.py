@@ -1,6 +1,5 @@
 """GET /recommendations: tracks near one or several seeds, with exclusions, artist caps, durations, dedupe."""
 
-from __future__ import annotations
 
 from typing import Annotated
 

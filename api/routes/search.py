@@ -1,6 +1,5 @@
 """GET /search: find tracks to start from by title, artist or album."""
 
-from __future__ import annotations
 
 from typing import Annotated
 

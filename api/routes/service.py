@@ -1,6 +1,5 @@
 """GET /health and GET /openapi.json: what is being served, and the API's description."""
 
-from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import cache

@@ -4,7 +4,6 @@ Listener routes: open to the web page, guarded by throttling and by the
 unguessable stationId.
 """
 
-from __future__ import annotations
 
 from functools import cache
 from typing import Annotated

@@ -1,6 +1,5 @@
 """GET and PUT /tracks/{trackId}: a track's status in the Tracks table, and asking for one to be crawled."""
 
-from __future__ import annotations
 
 from functools import cache
 from typing import Annotated, Any

@@ -1,6 +1,5 @@
 """GET /users/{userId}, /users/{userId}/recommendations and /users/{userId}/affinity: a listener's own models."""
 
-from __future__ import annotations
 
 from typing import Annotated
 

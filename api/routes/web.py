@@ -6,7 +6,6 @@ The assets are plain files in api/static/ (HTML, CSS, JavaScript modules: no bui
 shipped inside the api package so the Lambda zip carries them. They are read once per container.
 """
 
-from __future__ import annotations
 
 import hashlib
 import json
