@@ -16,7 +16,7 @@ from typing import Any
 
 from catalog.listens import InvalidUserIdError, validate_user_id
 from catalog.storage import client
-from crawler.spotify import CredentialStore, SpotifyConfigError
+from crawler.spotify import CredentialStore, json_object
 
 # What a listener's parameter may hold (the app's client id and secret are never written there).
 LISTENER_KEYS = ("refresh_token", "token_info", "after_ms", "redirect_uri")
@@ -48,7 +48,7 @@ class ListenerStore:
                     self._raw = self.ssm.get_parameter(Name=self.name, WithDecryption=True)["Parameter"]["Value"]
                 except self.ssm.exceptions.ParameterNotFound:
                     self._raw = "{}"
-            self._values = _parse(self.name, self._raw)
+            self._values = json_object(self._raw, f"SSM parameter {self.name}")
         return dict(self._values)
 
     def load(self) -> dict[str, Any]:
@@ -70,16 +70,6 @@ class ListenerStore:
 
     def __str__(self) -> str:
         return f"SSM parameter {self.name}"
-
-
-def _parse(name: str, raw: str) -> dict[str, Any]:
-    try:
-        values = json.loads(raw)
-    except json.JSONDecodeError:
-        raise SpotifyConfigError(f"SSM parameter {name} is not JSON") from None
-    if not isinstance(values, dict):
-        raise SpotifyConfigError(f"SSM parameter {name} must be a JSON object")
-    return values
 
 
 def linked_listeners(path: str, app: CredentialStore, ssm: Any | None = None) -> Iterator[ListenerStore]:

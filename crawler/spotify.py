@@ -137,6 +137,17 @@ class CredentialStore(Protocol):
     def save(self, values: dict[str, Any]) -> None: ...
 
 
+def json_object(raw: str, label: str) -> dict[str, Any]:
+    """``raw`` parsed as a JSON object, or a SpotifyConfigError naming ``label`` (a secret or a parameter)."""
+    try:
+        values = json.loads(raw)
+    except json.JSONDecodeError:
+        raise SpotifyConfigError(f"{label} is not JSON") from None
+    if not isinstance(values, dict):
+        raise SpotifyConfigError(f"{label} must be a JSON object")
+    return values
+
+
 class SecretsManagerStore:
     setting = "client_id and client_secret in the Spotify secret (SPOTIFY_SECRET_ID)"
 
@@ -152,13 +163,7 @@ class SecretsManagerStore:
                 raise SpotifyConfigError(f"Spotify secret {self.secret_id} does not exist",
                                                 setting="the Spotify secret (SPOTIFY_SECRET_ID)") from None
             raise
-        try:
-            values = json.loads(raw)
-        except json.JSONDecodeError:
-            raise SpotifyConfigError(f"Spotify secret {self.secret_id} is not JSON") from None
-        if not isinstance(values, dict):
-            raise SpotifyConfigError(f"Spotify secret {self.secret_id} must be a JSON object")
-        return values
+        return json_object(raw, f"Spotify secret {self.secret_id}")
 
     def save(self, values: dict[str, Any]) -> None:
         self.sm.put_secret_value(SecretId=self.secret_id, SecretString=json.dumps(values))
