@@ -49,7 +49,6 @@ from catalog.bundle import (  # noqa: E402
     BaseReader,
     BaseRows,
     Delta,
-    LatestPointer,
     TrackMeta,
     write_base,
 )
@@ -123,8 +122,7 @@ def build_bundle(n: int, directory: Path, seed: int, n_trees: int) -> BaseManife
 
 def publish(store: BundleStore, manifest: BaseManifest, directory: Path) -> None:
     store.s3.create_bucket(Bucket=store.bucket)
-    sha = store.upload_base(directory, manifest)
-    store.write_latest(LatestPointer.for_base(manifest, sha, utc_now_iso()), None)
+    store.publish_base(directory, manifest, utc_now_iso())
 
 
 def publish_delta(store: BundleStore, n: int, count: int, directory: Path) -> None:

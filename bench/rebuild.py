@@ -99,7 +99,7 @@ def seed_table(table: Any, n: int, seed: int) -> np.ndarray:
 def publish_generated_base(store: Any, n: int, n_trees: int, workdir: Path) -> np.ndarray:
     """The base a full rebuild would publish for ``n`` generated ready tracks, without the table."""
     from annoy_service.builder import search_k_for
-    from catalog.bundle import BaseRows, LatestPointer, TrackMeta, write_base
+    from catalog.bundle import BaseRows, TrackMeta, write_base
     from catalog.keys import new_index_version
     from catalog.records import utc_now_iso
 
@@ -116,8 +116,7 @@ def publish_generated_base(store: Any, n: int, n_trees: int, workdir: Path) -> n
     directory = workdir / "generated-base"
     manifest = write_base(directory, rows, version=new_index_version(), created_at=utc_now_iso(), model=MODEL,
                           n_trees=n_trees, search_k=search_k_for)
-    sha = store.upload_base(directory, manifest)
-    store.write_latest(LatestPointer.for_base(manifest, sha, utc_now_iso()), None)
+    store.publish_base(directory, manifest, utc_now_iso())
     return vectors
 
 

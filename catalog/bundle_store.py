@@ -105,6 +105,12 @@ class BundleStore:
         self.s3.put_object(Bucket=self.bucket, Key=manifest.manifest_key, Body=body, ContentType="application/json")
         return hashlib.sha256(body).hexdigest()
 
+    def publish_base(self, directory: Path, manifest: BaseManifest, now_iso: str, etag: str | None = None) -> LatestPointer:
+        """Upload a base and point LATEST.json at it with no delta (``etag``: the pointer it replaces, None if none)."""
+        pointer = LatestPointer.for_base(manifest, self.upload_base(directory, manifest), now_iso)
+        self.write_latest(pointer, etag)
+        return pointer
+
     def read_manifest(self, version: str, expected_sha256: str | None = None) -> BaseManifest:
         validate_version(version)
         try:

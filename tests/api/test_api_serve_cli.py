@@ -17,7 +17,6 @@ import requests
 from api_testkit import build_bundle, clustered_vectors, spotify_like_id
 from moto.server import ThreadedMotoServer
 
-from catalog.bundle import LatestPointer
 from catalog.bundle_store import BundleStore
 from catalog.records import utc_now_iso
 
@@ -44,8 +43,7 @@ def test_serve_answers_over_http_and_stops_on_sigterm(moto_server: str, tmp_path
     ids = [spotify_like_id(i) for i in range(30)]
     manifest = build_bundle(tmp_path / "build", ids, clustered_vectors(30))
     store = BundleStore(BUCKET, s3)
-    manifest_sha = store.upload_base(tmp_path / "build", manifest)
-    store.write_latest(LatestPointer.for_base(manifest, manifest_sha, utc_now_iso()), None)
+    store.publish_base(tmp_path / "build", manifest, utc_now_iso())
 
     env = {**os.environ, "INDEX_BUCKET": BUCKET, "INDEX_DIR": str(tmp_path / "index"), "POWERTOOLS_LOG_LEVEL": "WARNING"}
     process = subprocess.Popen(

@@ -12,7 +12,7 @@ import pytest
 from crawler_aws import REGION, put_secret
 from crawler_fakes import CLIENT_ID, CLIENT_SECRET, QUOTA_EXCEEDED_BODY, Fakes, Reply, spotify_id, spotify_track
 
-from catalog.bundle import BaseRows, LatestPointer, TrackMeta, write_base
+from catalog.bundle import BaseRows, TrackMeta, write_base
 from catalog.bundle_store import BundleStore
 from catalog.keys import new_index_version
 from catalog.listens import ListenTable
@@ -47,8 +47,7 @@ def feed_env(aws: None, crawler_env: Fakes, monkeypatch: pytest.MonkeyPatch, tmp
     manifest = write_base(tmp_path / "base", [BaseRows(ids, metas, vectors)], version=new_index_version(),
                           created_at=utc_now_iso(), model=MODEL_ID, n_trees=4, search_k=1000)
     store = BundleStore(INDEX_BUCKET)
-    sha = store.upload_base(tmp_path / "base", manifest)
-    store.write_latest(LatestPointer.for_base(manifest, sha, utc_now_iso()), store.read_latest().etag)
+    store.publish_base(tmp_path / "base", manifest, utc_now_iso(), store.read_latest().etag)
     boto3.client("dynamodb", region_name=REGION).create_table(**template_table_params(LISTENS, "ListensTable"))
     queue = boto3.client("sqs", region_name=REGION).create_queue(QueueName="feed-train")["QueueUrl"]
     for name, value in {"INDEX_BUCKET": INDEX_BUCKET, "LISTENS_TABLE": LISTENS, "TRAIN_QUEUE_URL": queue,
