@@ -32,6 +32,27 @@ def cosine_similarity(angular_distance: float) -> float:
     return round(1.0 - angular_distance * angular_distance / 2.0, SIMILARITY_DECIMALS)
 
 
+def descending(values: npt.NDArray[np.float32], first: int) -> Iterator[int]:
+    """Positions of ``values``, largest first, ties in position order: a stable argsort's order, sorted lazily.
+
+    A search needs the delta's few nearest, not all of it in order: each block
+    holds the next ``first``, 2 × ``first`` ... largest values (every value tied
+    with a block's smallest goes in with it), found by a partition and sorted on
+    its own, so a 10k delta costs a tenth of a full argsort.
+    """
+    n = int(values.size)
+    upper = np.inf
+    size = max(1, first)
+    while size < n:
+        threshold = np.partition(values, n - size)[n - size]  # the size-th largest value
+        block = np.flatnonzero((values >= threshold) & (values < upper))
+        yield from block[np.argsort(-values[block], kind="stable")].tolist()
+        upper = threshold
+        size *= 2
+    rest = np.flatnonzero(values < upper)
+    yield from rest[np.argsort(-values[rest], kind="stable")].tolist()
+
+
 class _DeltaPart:
     """The delta in the searched space, held in memory (it is small by construction)."""
 
@@ -157,16 +178,16 @@ class ServedIndex:
         query = np.asarray(query, dtype=np.float32).reshape(-1)
         if query.size != self.dim:
             raise ValueError(f"query has {query.size} values, the index has dim {self.dim}")
-        delta_sims = self._delta.vectors @ query
-        delta_order = np.argsort(-delta_sims, kind="stable")
-        delta_at = 0
         # Enough for k when nothing is filtered out; the candidates widen themselves if more are needed.
         want = k + len(exclude) + min(len(self._hidden_items), k) + (0 if accept is None else 3 * k)
+        delta_sims = self._delta.vectors @ query
+        delta_order = descending(delta_sims, want)
+        next_delta = next(delta_order, None)
         base = self._base_candidates(query, want)
         next_base = next(base, None)
         picked: list[Neighbour] = []
         while len(picked) < k:
-            delta_sim = round(float(delta_sims[delta_order[delta_at]]), SIMILARITY_DECIMALS) if delta_at < len(delta_order) else None
+            delta_sim = None if next_delta is None else round(float(delta_sims[next_delta]), SIMILARITY_DECIMALS)
             if next_base is None and delta_sim is None:
                 break
             if next_base is not None and (delta_sim is None or next_base[0] >= delta_sim):
@@ -174,8 +195,8 @@ class ServedIndex:
                 next_base = next(base, None)
                 meta_of: Callable[[], TrackMeta] = lambda item=item: self._base.meta(item)  # noqa: E731
             else:
-                position = int(delta_order[delta_at])
-                delta_at += 1
+                position = next_delta
+                next_delta = next(delta_order, None)
                 similarity, track_id = delta_sim, self._delta.ids[position]
                 meta_of = lambda position=position: self._delta.metas[position]  # noqa: E731
             if track_id in exclude or (accept is not None and not accept(meta_of())):

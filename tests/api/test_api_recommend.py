@@ -10,7 +10,7 @@ from api_testkit import build_bundle, clustered_vectors, open_bundle, spotify_li
 
 from api.listing import ListPolicy
 from api.recommend import TrackNotIndexedError, recommendations
-from api.served import ServedIndex, cosine_similarity
+from api.served import ServedIndex, cosine_similarity, descending
 from catalog.bundle import BaseReader, BundleError, Projection, TrackMeta
 
 
@@ -33,6 +33,19 @@ def test_similarity_is_the_cosine_of_the_angle() -> None:
         assert cosine_similarity(angular) == pytest.approx(float(np.dot(a, b)), abs=1e-6)
     assert cosine_similarity(0.0) == 1.0
     assert cosine_similarity(2.0) == -1.0
+
+
+@pytest.mark.parametrize("first", [1, 3, 10, 64, 500])
+def test_descending_is_a_stable_argsort_read_lazily(first: int) -> None:
+    rng = np.random.default_rng(first)
+    # Ties on purpose (the same vector under two ids gives equal similarities), across block boundaries.
+    values = np.round(rng.normal(size=300), 1).astype(np.float32)
+    expected = np.argsort(-values, kind="stable").tolist()
+    assert list(descending(values, first)) == expected
+    head = descending(values, first)
+    assert [next(head) for _ in range(5)] == expected[:5]  # the first few, without sorting the rest
+    assert list(descending(np.zeros(0, np.float32), first)) == []
+    assert list(descending(np.ones(7, np.float32), first)) == list(range(7))
 
 
 def test_query_is_excluded_even_when_another_track_has_the_same_vector(tmp_path) -> None:
