@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
+
+from catalog.descriptors import Descriptors
 
 ROOT = Path(__file__).resolve().parents[1] / ".local" / "patch-cache"
 MODELS = ("msd", "mtt")
@@ -133,19 +135,60 @@ def mfcc_features(data: bytes) -> NDArray[np.float32]:
 
 def mfcc_all(paths: Sequence[Path], root: Path = ROOT) -> NDArray[np.float32]:
     """(n_clips, 40) MFCC summaries, cached next to the patches."""
+    return cached_rows(paths, "mfcc", f"{N_MFCC}", mfcc_features, root)
+
+
+def cached_rows(paths: Sequence[Path], name: str, recipe: str, compute: Callable[[bytes], NDArray[np.float32]],
+                root: Path = ROOT) -> NDArray[np.float32]:
+    """One row of ``compute(clip bytes)`` per clip, each cached as an .npy named by the clip, ``name`` and ``recipe``."""
     from tqdm import tqdm
 
     root.mkdir(parents=True, exist_ok=True)
     rows = []
-    for path in tqdm(paths, desc="mfcc", unit="clip", file=sys.stderr):
+    for path in tqdm(paths, desc=name, unit="clip", file=sys.stderr):
         data = Path(path).read_bytes()
-        target = cache_path(data, "mfcc", f"{N_MFCC}", root).with_suffix(".npy")
+        target = cache_path(data, name, recipe, root).with_suffix(".npy")
         if target.is_file():
             rows.append(np.load(target))
             continue
-        row = mfcc_features(data)
+        row = compute(data)
         partial = target.with_name(target.stem + ".partial.npy")
         np.save(partial, row)
         partial.replace(target)
         rows.append(row)
     return np.stack(rows)
+
+
+def descriptor_vector(data: bytes) -> NDArray[np.float32]:
+    """The extractor's descriptors of a clip (its decode, spectra and describe) as :func:`descriptor_numbers`."""
+    from extractor.audio import decode_clip
+    from extractor.descriptors import describe
+    from extractor.features import Spectra
+
+    clip = decode_clip(data)
+    return descriptor_numbers(describe(clip, Spectra.of(clip.samples)))
+
+
+def descriptor_numbers(d: Descriptors) -> NDArray[np.float32]:
+    """14 numbers for a small weighted part of a vector.
+
+    Circular quantities go on circles: the tempo's octave-folded log (a detector's
+    half- and double-time answers land on the same point) and the key's place on the
+    circle of fifths (its Camelot number), each scaled by its confidence; the mode is
+    ±confidence. The rest as they are, brightness on a log scale.
+    """
+    log_tempo = float(np.log2(max(d.tempoBpm, 1.0)))
+    tempo_turn = 2 * np.pi * log_tempo
+    fifths_turn = 2 * np.pi * (int(d.camelot[:-1]) - 1) / 12
+    mode = d.keyConfidence * (1.0 if d.mode == "major" else -1.0)
+    return np.array([
+        d.tempoConfidence * np.cos(tempo_turn), d.tempoConfidence * np.sin(tempo_turn), log_tempo,
+        d.keyConfidence * np.cos(fifths_turn), d.keyConfidence * np.sin(fifths_turn), mode,
+        d.loudnessLufs, d.dynamicRangeDb, d.energy, np.log(max(d.brightness, 1.0)), d.onsetRate,
+        d.percussiveness, d.danceability, d.tempoConfidence,
+    ], dtype=np.float32)
+
+
+def descriptors_all(paths: Sequence[Path], root: Path = ROOT) -> NDArray[np.float32]:
+    """(n_clips, 14) descriptor vectors, cached next to the patches (a new descriptors recipe: bump the name)."""
+    return cached_rows(paths, "descriptors", "v1", descriptor_vector, root)

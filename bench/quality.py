@@ -103,13 +103,15 @@ def pool_features(patches: Sequence[dict[str, NDArray[np.float32]]], prefix: str
     return features
 
 
-def clip_features(paths: Sequence[Path], more_models: bool) -> dict[str, NDArray[np.float32]]:
+def clip_features(paths: Sequence[Path], more_models: bool, full: bool = True) -> dict[str, NDArray[np.float32]]:
     """Every feature an arm reads, from the cached per-patch outputs (computed on a cache miss) and MFCCs."""
-    from bench.patch_cache import load_all, mfcc_all
+    from bench.patch_cache import descriptors_all, load_all, mfcc_all
 
     msd = load_all(paths, "msd", "hop187")
     features = pool_features(msd, "msd")
     features["mfcc"] = mfcc_all(paths)
+    if full:  # only full runs have the descriptor arms
+        features["descriptors"] = descriptors_all(paths)
     if more_models:
         features |= pool_features(load_all(paths, "mtt", "hop187"), "mtt")
         shifted = load_all(paths, "msd", "mid93")
@@ -152,6 +154,12 @@ def arms(full: bool, more_models: bool) -> dict[str, Arm]:
         "pairs_d32": pair_projection(msd, "msd_penultimate_first", "msd_penultimate_second", 32),
         "whiten+mfcc_w0.3": weighted(whitened(msd), zscored("mfcc"), 0.3),
         "raw+mfcc_w0.3": weighted(raw(msd), zscored("mfcc"), 0.3),
+        "descriptors": zscored("descriptors"),
+        "raw+desc_w0.3": weighted(raw(msd), zscored("descriptors"), 0.3),
+        "raw+desc_w0.5": weighted(raw(msd), zscored("descriptors"), 0.5),
+        "raw+mfcc+desc_w0.3": weighted(weighted(raw(msd), zscored("mfcc"), 0.3), zscored("descriptors"), 0.3),
+        "midlevel+mfcc_w0.3": weighted(raw("msd_pooled_mean"), zscored("mfcc"), 0.3),
+        "midlevel+desc_w0.3": weighted(raw("msd_pooled_mean"), zscored("descriptors"), 0.3),
     }
     if more_models:
         table |= {
@@ -172,7 +180,7 @@ def load_dev(full: bool, more_models: bool) -> tuple[dict[str, NDArray[np.float3
         print("dev set not built (python bench/devset.py): --quick reports no dev figures", file=sys.stderr)
         return None
     clips = record["clips"]
-    features = clip_features([devset.ROOT / c["file"] for c in clips], more_models)
+    features = clip_features([devset.ROOT / c["file"] for c in clips], more_models, full)
     return features, [c["track"] for c in clips], [c["source"] for c in clips]
 
 
@@ -207,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     # Two excerpts of one score (e.g. "from bar 17") are the same piece: the corpus path names the work.
     pieces = [clip["corpus_path"] for clip in demo_clips]
 
-    demo_features = with_concat(clip_features(demo_paths, args.more_models))
+    demo_features = with_concat(clip_features(demo_paths, args.more_models, full))
     dev = load_dev(full, args.more_models)
     if dev is not None:
         dev = (with_concat(dev[0]), dev[1], dev[2])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bench.patch_cache import descriptor_numbers
 from bench.quality_arms import (
     fit_whitening,
     half_splits,
@@ -14,6 +15,7 @@ from bench.quality_arms import (
     same_track_chance,
     zscored,
 )
+from catalog.descriptors import Descriptors, Mode
 
 # Six clips on a line of angles: the nearest neighbour of each is known exactly.
 ANGLES = np.array([0.0, 0.1, 0.5, 0.65, 1.4, 1.5])
@@ -116,3 +118,27 @@ def test_the_mfcc_baseline_is_z_scored_with_the_fit_halfs_statistics_only() -> N
     # Fit half: means (2, 200, 5), deviations (1, 100, 0 -> 1); the constant column stays finite.
     expected = np.array([[8, -2, 0], [-12, -2, 0]], dtype=np.float64)
     np.testing.assert_allclose(vectors, expected / np.linalg.norm(expected, axis=1, keepdims=True), rtol=1e-6)
+
+
+def _descriptors(tempo_bpm: float, key: int, mode: str) -> Descriptors:
+    return Descriptors.of_key(
+        key=key, mode=Mode(mode), keyConfidence=0.8, tempoBpm=tempo_bpm, tempoConfidence=0.5, loudnessLufs=-14.0,
+        dynamicRangeDb=6.0, energy=0.5, brightness=2000.0, onsetRate=3.0, percussiveness=0.4, danceability=0.6,
+    )
+
+
+def test_descriptor_numbers_fold_tempo_octaves_and_keep_fifths_close() -> None:
+    half, tempo, double = (descriptor_numbers(_descriptors(bpm, 0, "major")) for bpm in (60.0, 120.0, 240.0))
+    # Half- and double-time land on the tempo circle's same point; only the plain log tempo tells them apart.
+    np.testing.assert_allclose(half[:2], tempo[:2], atol=1e-5)
+    np.testing.assert_allclose(double[:2], tempo[:2], atol=1e-5)
+    assert (half[2], tempo[2], double[2]) == pytest.approx((np.log2(60), np.log2(120), np.log2(240)))
+    off = descriptor_numbers(_descriptors(85.0, 0, "major"))
+    assert np.linalg.norm(off[:2] - tempo[:2]) > 0.5
+    # C major sits next to G major (one fifth) and opposite F# major on the key circle; minor flips the mode sign.
+    c, g, f_sharp = (descriptor_numbers(_descriptors(120.0, key, "major")) for key in (0, 7, 6))
+    assert np.linalg.norm(c[3:5] - g[3:5]) < np.linalg.norm(c[3:5] - f_sharp[3:5])
+    np.testing.assert_allclose(c[3:5], -f_sharp[3:5], atol=1e-5)
+    a_minor = descriptor_numbers(_descriptors(120.0, 9, "minor"))
+    np.testing.assert_allclose(a_minor[3:5], c[3:5], atol=1e-5)  # relative keys share a Camelot number
+    assert (c[5], a_minor[5]) == pytest.approx((0.8, -0.8))
