@@ -28,13 +28,16 @@ from annoy_service.publisher import Announcer, announce_and_prune
 from catalog.bundle import (
     BASE_FILES,
     CHUNK_ROWS,
+    ROW_FILES,
     BaseManifest,
     BaseReader,
     BaseRows,
+    BaseRowsReader,
     BuiltFrom,
     BundleError,
     Delta,
     LatestPointer,
+    open_rows,
     write_base,
 )
 from catalog.bundle_store import BundleStore, LatestMovedError, LatestRead
@@ -375,7 +378,7 @@ class Indexer:
         if not winner.delta_sequence:
             return pointer, read.etag
         newer = self.store.download_delta(winner.delta_key, scratch / "winner-delta.npz", winner.delta_sha256, winner.base_version)
-        reader = BaseReader.open(directory, manifest, verify=False)
+        reader = open_rows(directory, manifest)
         try:
             rebased = newer.rebased(reader, superseded)
         finally:
@@ -387,7 +390,7 @@ class Indexer:
         base_pointer = LatestPointer.for_base(manifest, pointer.base_manifest_sha256, _now_iso(self.clock))
         return base_pointer.with_delta(rebased, file, _now_iso(self.clock)), read.etag
 
-    def _base_rows(self, reader: BaseReader, delta: Delta) -> Iterator[BaseRows]:
+    def _base_rows(self, reader: BaseRowsReader, delta: Delta) -> Iterator[BaseRows]:
         """The previous base minus what the delta hides, then the delta's entries: no table read."""
         hidden = set(reader.items_of(delta.entries.keys() | delta.tombstones).values())
         raw = reader.raw_vectors()
@@ -402,10 +405,21 @@ class Indexer:
             yield BaseRows([e.meta.track_id for e in part], [e.meta.to_json() for e in part], np.stack([e.vector for e in part]))
 
     def _download_base(self, manifest: BaseManifest, scratch: Path) -> BaseReader:
-        directory = scratch / f"previous-{manifest.version}"
-        self._say(f"downloading base {manifest.version} ({sum(f.bytes for f in manifest.files.values()) / 1e6:.1f} MB)")
-        self.store.download_base(manifest, directory, BASE_FILES)
+        """Every file of the base, verified against its manifest, and opened (Annoy included)."""
+        directory = self._download(manifest, scratch, BASE_FILES)
         return BaseReader.open(directory, manifest, verify=False)
+
+    def _download_rows(self, manifest: BaseManifest, scratch: Path) -> BaseRowsReader:
+        """The base's rows only (vectors and metadata, verified): what a new base is built from.
+        Its Annoy index, two thirds of its bytes, is never read back."""
+        return open_rows(self._download(manifest, scratch, ROW_FILES), manifest)
+
+    def _download(self, manifest: BaseManifest, scratch: Path, names: tuple[str, ...]) -> Path:
+        directory = scratch / f"previous-{manifest.version}"
+        megabytes = sum(manifest.files[name].bytes for name in names) / 1e6
+        self._say(f"downloading {', '.join(names)} of base {manifest.version} ({megabytes:.1f} MB)")
+        self.store.download_base(manifest, directory, names)
+        return directory
 
     def compact(self, *, verify: bool = False) -> Outcome:
         """Fold the published delta into a new base built from the previous base's vectors (no table read).
@@ -427,7 +441,8 @@ class Indexer:
             if not current.delta.size and not verify:
                 return unchanged
             try:
-                reader = self._download_base(current.manifest, scratch)
+                # verify: every file, so that damage no HEAD sees is found; else the rows are enough.
+                reader = (self._download_base if verify else self._download_rows)(current.manifest, scratch)
             except BundleError as exc:
                 outcome = self._heal(read, str(exc))
                 return Outcome(**{**outcome.__dict__, "healed": str(exc), "seconds": time.perf_counter() - started})
@@ -535,7 +550,7 @@ class Indexer:
         metas = ready.metas_json
         served: set[str] = set()
         changed = 0
-        reader = self._download_base(current.manifest, scratch)
+        reader = self._download_rows(current.manifest, scratch)
         try:
             hidden = current.delta.entries.keys() | current.delta.tombstones
             raw = reader.raw_vectors()

@@ -70,6 +70,8 @@ META_CACHE_ITEMS = 65_536
 # The files a reader needs to serve, and the ones compaction needs as well.
 SERVING_FILES = (ANN_FILENAME, META_FILENAME, SPACE_FILENAME)
 BASE_FILES = (ANN_FILENAME, VECTORS_FILENAME, META_FILENAME, SPACE_FILENAME)
+# What a base is rebuilt from (compaction, the drift check): its rows, not its Annoy index.
+ROW_FILES = (VECTORS_FILENAME, META_FILENAME)
 # A version becomes a directory name on readers' disks.
 VERSION_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
 _VERSION_RE = re.compile(VERSION_PATTERN)
@@ -477,49 +479,35 @@ def verify_files(directory: Path, manifest: BaseManifest, names: Iterable[str]) 
             raise BundleError(f"{name} SHA-256 is {digest}, manifest says {expected.sha256}")
 
 
-class BaseReader:
-    """An opened base (the one reader of base files): Annoy mapped, metadata opened, never parsed whole.
+def _open_meta_db(directory: Path, manifest: BaseManifest) -> sqlite3.Connection:
+    """meta.sqlite opened read-only, its row count checked against the manifest."""
+    try:
+        # immutable=1: the file never changes, so SQLite takes no locks and reads no journal.
+        db = sqlite3.connect(f"{(directory / META_FILENAME).resolve().as_uri()}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+        (rows,) = db.execute("SELECT count(*) FROM tracks").fetchone()
+    except sqlite3.Error as exc:
+        raise BundleError(f"meta.sqlite cannot be read: {exc}") from exc
+    if rows != manifest.count:
+        db.close()
+        raise BundleError(f"meta.sqlite holds {rows} tracks, manifest says {manifest.count}")
+    return db
 
-    Thread-safe: the SQLite connection is shared behind a lock.
+
+class BaseRowsReader:
+    """A base's rows: metadata by item number and the raw vectors, without its Annoy index.
+
+    What compaction and the drift check read (ROW_FILES, a third of a base's bytes). Thread-safe:
+    the SQLite connection is shared behind a lock.
     """
 
-    def __init__(self, directory: Path, manifest: BaseManifest, annoy: AnnoyIndex, db: sqlite3.Connection, projection: Projection) -> None:
+    def __init__(self, directory: Path, manifest: BaseManifest, db: sqlite3.Connection) -> None:
         self.directory = directory
         self.manifest = manifest
-        self.annoy = annoy
-        self.projection = projection
         self._db = db
         self._lock = threading.Lock()
         self.meta = lru_cache(maxsize=META_CACHE_ITEMS)(self._meta)
 
-    @classmethod
-    def open(cls, directory: Path, manifest: BaseManifest, *, verify: bool = True, prefault: bool = False) -> BaseReader:
-        if verify:
-            verify_files(directory, manifest, SERVING_FILES)
-        projection = read_space(directory / SPACE_FILENAME, manifest.dim)
-        index = AnnoyIndex(manifest.dim, METRIC)
-        try:
-            index.load(str(directory / ANN_FILENAME), prefault=prefault)
-        except OSError as exc:
-            raise BundleError(f"Annoy cannot load tracks.ann: {exc}") from exc
-        if index.get_n_items() != manifest.count:
-            index.unload()
-            raise BundleError(f"tracks.ann holds {index.get_n_items()} items, manifest says {manifest.count}")
-        try:
-            # immutable=1: the file never changes, so SQLite takes no locks and reads no journal.
-            db = sqlite3.connect(f"{(directory / META_FILENAME).resolve().as_uri()}?mode=ro&immutable=1", uri=True, check_same_thread=False)
-            (rows,) = db.execute("SELECT count(*) FROM tracks").fetchone()
-        except sqlite3.Error as exc:
-            index.unload()
-            raise BundleError(f"meta.sqlite cannot be read: {exc}") from exc
-        if rows != manifest.count:
-            db.close()
-            index.unload()
-            raise BundleError(f"meta.sqlite holds {rows} tracks, manifest says {manifest.count}")
-        return cls(directory, manifest, index, db, projection)
-
     def close(self) -> None:
-        self.annoy.unload()
         self._db.close()
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -566,6 +554,44 @@ class BaseReader:
         return np.memmap(
             self.directory / VECTORS_FILENAME, dtype=VECTOR_DTYPE, mode="r", shape=(self.manifest.count, self.manifest.dim)
         )
+
+
+def open_rows(directory: Path, manifest: BaseManifest) -> BaseRowsReader:
+    """The rows of a base whose ROW_FILES are in ``directory`` (verified by whoever downloaded them)."""
+    return BaseRowsReader(directory, manifest, _open_meta_db(directory, manifest))
+
+
+class BaseReader(BaseRowsReader):
+    """An opened base (the one reader of base files): Annoy mapped, metadata opened, never parsed whole."""
+
+    def __init__(self, directory: Path, manifest: BaseManifest, annoy: AnnoyIndex, db: sqlite3.Connection, projection: Projection) -> None:
+        super().__init__(directory, manifest, db)
+        self.annoy = annoy
+        self.projection = projection
+
+    @classmethod
+    def open(cls, directory: Path, manifest: BaseManifest, *, verify: bool = True, prefault: bool = False) -> BaseReader:
+        if verify:
+            verify_files(directory, manifest, SERVING_FILES)
+        projection = read_space(directory / SPACE_FILENAME, manifest.dim)
+        index = AnnoyIndex(manifest.dim, METRIC)
+        try:
+            index.load(str(directory / ANN_FILENAME), prefault=prefault)
+        except OSError as exc:
+            raise BundleError(f"Annoy cannot load tracks.ann: {exc}") from exc
+        if index.get_n_items() != manifest.count:
+            index.unload()
+            raise BundleError(f"tracks.ann holds {index.get_n_items()} items, manifest says {manifest.count}")
+        try:
+            db = _open_meta_db(directory, manifest)
+        except BundleError:
+            index.unload()
+            raise
+        return cls(directory, manifest, index, db, projection)
+
+    def close(self) -> None:
+        self.annoy.unload()
+        super().close()
 
 
 # -- the delta -----------------------------------------------------------------------
@@ -699,7 +725,7 @@ class Delta:
         delta.tombstones = tombstones
         return delta
 
-    def rebased(self, base: BaseReader, compacted: Delta | None) -> Delta:
+    def rebased(self, base: BaseRowsReader, compacted: Delta | None) -> Delta:
         """This delta re-expressed over ``base``, a newer base that already holds ``compacted``.
 
         ``compacted`` is an earlier state of this delta (same old base) that went into the

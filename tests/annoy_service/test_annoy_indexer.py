@@ -131,8 +131,21 @@ def test_compaction_from_base_vectors_and_delta_matches_a_full_rebuild(stack: St
     indexer = stack.indexer(compact_items=10**9, compact_share=10.0)
     assert indexer.apply_changes(changes_of(stack)).result is Result.DELTA
     dynamo_calls.names.clear()
-    compacted = indexer.compact()
+    read_keys: list[str] = []
+    s3_events = indexer.store.s3.meta.events
+
+    def record_get(params: dict[str, Any], **_: Any) -> None:
+        read_keys.append(params["Key"])
+
+    s3_events.register("before-parameter-build.s3.GetObject", record_get)
+    try:
+        compacted = indexer.compact()
+    finally:
+        s3_events.unregister("before-parameter-build.s3.GetObject", record_get)
     assert dynamo_calls.names == [] and compacted.items_read == 0
+    # Built from the previous base's rows: its vectors and metadata are read, its Annoy index never.
+    read_files = {key.rsplit("/", 1)[-1] for key in read_keys}
+    assert {"vectors.f32", "meta.sqlite"} <= read_files and "tracks.ann" not in read_files
     assert compacted.result is Result.COMPACTED and compacted.delta_size == 0
     from_compaction = served(stack, tmp_path)
     rebuilt = indexer.rebuild_full(force=True)
