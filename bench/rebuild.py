@@ -159,14 +159,19 @@ def measure(n: int, quick: bool, debounce_s: float, recheck_s: float, table_max:
         stream.batch()  # the seeding's own records: the base below holds them
         settings = Settings(table="Tracks", bucket="bench-index", topic_arn=topic, debounce_s=debounce_s,
                             n_trees=n_trees, compact_items=10**9, compact_share=10.0)
-        indexer = Indexer(settings, table, BundleStore("bench-index"), Announcer(topic), workdir=tmp)
+        phase_started = [time.perf_counter()]
+
+        def progress(message: str) -> None:  # the builder's own steps, timed from the start of the current phase
+            log(f"{n:,}:   +{time.perf_counter() - phase_started[0]:.1f} s {message}")
+
+        indexer = Indexer(settings, table, BundleStore("bench-index"), Announcer(topic), workdir=tmp, progress=progress)
         reads = ItemReads()
         events = storage.resource("dynamodb").meta.client.meta.events
         events.register("after-call.dynamodb.*", reads)
 
         row["full_rebuild_s"] = None
         if from_table:
-            started = time.perf_counter()
+            started = phase_started[0] = time.perf_counter()
             full = indexer.rebuild_full(force=True)
             row["full_rebuild_s"] = round(time.perf_counter() - started, 2)
             row["full_rebuild_items_read"] = reads.items
@@ -217,7 +222,7 @@ def measure(n: int, quick: bool, debounce_s: float, recheck_s: float, table_max:
         log(f"{n:,}: recommendable {row['time_to_recommendable_s']} s after its stream record")
 
         reads.items, reads.calls = 0, []
-        started = time.perf_counter()
+        started = phase_started[0] = time.perf_counter()
         compacted = indexer.compact()
         row["compaction_s"] = round(time.perf_counter() - started, 2)
         row["compaction_reads"] = reads.items
