@@ -7,6 +7,7 @@ and fails on any console error the page did not expect. Screenshots go to .local
 
 from __future__ import annotations
 
+import math
 import subprocess
 from collections import Counter
 from html.parser import HTMLParser
@@ -188,8 +189,18 @@ def test_the_map_places_every_track_and_a_click_opens_it(page: Any, served: Serv
     legend = page.locator("#map-legend li").all_inner_texts()
     counts = Counter(p["tag"] for p in points)
     assert counts[legend[0]] == max(counts.values()), "the legend starts with the commonest top tag"
-    target = points[7]
-    dot = page.locator(f'#map circle[data-track-id="{target["trackId"]}"]')
+    # A dot no other dot covers (their layout follows the catalogue's embeddings): hover and click reach it.
+    dots = page.eval_on_selector_all(
+        "#map circle.point", "els => els.map(e => [e.dataset.trackId, +e.getAttribute('cx'), +e.getAttribute('cy'), +e.getAttribute('r')])"
+    )
+    clear_of = {
+        track_id: min(math.dist((x, y), (ox, oy)) - r - other_r for other, ox, oy, other_r in dots if other != track_id)
+        for track_id, x, y, r in dots
+    }
+    target_id = max(clear_of, key=clear_of.__getitem__)
+    assert clear_of[target_id] > 0, "every dot on the map is covered by another"
+    target = next(p for p in points if p["trackId"] == target_id)
+    dot = page.locator(f'#map circle[data-track-id="{target_id}"]')
     dot.hover()
     assert page.inner_text("#map-hover").startswith(target["title"])
     shot(page, "map")
