@@ -192,7 +192,7 @@ def measure(n: int, quick: bool, debounce_s: float, recheck_s: float, table_max:
         changes = stream_changes(DynamoDBStreamEvent(stream.batch()).records, MODEL)
         reads.items, reads.calls = 0, []
         indexer.settings = Settings(**{**settings.__dict__, "debounce_s": 0.0})  # the first delta: no wait
-        started = time.perf_counter()
+        started = phase_started[0] = time.perf_counter()
         outcome = indexer.apply_changes(changes)
         row["delta_publish_s"] = round(time.perf_counter() - started, 3)
         row["items_read_per_change"] = reads.items
@@ -206,7 +206,7 @@ def measure(n: int, quick: bool, debounce_s: float, recheck_s: float, table_max:
         cache = IndexCache("bench-index", directory=Path(tmp) / "api", recheck_s=recheck_s)
         assert cache.current() is not None  # a warm container; its last LATEST check is now
         probe_id = "P000000000000000000000"
-        written = time.perf_counter()
+        written = phase_started[0] = time.perf_counter()
         extract([probe_id], base_vectors[:1] + 0.05 * rng.standard_normal((1, DIM)))
         indexer.apply_changes(stream_changes(DynamoDBStreamEvent(stream.batch()).records, MODEL))
         published = time.perf_counter()
