@@ -7,6 +7,7 @@ GET /tracks/{trackId} and to explain a 404.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -81,6 +82,15 @@ def not_indexed_error(table: TrackTable, track_id: str) -> ApiError:
     )
 
 
+def _stale_before(stale_after_s: float) -> str:
+    """Pending items crawled or requested before this instant (ISO 8601 UTC) count as lost."""
+    return (datetime.now(UTC) - timedelta(seconds=stale_after_s)).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _is_lost(record: TrackRecord, stale: str) -> bool:
+    return record.status is Status.PENDING and (record.crawled_at or record.requested_at) < stale
+
+
 def request_ingest(table: TrackTable, queue: CrawlQueue, track_id: str, stale_after_s: float) -> tuple[int, dict[str, Any]]:
     """PUT /tracks/{trackId}: (HTTP status, body). Records the request and queues the crawl; never waits for it.
 
@@ -89,11 +99,11 @@ def request_ingest(table: TrackTable, queue: CrawlQueue, track_id: str, stale_af
     """
     if not _INGESTABLE_ID_RE.fullmatch(track_id):
         raise ApiError(400, "invalid_track_id", "expected a Spotify track id (22 letters and digits) or dz- and a Deezer track number")
-    stale = (datetime.now(UTC) - timedelta(seconds=stale_after_s)).isoformat(timespec="seconds").replace("+00:00", "Z")
+    stale = _stale_before(stale_after_s)
     existing = table.get(track_id, consistent=True)
     if existing is not None and existing.status is Status.READY:
         return 200, {"trackId": track_id, "status": Status.READY.value, "message": "track is already analysed"}
-    if existing is not None and existing.status is Status.PENDING and (existing.crawled_at or existing.requested_at) >= stale:
+    if existing is not None and existing.status is Status.PENDING and not _is_lost(existing, stale):
         return 202, {"trackId": track_id, "status": Status.PENDING.value, "message": "track is already waiting"}
     # The message goes first: a crash after it still gets the track crawled (the crawler creates the item).
     try:
@@ -108,3 +118,37 @@ def request_ingest(table: TrackTable, queue: CrawlQueue, track_id: str, stale_af
         "message": "queued for crawling; GET /tracks/{trackId} shows its progress",
         "requestedAt": request.requested_at,
     }
+
+
+def request_unmatched(table: TrackTable, queue: CrawlQueue, track_ids: Iterable[str], stale_after_s: float, limit: int) -> int:
+    """POST /users/{userId}/history?crawl=true: queue crawls of up to ``limit`` of ``track_ids``
+    (the import's unmatched Spotify tracks, most played first); returns how many were queued.
+
+    Only a track the Tracks table does not know, or knows as pending since before the stale
+    time, is asked for. A ready one waits for the index; a failed one was refused for a reason
+    (no preview anywhere, most often) that posting the same export again would meet again:
+    PUT /tracks/{trackId} asks for it again on purpose. The rest of a long list is asked for by
+    posting the export again (it adds no plays twice). SQS or DynamoDB failing raises ApiError 503.
+    """
+    stale = _stale_before(stale_after_s)
+    queued = 0
+    try:
+        for track_id in track_ids:
+            if queued >= limit:
+                break
+            if not _INGESTABLE_ID_RE.fullmatch(track_id):
+                continue
+            existing = table.get(track_id, consistent=True)
+            if existing is not None and not _is_lost(existing, stale):
+                continue
+            # As PUT does: the message first, so a crash between the two still gets the track crawled.
+            request = queue.send(track_id)
+            table.put_requested(track_id, request.requested_at, stale)
+            queued += 1
+    except (ClientError, BotoCoreError) as exc:
+        logger.exception("could not queue the import's crawl requests")
+        raise ApiError(
+            503, "crawl_unavailable",
+            f"the plays are imported but only {queued} crawl requests could be queued; post the export again to retry (it adds nothing twice)",
+        ) from exc
+    return queued

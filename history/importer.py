@@ -9,6 +9,7 @@ file adds only what is missing, because every play's key is deterministic
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -40,7 +41,8 @@ class ImportReport:
     skips: int = 0
     not_music: int = 0
     crawl_requested: int = 0
-    unmatched_spotify_ids: set[str] = field(default_factory=set)
+    # Plays per Spotify track id the catalogue did not match: what a crawl request may ask for.
+    unmatched_spotify_plays: Counter[str] = field(default_factory=Counter)
 
     def to_json(self) -> dict[str, int]:
         return {
@@ -56,12 +58,16 @@ class ImportReport:
             "crawlRequested": self.crawl_requested,
         }
 
+    def unmatched_by_plays(self) -> list[str]:
+        """The unmatched Spotify track ids, most played first (ties by id): the order crawl requests go in."""
+        return sorted(self.unmatched_spotify_plays, key=lambda track_id: (-self.unmatched_spotify_plays[track_id], track_id))
+
     def format(self) -> str:
         return (
             f"{self.files} file(s), {self.records} records: {self.plays} plays ({self.skips} skips under "
             f"{SKIP_BELOW_MS // 1000} s), {self.added} added, {self.already_imported} already imported; "
             f"{self.matched} matched the catalogue, {self.unmatched} did not "
-            f"({len(self.unmatched_spotify_ids)} distinct Spotify tracks); {self.not_music} non-music entries left out; "
+            f"({len(self.unmatched_spotify_plays)} distinct Spotify tracks); {self.not_music} non-music entries left out; "
             f"{self.crawl_requested} tracks queued for crawling"
         )
 
@@ -127,7 +133,7 @@ class _Importer:
         else:
             report.unmatched += 1
             if spotify := spotify_id_of(listen.spotify_uri):
-                report.unmatched_spotify_ids.add(spotify)
+                report.unmatched_spotify_plays[spotify] += 1
         if listen.sort_key in self.stored:
             report.already_imported += 1
             return
@@ -143,7 +149,7 @@ class _Importer:
 
     def finish(self, crawl: CrawlRequest | None) -> ImportReport:
         if crawl is not None:
-            for spotify in sorted(self.report.unmatched_spotify_ids):
+            for spotify in self.report.unmatched_by_plays():
                 crawl(spotify)
                 self.report.crawl_requested += 1
         return self.report

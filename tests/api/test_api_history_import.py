@@ -153,15 +153,19 @@ def test_broken_json_and_a_non_array_are_named(listens: ListenTable, matcher: Ca
         import_files("ana", [obj], matcher, listens)
 
 
-def test_unmatched_spotify_tracks_are_counted_and_queued_once_each(listens: ListenTable, matcher: CatalogueMatcher, tmp_path: Path) -> None:
+def test_unmatched_spotify_tracks_are_counted_and_queued_once_each_most_played_first(
+    listens: ListenTable, matcher: CatalogueMatcher, tmp_path: Path,
+) -> None:
     unknown = ["A" * 22, "B" * 22]
+    # B is played three times, A twice: B is asked for first although A sorts first.
     records = [
-        extended_record(100 + i, 10 * i) | {"spotify_track_uri": f"spotify:track:{unknown[i % 2]}"} for i in range(5)
+        extended_record(100 + i, 10 * i) | {"spotify_track_uri": f"spotify:track:{unknown[(i + 1) % 2]}"} for i in range(5)
     ] + [extended_record(200, 90, uri=False), extended_record(1, 100)]
     requested: list[str] = []
     report = import_files("ana", [write(tmp_path / "e.json", records)], matcher, listens, crawl=requested.append)
     assert (report.matched, report.unmatched, report.crawl_requested) == (1, 6, 2)
-    assert requested == sorted(unknown)
+    assert requested == ["B" * 22, "A" * 22]
+    assert report.unmatched_spotify_plays == {"B" * 22: 3, "A" * 22: 2}
 
 
 def test_progress_is_reported_while_a_file_is_read(listens: ListenTable, matcher: CatalogueMatcher, tmp_path: Path) -> None:

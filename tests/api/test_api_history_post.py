@@ -14,7 +14,10 @@ import requests
 from api_testkit import spotify_like_id
 from test_api_history_import import LISTENS_TABLE, basic_record, extended_record
 
+from catalog.crawl_requests import CrawlRequest
 from catalog.listens import ListenTable
+from catalog.records import Source, Status, TrackRecord
+from catalog.storage import TrackTable
 from catalog.train_requests import TrainRequest
 from infra.authorizers import NO_AUTH, route_authorizer
 from infra.context import LocalLambdaContext
@@ -117,6 +120,61 @@ def test_a_signed_post_imports_counts_and_queues_training_and_twice_adds_nothing
     assert (again.json()["import"]["added"], again.json()["import"]["alreadyImported"]) == (0, 12)
     assert stored("ana") == 12 and stored("bo") == 0
     assert len(queued()) == 1
+
+
+def crawl_requests() -> list[str]:
+    """The track ids waiting on CrawlQueue, in the order they were sent (the messages are deleted)."""
+    sqs, url = boto3.client("sqs"), os.environ["CRAWL_QUEUE_URL"]
+    ids: list[str] = []
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        for message in messages:
+            ids.append(CrawlRequest.from_body(message["Body"]).track_id)
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return ids
+
+
+def test_crawl_true_queues_the_unmatched_tracks_most_played_first_within_the_limit(
+    history_api: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Four Spotify tracks the catalogue does not have, played 4, 3, 2 and 1 times; the most played
+    # one was refused by an earlier crawl (no preview) and is not asked for again.
+    unknown = [spotify_like_id(900 + i) for i in range(4)]
+    TrackTable(os.environ["TRACKS_TABLE"]).put_failed(TrackRecord(track_id=unknown[0], source=Source.SPOTIFY, error="no preview"))
+    plays = [unknown[i] for i in range(4) for _ in range(4 - i)]
+    body = json.dumps(
+        [extended_record(900, 10 * n) | {"spotify_track_uri": f"spotify:track:{track}"} for n, track in enumerate(plays)]
+        + [extended_record(1, 500)]
+    ).encode()
+    monkeypatch.setenv("HISTORY_MAX_CRAWL_REQUESTS", "2")
+    url = f"{history_api}/users/ana/history"
+
+    plain = post(url, body)
+    assert plain.status_code == 200 and plain.json()["import"]["crawlRequested"] == 0
+    assert crawl_requests() == []
+
+    first = post(f"{url}?crawl=true", body)
+    assert first.status_code == 200, first.text
+    assert (first.json()["import"]["unmatched"], first.json()["import"]["crawlRequested"]) == (10, 2)
+    assert crawl_requests() == unknown[1:3]
+    tracks = TrackTable(os.environ["TRACKS_TABLE"])
+    requested = [tracks.get(t) for t in unknown]
+    assert requested[0] is not None and requested[0].status is Status.FAILED
+    assert all(r is not None and r.status is Status.PENDING and r.requested_at for r in requested[1:3])
+    assert requested[3] is None
+
+    # Posting again asks for the rest: the two just requested are waiting, the failed one stays refused.
+    again = post(f"{url}?crawl=true", body)
+    assert (again.json()["import"]["added"], again.json()["import"]["crawlRequested"]) == (0, 1)
+    assert crawl_requests() == [unknown[3]]
+    assert post(f"{url}?crawl=true", body).json()["import"]["crawlRequested"] == 0
+
+def test_crawl_requests_that_cannot_be_queued_are_a_503_after_the_plays_are_stored(history_api: str) -> None:
+    boto3.client("sqs").delete_queue(QueueUrl=os.environ["CRAWL_QUEUE_URL"])
+    body = json.dumps([extended_record(901, 0) | {"spotify_track_uri": f"spotify:track:{spotify_like_id(901)}"}, extended_record(1, 10)]).encode()
+    response = post(f"{history_api}/users/ana/history?crawl=true", body)
+    assert response.status_code == 503 and response.json()["error"]["code"] == "crawl_unavailable", response.text
+    assert "only 0 crawl requests could be queued" in response.json()["error"]["message"]
+    assert stored("ana") == 2 and queued() == []
 
 
 def test_the_basic_format_gzipped_imports_like_the_file(history_api: str) -> None:
