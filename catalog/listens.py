@@ -55,6 +55,9 @@ class Listen:
     spotify_uri: str = ""
     skipped: bool = False  # under SKIP_BELOW_MS, or the extended export says so
     reason_end: str = ""
+    # From the recently-played feed, which gives no play length: ms_played is the track's duration.
+    # An export's record of the same play replaces it (history.importer).
+    from_feed: bool = False
 
     @property
     def started_at(self) -> datetime:
@@ -75,7 +78,7 @@ class Listen:
             "ms_played": self.ms_played,
             "skipped": self.skipped,
         }
-        optional = {"track_id": self.track_id, "spotify_uri": self.spotify_uri, "reason_end": self.reason_end}
+        optional = {"track_id": self.track_id, "spotify_uri": self.spotify_uri, "reason_end": self.reason_end, "from_feed": self.from_feed}
         item.update({k: v for k, v in optional.items() if v})
         return item
 
@@ -92,6 +95,7 @@ class Listen:
             spotify_uri=plain.get("spotify_uri", ""),
             skipped=bool(plain.get("skipped", False)),
             reason_end=plain.get("reason_end", ""),
+            from_feed=bool(plain.get("from_feed", False)),
         )
 
 
@@ -104,17 +108,16 @@ class ListenTable:
         self.name = name
         self.table = table if table is not None else resource("dynamodb").Table(name)
 
-    def keys_of(self, user_id: str) -> set[str]:
-        """Every sort key already stored for the user (keys only: one paginated Query)."""
-        return {item["played_at"] for item in self._query(user_id, ProjectionExpression="played_at")}
-
-    def put_all(self, listens: Iterable[Listen]) -> int:
-        """Write plays in batches of 25 (BatchWriteItem, unprocessed items retried by boto3); returns how many."""
+    def put_all(self, listens: Iterable[Listen], delete_keys: Iterable[str] = (), user_id: str = "") -> int:
+        """Write plays, then delete ``user_id``'s plays under ``delete_keys``, in batches of 25
+        (BatchWriteItem, unprocessed items retried by boto3); returns how many plays were written."""
         written = 0
         with self.table.batch_writer(overwrite_by_pkeys=["user_id", "played_at"]) as batch:
             for listen in listens:
                 batch.put_item(Item=listen.to_item())
                 written += 1
+            for key in delete_keys:
+                batch.delete_item(Key={"user_id": validate_user_id(user_id), "played_at": key})
         return written
 
     def listens_of(self, user_id: str) -> Iterator[Listen]:

@@ -8,9 +8,11 @@ anything was added, a TrainQueue request asks HistoryTrainFunction to retrain. T
 moves only after the plays are stored; a run that dies between the two reads the same plays
 again next time, and their keys add nothing.
 
-The endpoint gives no play length: a play's ``ms_played`` is the track's duration, so the
-same play read later from an export (whose digest includes the real length) is stored
-again. Spotify's ``played_at`` is taken as the end of the play, as the exports' times are.
+The endpoint gives no play length: a play's ``ms_played`` is the track's duration, and the
+play is stored marked ``from_feed``. An export imported later that records the same play
+(same track, overlapping time span: history.importer.FeedTwins) replaces it with its real
+length; a feed play that an imported export already holds is not stored. Spotify's
+``played_at`` is taken as the end of the play, as the exports' times are.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ def export_play(play: RecentPlay) -> ExportPlay:
         title=track.title,
         ms_played=int(track.duration_ms or 0),
         spotify_uri=SPOTIFY_TRACK_URI_PREFIX + track.id,
+        from_feed=True,
     )
 
 

@@ -51,6 +51,7 @@ class ExportPlay:
     spotify_uri: str = ""
     skipped: bool = False
     reason_end: str = ""
+    from_feed: bool = False  # the recently-played feed's: ms_played is the track's duration
 
 
 def _text(record: dict[str, Any], key: str) -> str:

@@ -41,6 +41,8 @@ class ImportReport:
     skips: int = 0
     not_music: int = 0
     crawl_requested: int = 0
+    # Plays the recently-played feed had stored, replaced by this export's record of the same play.
+    feed_plays_replaced: int = 0
     # Plays per Spotify track id the catalogue did not match: what a crawl request may ask for.
     unmatched_spotify_plays: Counter[str] = field(default_factory=Counter)
 
@@ -56,6 +58,7 @@ class ImportReport:
             "skips": self.skips,
             "notMusic": self.not_music,
             "crawlRequested": self.crawl_requested,
+            "feedPlaysReplaced": self.feed_plays_replaced,
         }
 
     def unmatched_by_plays(self) -> list[str]:
@@ -69,6 +72,7 @@ class ImportReport:
             f"{self.matched} matched the catalogue, {self.unmatched} did not "
             f"({len(self.unmatched_spotify_plays)} distinct Spotify tracks); {self.not_music} non-music entries left out; "
             f"{self.crawl_requested} tracks queued for crawling"
+            + (f"; {self.feed_plays_replaced} plays stored by the recently-played feed replaced by the export's record" if self.feed_plays_replaced else "")
         )
 
 
@@ -83,7 +87,52 @@ def to_listen(user_id: str, play: ExportPlay, matcher: CatalogueMatcher) -> List
         spotify_uri=play.spotify_uri,
         skipped=play.skipped or play.ms_played < SKIP_BELOW_MS,
         reason_end=play.reason_end,
+        from_feed=play.from_feed,
     )
+
+
+def _track_keys(listen: Listen) -> list[str]:
+    """What identifies the played track: the Spotify URI when there is one, and the names."""
+    names = f"n:{listen.artist.casefold()}\x1f{listen.title.casefold()}"
+    return [f"u:{listen.spotify_uri}", names] if listen.spotify_uri else [names]
+
+
+def _overlap_ms(a: Listen, b: Listen) -> float:
+    return (min(a.ended_at, b.ended_at) - max(a.started_at, b.started_at)).total_seconds() * 1000
+
+
+class FeedTwins:
+    """Stored plays by track, to find the feed's record and an export's record of one play.
+
+    The feed gives a play's end (``played_at``) and the track's duration, the export the end and
+    the length listened: their keys differ. Two records are one play when they are of the same
+    track, one from the feed and one not, and their time spans overlap by at least half the
+    shorter one. A listener cannot play one track twice at once, and a repeat starts where the
+    last play ended, so repeats are never taken for one play; the rule also holds if Spotify's
+    ``played_at`` (documented only as "the date and time the track was played") is off by up
+    to half a track.
+    """
+
+    def __init__(self, stored: Iterable[Listen]) -> None:
+        self._by_track: dict[str, list[Listen]] = {}
+        for listen in stored:
+            for key in _track_keys(listen):
+                self._by_track.setdefault(key, []).append(listen)
+
+    def twin(self, listen: Listen) -> Listen | None:
+        """The stored play of the other kind (feed or not) that is ``listen``'s play, if any."""
+        best, best_overlap = None, 0.0
+        for stored in self._by_track.get(_track_keys(listen)[0], []):
+            if stored.from_feed == listen.from_feed:
+                continue
+            overlap = _overlap_ms(stored, listen)
+            if overlap >= 0.5 * min(stored.ms_played, listen.ms_played) and overlap > best_overlap:
+                best, best_overlap = stored, overlap
+        return best
+
+    def remove(self, listen: Listen) -> None:
+        for key in _track_keys(listen):
+            self._by_track[key].remove(listen)
 
 
 def _opened(paths: Sequence[Path]) -> Iterator[tuple[str, BinaryIO]]:
@@ -116,8 +165,11 @@ class _Importer:
         self.matcher = matcher
         self.table = table
         self.report = ImportReport()
-        self.stored = table.keys_of(user_id)
+        stored = list(table.listens_of(user_id))
+        self.stored = {listen.sort_key for listen in stored}
+        self.twins = FeedTwins(stored)
         self.pending: list[Listen] = []
+        self.replaced: list[str] = []  # keys of feed plays that an export's record replaces
 
     def add(self, play: ExportPlay | None) -> None:
         report = self.report
@@ -134,18 +186,26 @@ class _Importer:
             report.unmatched += 1
             if spotify := spotify_id_of(listen.spotify_uri):
                 report.unmatched_spotify_plays[spotify] += 1
-        if listen.sort_key in self.stored:
+        twin = self.twins.twin(listen)
+        if twin is not None and not listen.from_feed:
+            # The export's record (its real length, skip and reason) replaces the feed's. A crash
+            # after the write and before the delete is healed by importing the export again.
+            self.twins.remove(twin)
+            self.replaced.append(twin.sort_key)
+            report.feed_plays_replaced += 1
+        if listen.sort_key in self.stored or (twin is not None and listen.from_feed):
             report.already_imported += 1
             return
         self.stored.add(listen.sort_key)
         self.pending.append(listen)
         report.added += 1
-        if len(self.pending) >= WRITE_BATCH:
+        if len(self.pending) + len(self.replaced) >= WRITE_BATCH:
             self.flush()
 
     def flush(self) -> None:
-        self.table.put_all(self.pending)
+        self.table.put_all(self.pending, self.replaced, self.user_id)
         self.pending.clear()
+        self.replaced.clear()
 
     def finish(self, crawl: CrawlRequest | None) -> ImportReport:
         if crawl is not None:

@@ -16,8 +16,8 @@ from api_testkit import spotify_like_id
 from api.index_cache import IndexCache
 from api.served import ServedIndex
 from catalog.listens import Listen, ListenTable
-from history.exports import MalformedExportError
-from history.importer import import_files
+from history.exports import ExportPlay, MalformedExportError
+from history.importer import import_files, import_plays
 from history.matching import CatalogueMatcher, matcher_for
 from history.training import sessions_of
 from infra.resources import template_table_params
@@ -260,3 +260,47 @@ def test_waiting_for_the_trainer_gives_up_at_its_deadline(train_queue: str, inde
     with pytest.raises(TrainingTimeoutError, match="within 5 s"):
         wait_for_training(UserModelStore(os.environ["INDEX_BUCKET"]), "ana", "2026-03-01T00:00:00Z", 5.0, clock=lambda: now[0], sleep=sleep)
     assert slept == [TRAIN_POLL_S] * 5
+
+
+def feed_play(i: int, ended: datetime, duration_ms: int = 200_000) -> ExportPlay:
+    """Catalogue track i as crawler.feed.export_play makes it: the end, and the track's duration for its length."""
+    return ExportPlay(ended, f"Artist {i}", f"Song {i}", duration_ms, f"spotify:track:{spotify_like_id(i)}", from_feed=True)
+
+
+def test_an_export_replaces_the_feeds_record_of_the_same_play_and_the_feed_never_adds_it_twice(
+    listens: ListenTable, matcher: CatalogueMatcher, tmp_path: Path,
+) -> None:
+    # The feed stored track 1 (ending at minute 0) and track 2 (ending at minute 10), each with its duration.
+    fed = import_plays("ana", [feed_play(1, START), feed_play(2, START + timedelta(minutes=10))], matcher, listens)
+    assert (fed.added, fed.feed_plays_replaced) == (2, 0)
+    # The export holds the same play of track 1 (2 s later, 195 s listened: another key), a repeat of
+    # track 1 straight after it, and track 3, which the feed never saw.
+    ended = START + timedelta(seconds=2)
+    export = write(tmp_path / "Streaming_History_Audio_2026.json", [
+        extended_record(1, 0, ms=195_000) | {"ts": f"{ended:%Y-%m-%dT%H:%M:%SZ}"},
+        extended_record(1, 0, ms=195_000) | {"ts": f"{ended + timedelta(seconds=195):%Y-%m-%dT%H:%M:%SZ}"},
+        extended_record(3, 30),
+    ])
+    first = import_files("ana", [export], matcher, listens)
+    assert (first.added, first.already_imported, first.feed_plays_replaced) == (3, 0, 1)
+    rows = stored(listens, "ana")
+    assert [(r.title, r.ms_played, r.from_feed) for r in rows] == [
+        ("Song 1", 195_000, False), ("Song 1", 195_000, False), ("Song 2", 200_000, True), ("Song 3", 180_000, False),
+    ]
+    # The feed reads the same play again (a lost cursor): the export's record holds it already.
+    again = import_plays("ana", [feed_play(1, START)], matcher, listens)
+    assert (again.added, again.already_imported) == (0, 1)
+    assert (import_files("ana", [export], matcher, listens).added, len(stored(listens, "ana"))) == (0, 4)
+
+
+def test_importing_the_export_again_removes_a_feed_record_a_crash_left_behind(
+    listens: ListenTable, matcher: CatalogueMatcher, tmp_path: Path,
+) -> None:
+    import_plays("ana", [feed_play(1, START)], matcher, listens)
+    export = write(tmp_path / "e.json", [extended_record(1, 0, ms=199_000)])
+    # A crash after the export's play was written and before the feed's was deleted: both stored.
+    listens.put_all([Listen("ana", START, "Artist 1", "Song 1", 199_000, spotify_uri=f"spotify:track:{spotify_like_id(1)}")])
+    assert len(stored(listens, "ana")) == 2
+    healed = import_files("ana", [export], matcher, listens)
+    assert (healed.added, healed.already_imported, healed.feed_plays_replaced) == (0, 1, 1)
+    assert [(r.ms_played, r.from_feed) for r in stored(listens, "ana")] == [(199_000, False)]

@@ -107,7 +107,7 @@ def test_a_signed_post_imports_counts_and_queues_training_and_twice_adds_nothing
     assert answer["userId"] == "ana" and answer["training"]["status"] == "queued"
     assert answer["import"] == {
         "files": 1, "records": 13, "plays": 12, "added": 12, "alreadyImported": 0,
-        "matched": 11, "unmatched": 1, "skips": 1, "notMusic": 1, "crawlRequested": 0,
+        "matched": 11, "unmatched": 1, "skips": 1, "notMusic": 1, "crawlRequested": 0, "feedPlaysReplaced": 0,
     }
     assert stored("ana") == 12
     (message,) = queued()

@@ -101,6 +101,8 @@ def test_new_plays_are_imported_once_and_the_cursor_remembers_where_it_stopped(f
     rows = stored("ana")
     assert [r.track_id for r in rows] == [catalogue_track(m % TRACKS)["id"] for m in range(30)]
     assert rows[0].ms_played == 180_000 and not rows[0].skipped
+    # Marked as the feed's, whose length is the track's duration: an export's record replaces it.
+    assert all(r.from_feed for r in rows)
     assert parameter("ana")["after_ms"] == T0_MS + 60_000 * 4 * 29
     assert parameter("ana")["refresh_token"] == token and parameter("ana")["token_info"]["access_token"]
     (request,) = train_requests()
