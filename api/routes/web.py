@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Depends, Response
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
+from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from api import listen
@@ -46,6 +47,12 @@ CONTENT_SECURITY_POLICY = (
 _CACHE_CONTROL = "no-cache"
 LOCAL_MAX_BYTES_DEFAULT = 200 * 1024 * 1024
 MAP_DECIMALS = 4
+# The map shows at most this many tracks (MAP_MAX_POINTS): an even sample of a bigger catalogue. At
+# about 110 bytes a point, 4000 keep the answer near 0.5 MB (Lambda answers at most 6 MB) and the
+# page's SVG light; a million points would be 110 MB and a minute of metadata reads.
+MAP_MAX_POINTS_DEFAULT = 4000
+# Tracks the page asks to see whatever the sample (the path or station it draws): at most this many.
+MAP_INCLUDE_MAX = 100
 
 router = APIGatewayHttpRouter()
 TrackIdPath = Annotated[str, PathParam(pattern=TRACK_ID_PATTERN)]
@@ -109,31 +116,54 @@ def get_asset(name: str) -> Response[str]:
     return _asset_response(asset)
 
 
-def map_points(index: ServedIndex) -> dict[str, Any]:
-    """Every served track at its 2-D projection (the basis fitted at build), with what the map shows of it."""
-    points = []
+def _map_point(index: ServedIndex, track_id: str) -> dict[str, Any]:
+    meta = index.meta(track_id)
+    x, y = index.project(track_id)
+    top = max(meta.tags.items(), key=lambda kv: (kv[1], kv[0]))[0] if meta.tags else ""
+    return {"trackId": track_id, "x": round(x, MAP_DECIMALS), "y": round(y, MAP_DECIMALS),
+            "title": meta.title, "artists": list(meta.artists), "tag": top}
+
+
+def map_points(index: ServedIndex, max_points: int) -> dict[str, Any]:
+    """The served tracks at their 2-D projection (the basis fitted at build), with what the map
+    shows of each: all of them, or an even sample of ``max_points`` (every k-th in item order)."""
+    total = len(index)
+    stride = max(1, -(-total // max(1, max_points)))
     try:
-        for track_id in index.track_ids():
-            meta = index.meta(track_id)
-            x, y = index.project(track_id)
-            top = max(meta.tags.items(), key=lambda kv: (kv[1], kv[0]))[0] if meta.tags else ""
-            points.append({"trackId": track_id, "x": round(x, MAP_DECIMALS), "y": round(y, MAP_DECIMALS),
-                           "title": meta.title, "artists": list(meta.artists), "tag": top})
+        points = [_map_point(index, track_id) for i, track_id in enumerate(index.track_ids()) if i % stride == 0][:max_points]
     except LookupError:
         raise ApiError(503, "map_unavailable", "this index was built without a map projection; "
                        "the map appears once the index is next rebuilt") from None
-    return {"indexVersion": index.version, "count": len(points), "points": points}
+    return {"indexVersion": index.version, "count": len(points), "total": total, "points": points}
+
+
+def _json(body: dict[str, Any]) -> str:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 
 @lru_cache(maxsize=1)
-def _points_of(index: ServedIndex) -> str:
-    # A served index never changes, so its points are computed once; only the one being served is kept.
-    return json.dumps(map_points(index), ensure_ascii=False, separators=(",", ":"))
+def _points_of(index: ServedIndex, max_points: int) -> tuple[dict[str, Any], str, frozenset[str]]:
+    # A served index never changes, so its points (and their JSON) are computed once; only the one
+    # being served is kept.
+    body = map_points(index, max_points)
+    return body, _json(body), frozenset(p["trackId"] for p in body["points"])
+
+
+def map_max_points() -> int:
+    return env_int("MAP_MAX_POINTS", MAP_MAX_POINTS_DEFAULT)
 
 
 @router.get("/map/points")
-def get_map_points(index: Annotated[ServedIndex, Depends(served_index)]) -> Response[str]:
-    return Response(status_code=200, content_type="application/json", body=_points_of(index))
+def get_map_points(
+    index: Annotated[ServedIndex, Depends(served_index)],
+    max_points: Annotated[int, Depends(map_max_points)],
+    include: Annotated[list[str] | None, Query(max_length=MAP_INCLUDE_MAX)] = None,
+) -> Response[str]:
+    body, text, sampled = _points_of(index, max_points)
+    extra = [_map_point(index, t) for t in dict.fromkeys(include or ()) if t not in sampled and t in index]
+    if extra:
+        text = _json({**body, "count": body["count"] + len(extra), "points": body["points"] + extra})
+    return Response(status_code=200, content_type="application/json", body=text)
 
 
 @cache

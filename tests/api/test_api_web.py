@@ -89,3 +89,26 @@ def test_map_points_place_every_served_track_at_its_projection(served_api) -> No
         assert abs(point["x"] - x) < 1e-3 and abs(point["y"] - y) < 1e-3
         assert point["title"] == meta.title and point["artists"] == list(meta.artists)
         assert point["tag"] == max(meta.tags, key=lambda t: (meta.tags[t], t))
+
+
+def test_a_catalogue_bigger_than_the_map_shows_an_even_sample_and_the_tracks_asked_for(served_api, monkeypatch) -> None:
+    from api.routes import web
+
+    url, bundle = served_api
+    total = bundle.manifest.count
+    monkeypatch.setenv("MAP_MAX_POINTS", "7")
+    web._points_of.cache_clear()
+    try:
+        body = requests.get(f"{url}/map/points", timeout=10).json()
+        stride = -(-total // 7)
+        assert (body["count"], body["total"]) == (len(body["points"]), total)
+        assert [p["trackId"] for p in body["points"]] == bundle.track_ids[::stride][:7]
+        assert len(body["points"]) <= 7 < total
+        # The path or station the page draws: its tracks are placed even when the sample left them out.
+        wanted = [t for t in bundle.track_ids if t not in {p["trackId"] for p in body["points"]}][:2]
+        asked = requests.get(f"{url}/map/points", params=[("include", wanted[0]), ("include", wanted[1]),
+                                                          ("include", wanted[0]), ("include", "not-a-served-id")], timeout=10).json()
+        assert [p["trackId"] for p in asked["points"]] == [p["trackId"] for p in body["points"]] + wanted
+        assert (asked["count"], asked["total"]) == (len(body["points"]) + 2, total)
+    finally:
+        web._points_of.cache_clear()

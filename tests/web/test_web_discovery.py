@@ -4,6 +4,7 @@ continuation, and the path drawn on the map; each checked against the API's own 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from webstack import READY, ServedCatalogue, api, ids, open_view, recommended, shot
@@ -105,9 +106,12 @@ def test_the_path_view_lists_the_apis_path_and_the_map_draws_it(page: Any, serve
 
     assert ids(page, "#path") == expected and expected[0] == start and expected[-1] == end
     shot(page, "path")
-    page.click("text=See it on the map")
+    with page.expect_request(lambda r: "/map/points" in r.url) as asked:
+        page.click("text=See it on the map")
     page.wait_for_url("**/map")
     page.wait_for_selector(READY)
+    # The map asks for the path's tracks by id, so a sampled map of a big catalogue still draws all of it.
+    assert parse_qs(urlsplit(asked.value.url).query)["include"] == expected
     assert page.locator("#map-trail").count() == 1
     assert sorted(page.eval_on_selector_all("#map circle.on-trail", "els => els.map(e => e.dataset.trackId)")) == sorted(expected)
     shot(page, "map-path")
