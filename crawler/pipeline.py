@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
@@ -54,7 +54,6 @@ from crawler.audio import NotAudioError, sniff
 from crawler.deezer import (
     DeezerClient,
     DeezerError,
-    DeezerListing,
     DeezerQuotaError,
     DeezerTrack,
     is_deezer_ref,
@@ -84,6 +83,19 @@ logger = logging.getLogger(__name__)
 LOCAL_PLAYLIST_PREFIX = "local:"
 BATCH_GET_KEYS = 100  # BatchGetItem's limit per request
 T = TypeVar("T")
+
+
+class _Listed(Protocol):
+    """What a listing's track (SpotifyTrack, DeezerTrack) has that duplicates are found by."""
+
+    @property
+    def id(self) -> Any: ...  # noqa: A003 - the services' own name for it
+
+    @property
+    def isrc(self) -> str: ...
+
+
+U = TypeVar("U", bound=_Listed)
 
 
 class StorageUnreachableError(RuntimeError):
@@ -535,12 +547,7 @@ def _run(crawler: Crawler, items: Sequence[T], work: Callable[[T], TrackResult],
 
 def _crawl_spotify_listing(crawler: Crawler, listing: PlaylistListing, source: str, progress: Progress | None) -> CrawlSummary:
     summary = CrawlSummary(sources=[source], skipped=Counter(listing.skipped))
-    unique: dict[str, SpotifyTrack] = {}
-    for track in listing.tracks:
-        if track.id in unique:
-            summary.skipped["duplicate_entry"] += 1
-        unique.setdefault(track.id, track)
-    tracks = list(unique.values())
+    tracks = _unique(listing.tracks, summary)
     logger.info("%s (%r): %d tracks, %d entries skipped", source, listing.name, len(tracks), sum(listing.skipped.values()))
     known = known_statuses(crawler, [t.id for t in tracks])
     _run(
@@ -576,20 +583,22 @@ def crawl_library(crawler: Crawler, ref: str, progress: Progress | None = None) 
     return total
 
 
-def _unique_deezer(listing: DeezerListing, summary: CrawlSummary) -> list[DeezerTrack]:
-    """One entry per Deezer id and per ISRC (an album and its single list the same recording)."""
-    tracks: list[DeezerTrack] = []
-    ids: set[int] = set()
+def _unique(tracks: Sequence[U], summary: CrawlSummary) -> list[U]:
+    """One entry per track id and per ISRC: a list may hold the same recording twice (a single and
+    its album cut). Crawling both at once would race on the isrc-index, and each would make an
+    entry of its own; the first one of the list is crawled, the others count as duplicate_entry."""
+    unique: list[U] = []
+    ids: set[object] = set()
     isrcs: set[str] = set()
-    for track in listing.tracks:
+    for track in tracks:
         if track.id in ids or (track.isrc and track.isrc in isrcs):
             summary.skipped["duplicate_entry"] += 1
             continue
         ids.add(track.id)
         if track.isrc:
             isrcs.add(track.isrc)
-        tracks.append(track)
-    return tracks
+        unique.append(track)
+    return unique
 
 
 def crawl_deezer(crawler: Crawler, ref: str, progress: Progress | None = None) -> CrawlSummary:
@@ -598,7 +607,7 @@ def crawl_deezer(crawler: Crawler, ref: str, progress: Progress | None = None) -
     listing = crawler.deezer.listing(parse_deezer_ref(ref))
     label = listing.ref.label
     summary = CrawlSummary(sources=[label], skipped=Counter(listing.skipped))
-    tracks = _unique_deezer(listing, summary)
+    tracks = _unique(listing.tracks, summary)
     logger.info("%s (%r): %d tracks, %d entries skipped", label, listing.name, len(tracks), sum(summary.skipped.values()))
     known = known_statuses(crawler, [deezer_track_id(t.id) for t in tracks])
     playlist = "" if listing.ref.kind == "track" else label

@@ -111,6 +111,17 @@ def test_duplicate_entries_are_crawled_once(crawler: Crawler, crawler_env: Fakes
     assert summary.new == 2 and summary.skipped["duplicate_entry"] == 1
 
 
+def test_the_same_recording_under_two_spotify_ids_in_one_playlist_is_crawled_once(crawler: Crawler, crawler_env: Fakes) -> None:
+    tracks = _playlist(crawler_env, n=4)
+    # The album cut of tracks[1]: another Spotify id, the same ISRC (one recording).
+    album_cut = spotify_track(spotify_id(900), "Tune 1", ["Band 1"], isrc=tracks[1]["external_ids"]["isrc"], album="The Album")
+    crawler_env.spotify.add_playlist(OTHER_PLAYLIST, "Cuts", [playlist_entry(t) for t in (tracks[1], album_cut, tracks[2])])
+    summary = crawl_playlist(crawler, OTHER_PLAYLIST)
+    assert (summary.new, summary.skipped["duplicate_entry"]) == (2, 1)
+    assert table_item(tracks[1]["id"])["status"] == "pending" and table_item(album_cut["id"]) is None
+    assert len(crawler_env.deezer.requests_to(rf"^/track/isrc:{tracks[1]['external_ids']['isrc']}$")) == 1
+
+
 def test_an_upload_failure_marks_the_item_failed_so_the_next_crawl_retries(crawler: Crawler, crawler_env: Fakes, monkeypatch: pytest.MonkeyPatch) -> None:
     tracks = _playlist(crawler_env, n=3)
 
