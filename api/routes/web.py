@@ -126,11 +126,12 @@ def _map_point(index: ServedIndex, track_id: str) -> dict[str, Any]:
 
 def map_points(index: ServedIndex, max_points: int) -> dict[str, Any]:
     """The served tracks at their 2-D projection (the basis fitted at build), with what the map
-    shows of each: all of them, or an even sample of ``max_points`` (every k-th in item order)."""
+    shows of each: all of them, or an even sample of ``max_points`` (positions k * total // max_points
+    in item order)."""
     total = len(index)
-    stride = max(1, -(-total // max(1, max_points)))
+    wanted = range(total) if total <= max_points else {k * total // max_points for k in range(max_points)}
     try:
-        points = [_map_point(index, track_id) for i, track_id in enumerate(index.track_ids()) if i % stride == 0][:max_points]
+        points = [_map_point(index, track_id) for i, track_id in enumerate(index.track_ids()) if i in wanted]
     except LookupError:
         raise ApiError(503, "map_unavailable", "this index was built without a map projection; "
                        "the map appears once the index is next rebuilt") from None
