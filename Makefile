@@ -56,8 +56,8 @@ lint: install ## ruff + template checks (cfn-lint, SAM translation, our own rule
 	$(PY) -m ruff check .
 	$(PY) -m infra.template_checks template.yaml
 
-up: install ## start the local stack in the background (EXTRACT=1: pump the extractor too)
-	$(PY) -m infra up $(if $(EXTRACT),--extract)
+up: install ## start the local stack in the background (EXTRACT=1: pump the extractor too; WRITE_AUTH=jwt JWT_ISSUER=... JWT_AUDIENCE=...: writes take bearer tokens)
+	$(PY) -m infra up $(if $(EXTRACT),--extract) $(if $(WRITE_AUTH),--write-auth $(WRITE_AUTH)) $(if $(JWT_ISSUER),--jwt-issuer '$(JWT_ISSUER)') $(if $(JWT_AUDIENCE),--jwt-audience '$(JWT_AUDIENCE)')
 
 down: ## stop the local stack
 	@if [ -x $(PY) ]; then $(PY) -m infra down; else echo "local stack is not running"; fi

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from catalog.settings import env_float
+from infra.authorizers import WRITE_AUTH_PARAMETER
 from infra.persist import SNAPSHOT_INTERVAL_S, PeriodicSnapshots, StackData
 from infra.pump import SqsPoller
 from infra.resources import LocalResources
@@ -85,7 +86,20 @@ def read_state() -> dict[str, Any] | None:
 
 # -- run: the stack in the foreground -------------------------------------------------------
 
-def run(extract: bool, api_port: int | None) -> int:
+def write_auth_parameters(write_auth: str, issuer: str, audience: str) -> dict[str, str]:
+    """The template parameters the loopback gateway guards the protected writes with (WriteAuth,
+    JwtIssuer, JwtAudience), as `sam deploy --parameter-overrides` would set them; ValueError when
+    jwt lacks its issuer or audience (the template's own rule)."""
+    if write_auth == "iam":
+        if issuer or audience:
+            raise ValueError("--jwt-issuer and --jwt-audience apply only with --write-auth jwt")
+        return {WRITE_AUTH_PARAMETER: "iam"}
+    if not issuer or not audience:
+        raise ValueError("--write-auth jwt needs --jwt-issuer (the issuer URL of the tokens to accept) and --jwt-audience")
+    return {WRITE_AUTH_PARAMETER: "jwt", "JwtIssuer": issuer, "JwtAudience": audience}
+
+
+def run(extract: bool, api_port: int | None, parameters: dict[str, str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     directory = state_dir()
     directory.mkdir(parents=True, exist_ok=True)
@@ -111,7 +125,7 @@ def run(extract: bool, api_port: int | None) -> int:
     gateway = None
     api_url = None
     if api_port is not None:
-        gateway = stack.serve_api(host="127.0.0.1", port=api_port)
+        gateway = stack.serve_api(host="127.0.0.1", port=api_port, parameters=parameters)
         api_url = f"http://127.0.0.1:{gateway[0].server_address[1]}"
     state = {
         "ready": True,
@@ -119,6 +133,7 @@ def run(extract: bool, api_port: int | None) -> int:
         "moto_pid": stack.moto.process.pid if stack.moto.process else None,
         "endpoint": stack.endpoint,
         "api_url": api_url,
+        "write_auth": dict(parameters or {WRITE_AUTH_PARAMETER: "iam"}),
         "pumped_functions": sorted(functions),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "snapshot_interval_s": snapshots.interval_s,
@@ -143,7 +158,7 @@ def run(extract: bool, api_port: int | None) -> int:
 
 # -- up / down / status ------------------------------------------------------------------
 
-def up(extract: bool, api_port: int | None) -> int:
+def up(extract: bool, api_port: int | None, parameters: dict[str, str] | None = None) -> int:
     state = read_state()
     if state:
         print(f"local stack already running (pid {state['pid']})")
@@ -154,6 +169,8 @@ def up(extract: bool, api_port: int | None) -> int:
     command = [sys.executable, "-m", "infra", "run"]
     command += ["--no-api"] if api_port is None else ["--api-port", str(api_port)]
     command += ["--extract"] if extract else []
+    if parameters and parameters.get(WRITE_AUTH_PARAMETER) == "jwt":
+        command += ["--write-auth", "jwt", "--jwt-issuer", parameters["JwtIssuer"], "--jwt-audience", parameters["JwtAudience"]]
     with open(directory / "stack.log", "ab") as log_file:
         process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
@@ -212,6 +229,11 @@ def status() -> int:
     print(f"local stack: pid {state['pid']} (moto pid {state['moto_pid']}), started {state['started_at']}")
     print(f"  moto endpoint : {state['endpoint']}")
     print(f"  HTTP API      : {state['api_url'] or '-'}")
+    auth = state.get("write_auth") or {}
+    if state["api_url"] and auth.get(WRITE_AUTH_PARAMETER) == "jwt":
+        print(f"  writes        : bearer tokens of {auth['JwtIssuer']} for {auth['JwtAudience']} (WriteAuth=jwt)")
+    elif state["api_url"]:
+        print("  writes        : SigV4-signed (WriteAuth=iam; python -m infra sign-request)")
     print(f"  event pump    : {', '.join(state['pumped_functions'])}")
     summary = data_dir() / "snapshot.json"
     saved = json.loads(summary.read_text())["saved_at"] if summary.exists() else "none yet"
@@ -419,6 +441,10 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--extract", action="store_true", help="also pump ExtractQueue into the extractor")
         sub.add_argument("--api-port", type=int, default=0, help="loopback port of the HTTP API (0: a free one)")
         sub.add_argument("--no-api", action="store_true", help="do not serve the HTTP API")
+        sub.add_argument("--write-auth", choices=("iam", "jwt"), default="iam",
+                         help="how the protected writes are guarded, as the template's WriteAuth (default iam: SigV4)")
+        sub.add_argument("--jwt-issuer", default="", help="with --write-auth jwt: the issuer URL of the tokens to accept")
+        sub.add_argument("--jwt-audience", default="", help="with --write-auth jwt: the audience the tokens must name")
     commands.add_parser("down")
     commands.add_parser("status")
     exec_parser = commands.add_parser("exec")
@@ -435,7 +461,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command in {"up", "run"}:
         api_port = None if args.no_api else args.api_port
-        return (run if args.command == "run" else up)(args.extract, api_port)
+        try:
+            parameters = write_auth_parameters(args.write_auth, args.jwt_issuer, args.jwt_audience)
+        except ValueError as exc:
+            parser.error(str(exc))
+        return (run if args.command == "run" else up)(args.extract, api_port, parameters)
     if args.command == "down":
         return down()
     if args.command == "status":

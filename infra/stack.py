@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -202,13 +202,15 @@ class LocalStack:
             time.sleep(poll_s)
         raise AssertionError(f"no index of {count} tracks was published within {timeout_s:.0f} s")
 
-    def serve_api(self, host: str = "127.0.0.1", port: int = 0, quiet: bool = True) -> tuple[Any, threading.Thread]:
-        """The loopback HTTP API: every HttpApi route in the template, each answered by its own function."""
+    def serve_api(self, host: str = "127.0.0.1", port: int = 0, quiet: bool = True,
+                  parameters: Mapping[str, str] | None = None) -> tuple[Any, threading.Thread]:
+        """The loopback HTTP API: every HttpApi route in the template, each answered by its own
+        function, guarded as deployed with the template ``parameters`` (WriteAuth, JwtIssuer, JwtAudience)."""
         from infra.http_gateway import API_FUNCTION, http_api_functions, serve
 
         handlers = {name: self.handler(name) for name in http_api_functions(self.template)}
         api = handlers.pop(API_FUNCTION)
-        return serve(api, host=host, port=port, quiet=quiet, also=handlers)
+        return serve(api, host=host, port=port, quiet=quiet, also=handlers, parameters=parameters)
 
     def timeouts(self) -> dict[str, float]:
         return {name: float(f["Properties"].get("Timeout", 3)) for name, f in functions(self.template).items()}

@@ -48,6 +48,10 @@ def test_up_status_down_leave_no_process_or_port_behind(tmp_path: Path) -> None:
         health = requests.get(f"{state['api_url']}/health", timeout=30)
         assert health.status_code == 503, "the API of the stack answers, with no index yet"
         assert health.json()["error"]["code"]
+        # Writes are SigV4-guarded by default (WriteAuth=iam), as deployed.
+        assert state["write_auth"] == {"WriteAuth": "iam"} and "SigV4-signed" in status.stdout
+        unsigned = requests.put(f"{state['api_url']}/tracks/{TRACK_ID}", timeout=30)
+        assert (unsigned.status_code, unsigned.json()) == (403, {"message": "Missing Authentication Token"})
     finally:
         stopped = infra(tmp_path, "down")
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
@@ -58,3 +62,23 @@ def test_up_status_down_leave_no_process_or_port_behind(tmp_path: Path) -> None:
 
 
 API_ARGS: tuple[str, ...] = ()
+TRACK_ID = "4uLU6hMCjMI75M1A2tKUQC"
+
+
+def test_write_auth_jwt_guards_the_writes_with_bearer_tokens_and_needs_its_issuer(tmp_path: Path) -> None:
+    refused = infra(tmp_path, "up", "--write-auth", "jwt", "--jwt-audience", "app")
+    assert refused.returncode == 2 and "--write-auth jwt needs --jwt-issuer" in refused.stderr
+    assert not (tmp_path / "stack.json").exists()
+
+    started = infra(tmp_path, "up", "--write-auth", "jwt", "--jwt-issuer", "https://id.example.com/", "--jwt-audience", "app")
+    assert started.returncode == 0, started.stdout + started.stderr
+    state = json.loads((tmp_path / "stack.json").read_text())
+    try:
+        assert state["write_auth"] == {"WriteAuth": "jwt", "JwtIssuer": "https://id.example.com/", "JwtAudience": "app"}
+        assert "bearer tokens of https://id.example.com/ for app" in infra(tmp_path, "status").stdout
+        # No bearer token: API Gateway's JWT authorizer answer, before any function runs.
+        unsigned = requests.put(f"{state['api_url']}/tracks/{TRACK_ID}", timeout=30)
+        assert (unsigned.status_code, unsigned.json()) == (401, {"message": "Unauthorized"})
+        assert requests.get(f"{state['api_url']}/health", timeout=30).status_code == 503, "reads stay open"
+    finally:
+        assert infra(tmp_path, "down").returncode == 0
