@@ -10,25 +10,56 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
+from catalog.ingest import IngestOutcome, UpstreamUnavailableError
 from catalog.listens import InvalidUserIdError, ListenTable, iso_utc, validate_user_id
 from catalog.settings import MissingSettingError, env_float, require_env
 from catalog.train_requests import TrainQueue
 from catalog.user_models import UserModelStore
 from history.exports import MalformedExportError
-from history.importer import ImportReport, import_files
+from history.importer import CrawlStoppedError, ImportReport, import_files
 from history.matching import matcher_for
 from history.service import NoIndexError, served_index
 
 TRAIN_WAIT_S_DEFAULT = 600.0
 TRAIN_POLL_S = 1.0
+CRAWL_PROGRESS_EVERY = 10
 
 
 class TrainingTimeoutError(RuntimeError):
     """HistoryTrainFunction stored no profile for this import in time."""
+
+
+class CrawlNow:
+    """make history CRAWL=1: each unmatched Spotify track ingested now, most played first, with a
+    line every ``every`` tracks. Spotify, Deezer or AWS failing (or the deployment's Spotify
+    credentials missing) stops the crawls with the reason, not the import: its plays are stored and
+    training is still asked for; importing again crawls the tracks still unmatched."""
+
+    def __init__(self, ingest: Callable[[str], IngestOutcome], every: int = CRAWL_PROGRESS_EVERY, out: TextIO | None = None) -> None:
+        self.ingest = ingest
+        self.every = every
+        self.out = out or sys.stderr
+        self.outcomes: Counter[str] = Counter()
+
+    def __call__(self, track_id: str) -> IngestOutcome:
+        from crawler.spotify import SpotifyConfigError
+
+        done = sum(self.outcomes.values())
+        try:
+            outcome = self.ingest(track_id)
+        except (UpstreamUnavailableError, SpotifyConfigError) as exc:
+            raise CrawlStoppedError(f"after {done} tracks, at {track_id}: {exc}") from exc
+        self.outcomes[outcome.status.value] += 1
+        if (done + 1) % self.every == 0:
+            print(f"crawling unmatched tracks: {done + 1} done ({', '.join(f'{n} {s}' for s, n in sorted(self.outcomes.items()))})",
+                  file=self.out, flush=True)
+        return outcome
 
 
 def _progress(name: str, read: int, report: ImportReport) -> None:
@@ -69,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.crawl:
             from crawler.pipeline import ingest_track
 
-            crawl = ingest_track
+            crawl = CrawlNow(ingest_track)
         table = ListenTable(require_env("LISTENS_TABLE"))
         store = UserModelStore(require_env("INDEX_BUCKET"))
         queue = TrainQueue(require_env("TRAIN_QUEUE_URL"))

@@ -29,6 +29,10 @@ Progress = Callable[[str, int, "ImportReport"], None]
 CrawlRequest = Callable[[str], object]
 
 
+class CrawlStoppedError(Exception):
+    """Raised by a CrawlRequest to stop asking (an upstream is down): the import itself stands."""
+
+
 @dataclass
 class ImportReport:
     files: int = 0
@@ -43,6 +47,7 @@ class ImportReport:
     crawl_requested: int = 0
     # Plays the recently-played feed had stored, replaced by this export's record of the same play.
     feed_plays_replaced: int = 0
+    crawl_stopped: str = ""  # why the crawl requests stopped before the last unmatched track
     # Plays per Spotify track id the catalogue did not match: what a crawl request may ask for.
     unmatched_spotify_plays: Counter[str] = field(default_factory=Counter)
 
@@ -73,6 +78,7 @@ class ImportReport:
             f"({len(self.unmatched_spotify_plays)} distinct Spotify tracks); {self.not_music} non-music entries left out; "
             f"{self.crawl_requested} tracks queued for crawling"
             + (f"; {self.feed_plays_replaced} plays stored by the recently-played feed replaced by the export's record" if self.feed_plays_replaced else "")
+            + (f"; crawling stopped: {self.crawl_stopped}" if self.crawl_stopped else "")
         )
 
 
@@ -210,7 +216,11 @@ class _Importer:
     def finish(self, crawl: CrawlRequest | None) -> ImportReport:
         if crawl is not None:
             for spotify in self.report.unmatched_by_plays():
-                crawl(spotify)
+                try:
+                    crawl(spotify)
+                except CrawlStoppedError as exc:
+                    self.report.crawl_stopped = str(exc)
+                    break
                 self.report.crawl_requested += 1
         return self.report
 

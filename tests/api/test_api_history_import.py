@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from datetime import UTC, datetime, timedelta
@@ -304,3 +305,29 @@ def test_importing_the_export_again_removes_a_feed_record_a_crash_left_behind(
     healed = import_files("ana", [export], matcher, listens)
     assert (healed.added, healed.already_imported, healed.feed_plays_replaced) == (0, 1, 1)
     assert [(r.ms_played, r.from_feed) for r in stored(listens, "ana")] == [(199_000, False)]
+
+
+def test_make_history_crawl_shows_progress_and_an_upstream_failure_stops_the_crawls_not_the_import(
+    listens: ListenTable, matcher: CatalogueMatcher, tmp_path: Path,
+) -> None:
+    from catalog.ingest import IngestOutcome, IngestStatus, UpstreamUnavailableError
+    from history.__main__ import CrawlNow
+
+    unknown = [spotify_like_id(700 + i) for i in range(5)]
+    asked: list[str] = []
+
+    def ingest(track_id: str) -> IngestOutcome:
+        asked.append(track_id)
+        if len(asked) == 4:
+            raise UpstreamUnavailableError("Deezer answered 503")
+        return IngestOutcome(track_id, IngestStatus.QUEUED if len(asked) != 2 else IngestStatus.NO_PREVIEW, None, "")
+
+    lines = io.StringIO()
+    records = [extended_record(700, 10 * i) | {"spotify_track_uri": f"spotify:track:{t}"} for i, t in enumerate(unknown)]
+    report = import_files("ana", [write(tmp_path / "e.json", records)], matcher, listens, crawl=CrawlNow(ingest, every=2, out=lines))
+    assert asked == sorted(unknown)[:4]  # one play each: by id; the fourth failed and the fifth was not asked for
+    assert report.crawl_requested == 3
+    assert report.crawl_stopped == f"after 3 tracks, at {sorted(unknown)[3]}: Deezer answered 503"
+    assert "crawling stopped: after 3 tracks" in report.format()
+    assert lines.getvalue() == "crawling unmatched tracks: 2 done (1 no_preview, 1 queued)\n"
+    assert (report.added, len(stored(listens, "ana"))) == (5, 5), "the plays are stored whatever the crawls did"
