@@ -120,17 +120,17 @@ class FeedTwins:
     """
 
     def __init__(self, stored: Iterable[Listen]) -> None:
-        self._by_track: dict[str, list[Listen]] = {}
+        # By kind first: an export's plays are looked up among the feed's only, and the other way
+        # round, so an export over a long history never walks its own kind's repeats of a track.
+        self._by_track: dict[tuple[bool, str], list[Listen]] = {}
         for listen in stored:
             for key in _track_keys(listen):
-                self._by_track.setdefault(key, []).append(listen)
+                self._by_track.setdefault((listen.from_feed, key), []).append(listen)
 
     def twin(self, listen: Listen) -> Listen | None:
         """The stored play of the other kind (feed or not) that is ``listen``'s play, if any."""
         best, best_overlap = None, 0.0
-        for stored in self._by_track.get(_track_keys(listen)[0], []):
-            if stored.from_feed == listen.from_feed:
-                continue
+        for stored in self._by_track.get((not listen.from_feed, _track_keys(listen)[0]), []):
             overlap = _overlap_ms(stored, listen)
             if overlap >= 0.5 * min(stored.ms_played, listen.ms_played) and overlap > best_overlap:
                 best, best_overlap = stored, overlap
@@ -138,7 +138,7 @@ class FeedTwins:
 
     def remove(self, listen: Listen) -> None:
         for key in _track_keys(listen):
-            self._by_track[key].remove(listen)
+            self._by_track[(listen.from_feed, key)].remove(listen)
 
 
 def _opened(paths: Sequence[Path]) -> Iterator[tuple[str, BinaryIO]]:
