@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -16,7 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from api.errors import ApiError
 from api.served import ServedIndex
-from catalog.crawl_requests import CrawlQueue
+from catalog.crawl_requests import CrawlQueue, stale_before
 from catalog.keys import INGESTABLE_ID_PATTERN
 from catalog.records import Status, TrackRecord
 from catalog.storage import TrackTable
@@ -82,11 +81,6 @@ def not_indexed_error(table: TrackTable, track_id: str) -> ApiError:
     )
 
 
-def _stale_before(stale_after_s: float) -> str:
-    """Pending items crawled or requested before this instant (ISO 8601 UTC) count as lost."""
-    return (datetime.now(UTC) - timedelta(seconds=stale_after_s)).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def _is_lost(record: TrackRecord, stale: str) -> bool:
     return record.status is Status.PENDING and (record.crawled_at or record.requested_at) < stale
 
@@ -99,7 +93,7 @@ def request_ingest(table: TrackTable, queue: CrawlQueue, track_id: str, stale_af
     """
     if not _INGESTABLE_ID_RE.fullmatch(track_id):
         raise ApiError(400, "invalid_track_id", "expected a Spotify track id (22 letters and digits) or dz- and a Deezer track number")
-    stale = _stale_before(stale_after_s)
+    stale = stale_before(stale_after_s)
     existing = table.get(track_id, consistent=True)
     if existing is not None and existing.status is Status.READY:
         return 200, {"trackId": track_id, "status": Status.READY.value, "message": "track is already analysed"}
@@ -130,7 +124,7 @@ def request_unmatched(table: TrackTable, queue: CrawlQueue, track_ids: Iterable[
     PUT /tracks/{trackId} asks for it again on purpose. The rest of a long list is asked for by
     posting the export again (it adds no plays twice). SQS or DynamoDB failing raises ApiError 503.
     """
-    stale = _stale_before(stale_after_s)
+    stale = stale_before(stale_after_s)
     queued = 0
     try:
         for track_id in track_ids:

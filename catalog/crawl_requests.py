@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from catalog.keys import validate_track_id
@@ -24,6 +25,11 @@ PENDING_STALE_AFTER_S_VARIABLE = "PENDING_STALE_AFTER_S"
 
 def pending_stale_after_s() -> float:
     return env_float(PENDING_STALE_AFTER_S_VARIABLE, PENDING_STALE_AFTER_S_DEFAULT)
+
+
+def stale_before(stale_after_s: float) -> str:
+    """The instant (ISO 8601 UTC, to the second) before which a pending track counts as lost."""
+    return (datetime.now(UTC) - timedelta(seconds=stale_after_s)).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class BadCrawlRequestError(ValueError):

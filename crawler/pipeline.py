@@ -30,7 +30,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -38,6 +37,7 @@ from typing import Any, Protocol, TypeVar
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
+from catalog.crawl_requests import stale_before as pending_stale_before
 from catalog.ingest import IngestOutcome, IngestStatus, UpstreamUnavailableError
 from catalog.keys import (
     LOCAL_ID_HEX_CHARS,
@@ -253,8 +253,7 @@ def cli_crawler() -> Crawler:
 
 def stale_before(crawler: Crawler) -> str:
     """Pending items crawled before this instant (ISO 8601 UTC) are crawled again."""
-    instant = datetime.now(UTC) - timedelta(seconds=crawler.settings.pending_stale_after_s)
-    return instant.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return pending_stale_before(crawler.settings.pending_stale_after_s)
 
 
 def is_settled(status: str, crawled_at: str, stale: str) -> bool:
