@@ -37,6 +37,7 @@ from catalog.bundle import (
     BundleError,
     Delta,
     LatestPointer,
+    Transform,
     open_rows,
     write_base,
 )
@@ -329,6 +330,7 @@ class Indexer:
         superseded: Delta | None,
         scratch: Path,
         *,
+        carry: Transform | None = None,
         skipped: dict[str, int] | None = None,
         items_read: int = 0,
         drift: Drift | None = None,
@@ -342,7 +344,7 @@ class Indexer:
         directory = scratch / version
         manifest = write_base(
             directory, rows, version=version, created_at=_now_iso(self.clock), model=self.settings.model_id,
-            n_trees=self.settings.n_trees, search_k=search_k_for, built_from=built_from, skipped=skipped,
+            n_trees=self.settings.n_trees, search_k=search_k_for, carry=carry, built_from=built_from, skipped=skipped,
             progress=self.progress,
         )
         self._say(f"uploading base {version} ({sum(f.bytes for f in manifest.files.values()) / 1e6:.1f} MB)")
@@ -450,7 +452,7 @@ class Indexer:
                 if not current.delta.size:
                     return unchanged
                 outcome = self._publish_base(self._base_rows(reader, current.delta), BuiltFrom.COMPACTION, read,
-                                             current.delta, scratch)
+                                             current.delta, scratch, carry=reader.transform)
             except LatestMovedError as exc:
                 outcome = self._superseded(exc)
             finally:
@@ -484,7 +486,8 @@ class Indexer:
                 if reader is not None:
                     delta = self._newest_good_delta(reader.manifest, scratch)
                     self._say(f"healing from base {reader.manifest.version}" + (f" and its delta {delta.sequence}" if delta.size else ""))
-                    return self._publish_base(self._base_rows(reader, delta), BuiltFrom.COMPACTION, read, delta, scratch)
+                    return self._publish_base(self._base_rows(reader, delta), BuiltFrom.COMPACTION, read, delta, scratch,
+                                              carry=reader.transform)
                 self._say("no bundle to trust; rebuilding from the table")
                 return self._rebuild(read, None, scratch, force=True)
             except LatestMovedError as exc:

@@ -34,8 +34,9 @@ def model_of(store: UserModelStore, user_id: str) -> UserModel:
 
 
 def require_compatible(model: UserModel, index: ServedIndex) -> None:
-    """The model's vectors are in the space of the index it was trained on; a different dim cannot be searched."""
-    if model.dim != index.dim:
+    """The model's vectors are in the searched space of the index it was trained on: another space (a
+    different dim, or a PCA basis refitted since) cannot be searched with them."""
+    if model.dim != index.dim or model.space != index.space:
         raise ApiError(409, "model_stale", "the listener's models were trained on another index; import their history again")
 
 

@@ -62,7 +62,7 @@ class _DeltaPart:
         self.positions = {track_id: i for i, track_id in enumerate(self.ids)}
         self.metas = [entry.meta for entry in entries.values()]
         raw = np.stack([entry.vector for entry in entries.values()]) if entries else np.zeros((0, base.manifest.dim), np.float32)
-        self.vectors = base.manifest.transform.apply(raw)
+        self.vectors = base.transform.apply(raw)
         self.hidden = frozenset(entries) | frozenset(delta.tombstones if delta is not None else ())
 
 
@@ -75,7 +75,8 @@ class ServedIndex:
             raise BundleError(f"delta of base {delta.base_version} cannot be served with base {manifest.version}")
         self.version = version
         self.model = manifest.model
-        self.dim = manifest.dim
+        self.dim = manifest.searched_dim  # of the searched space; the raw vectors' is manifest.dim
+        self.space = manifest.transform.space  # vectors of indexes with the same space are comparable
         self.created_at = delta.created_at if delta is not None and delta.created_at else manifest.created_at
         self.base_version = manifest.version
         self.delta_sequence = delta.sequence if delta is not None else 0
@@ -133,7 +134,7 @@ class ServedIndex:
         return vector / np.float32(np.linalg.norm(vector))
 
     def transform(self, raw: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        return self._base.manifest.transform.apply(raw)
+        return self._base.transform.apply(raw)
 
     def project(self, track_id: str) -> tuple[float, float]:
         """2-D map coordinates from the PCA basis fitted at base build (delta tracks use the same basis)."""

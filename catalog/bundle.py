@@ -71,7 +71,7 @@ META_CACHE_ITEMS = 65_536
 SERVING_FILES = (ANN_FILENAME, META_FILENAME, SPACE_FILENAME)
 BASE_FILES = (ANN_FILENAME, VECTORS_FILENAME, META_FILENAME, SPACE_FILENAME)
 # What a base is rebuilt from (compaction, the drift check): its rows, not its Annoy index.
-ROW_FILES = (VECTORS_FILENAME, META_FILENAME)
+ROW_FILES = (VECTORS_FILENAME, META_FILENAME, SPACE_FILENAME)
 # A version becomes a directory name on readers' disks.
 VERSION_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
 _VERSION_RE = re.compile(VERSION_PATTERN)
@@ -169,42 +169,172 @@ class TrackMeta:
 # -- the searched space ----------------------------------------------------------------
 
 IDENTITY_TRANSFORM = "identity"
+PCA_TRANSFORM = "pca"
+# A base of at least this many raw dimensions more than SEARCHED_DIMS and at least
+# PCA_MIN_ITEMS tracks is searched in a PCA space of SEARCHED_DIMS axes fitted on its
+# own raw vectors (docs/ARCHITECTURE.md, "The searched space"): it keeps tracks.ann, the
+# API's memory and every query at the size of a 200-d index at any catalogue size,
+# whatever the model's width. Ten fitting rows per kept axis is the least that estimates
+# them; a smaller catalogue is searched in the raw space, where size is no concern.
+SEARCHED_DIMS = 200
+PCA_MIN_ITEMS = 10 * SEARCHED_DIMS
+# The PCA basis is fitted on at most this many raw vectors (a fixed-seed sample): 200
+# axes of a 1506-d space are estimated well by 20k rows, and the fit stays seconds.
+PCA_FIT_MAX_ITEMS = 20_000
+PCA_SEED = 1
+# A compaction keeps the previous base's fitted basis until the catalogue has grown this
+# many times over the count it was fitted on: 10 % more tracks barely move 200 principal
+# axes, and every refit changes the searched space, which stales the listeners' models
+# (trained in it) until they are trained again.
+PCA_REFIT_GROWTH = 2.0
+
+
+def _unit_rows(vectors: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+
+def _fixed_signs(components: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """SVD and eigenvector signs are arbitrary: flip each row so its largest entry is positive (same data, same file)."""
+    rows = np.arange(components.shape[0])
+    signs = np.where(components[rows, np.abs(components).argmax(axis=1)] < 0, -1.0, 1.0)
+    return components * signs[:, None]
 
 
 @dataclass(frozen=True)
 class Transform:
     """The catalogue-level transform from a raw model embedding to the searched space.
 
-    Named and versioned so that a reader refuses one it does not know. Identity (then
-    L2 normalisation) until a fitted one (whitening, fitted at base build) is added
-    here with its parameters in space.npz; the bundle's raw vectors stay as the model
-    gave them, so compaction can refit it.
+    Named and versioned so that a reader refuses one it does not know; the manifest
+    holds the name, version and ``dims``, space.npz the fitted parameters. The
+    bundle's raw vectors stay as the model gave them, so compaction refits it.
+
+    - ``identity`` v1: L2 normalisation; the searched space is the raw space.
+    - ``pca`` v1: ``unit((unit(raw) - mean) @ components.T)``: mean-centring and
+      projection on the ``dims`` leading principal axes of the base's raw unit
+      vectors, then L2 normalisation. Cosines in it are those of centred vectors
+      with the weakest axes dropped; no axis is rescaled (whitening lost on every
+      measure, bench/RESULTS.md).
     """
 
     name: str = IDENTITY_TRANSFORM
     version: int = 1
+    dims: int | None = None  # pca: the searched space's dimension
+    fitted_on: int | None = None  # pca: how many base vectors it was fitted on
+    fit_id: str | None = None  # pca: SHA-256 prefix of its parameters; the searched space's identity
+    mean: npt.NDArray[np.float32] | None = field(default=None, compare=False, repr=False)  # (raw dim,)
+    components: npt.NDArray[np.float32] | None = field(default=None, compare=False, repr=False)  # (dims, raw dim)
 
     def validate(self) -> None:
-        if (self.name, self.version) != (IDENTITY_TRANSFORM, 1):
-            raise BundleError(f"unknown catalogue transform {self.name!r} version {self.version}")
+        """A transform a manifest may name: identity, or a fitted pca (its dims, count and fit id)."""
+        fit = (self.dims, self.fitted_on, self.fit_id)
+        if (self.name, self.version) == (IDENTITY_TRANSFORM, 1) and fit == (None, None, None):
+            return
+        if (self.name, self.version) == (PCA_TRANSFORM, 1) and all(fit) and min(self.dims or 0, self.fitted_on or 0) > 0:
+            return
+        raise BundleError(f"unknown catalogue transform {self.name!r} version {self.version} ({self.to_dict()})")
+
+    @property
+    def space(self) -> str:
+        """Names the searched space: vectors of two bases with the same space are comparable."""
+        return self.name if self.fit_id is None else f"{self.name}:{self.dims}:{self.fit_id}"
+
+    def searched_dim(self, raw_dim: int) -> int:
+        return raw_dim if self.dims is None else self.dims
 
     def apply(self, raw: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Rows (or one vector) of raw embeddings → unit vectors in the searched space."""
-        vectors = np.asarray(raw, dtype=np.float32)
-        norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-        return (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+        vectors = _unit_rows(raw)
+        if self.name == IDENTITY_TRANSFORM:
+            return vectors
+        if self.mean is None or self.components is None:
+            raise BundleError(f"the {self.name} transform has no fitted parameters (space.npz not read)")
+        return _unit_rows((vectors - self.mean) @ self.components.T)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version}
+        spec: dict[str, Any] = {"name": self.name, "version": self.version}
+        fit = {"dims": self.dims, "fitted_on": self.fitted_on, "fit_id": self.fit_id}
+        return spec | {key: value for key, value in fit.items() if value is not None}
 
     @classmethod
     def from_dict(cls, data: Any) -> Transform:
         try:
-            transform = cls(name=str(data.get("name", IDENTITY_TRANSFORM)), version=int(data.get("version", 1)))
+            dims, fitted_on, fit_id = data.get("dims"), data.get("fitted_on"), data.get("fit_id")
+            transform = cls(
+                name=str(data.get("name", IDENTITY_TRANSFORM)),
+                version=int(data.get("version", 1)),
+                dims=None if dims is None else int(dims),
+                fitted_on=None if fitted_on is None else int(fitted_on),
+                fit_id=None if fit_id is None else str(fit_id),
+            )
         except (TypeError, ValueError, AttributeError) as exc:
             raise BundleError(f"transform is not valid: {exc}") from exc
         transform.validate()
         return transform
+
+    def with_parameters(self, mean: npt.NDArray[np.float32], components: npt.NDArray[np.float32], raw_dim: int) -> Transform:
+        """This transform with its fitted parameters, checked against the raw dimension; BundleError if they do not fit."""
+        if mean.shape != (raw_dim,) or components.shape != (self.dims, raw_dim):
+            raise BundleError(f"{self.name} parameters {mean.shape}, {components.shape} do not fit {self.dims} x {raw_dim}")
+        return Transform(self.name, self.version, self.dims, self.fitted_on, self.fit_id,
+                         np.asarray(mean, np.float32), np.asarray(components, np.float32))
+
+    @property
+    def spec(self) -> Transform:
+        """What the manifest holds: everything but the parameters (those are in space.npz)."""
+        return Transform(self.name, self.version, self.dims, self.fitted_on, self.fit_id)
+
+
+def transform_for(count: int, raw_dim: int) -> Transform:
+    """The transform a base of ``count`` raw vectors of ``raw_dim`` values is searched with (unfitted)."""
+    if raw_dim > SEARCHED_DIMS and count >= PCA_MIN_ITEMS:
+        return Transform(PCA_TRANSFORM, 1, SEARCHED_DIMS)
+    return Transform()
+
+
+def transform_of_base(raw: npt.NDArray[np.float32], carry: Transform | None = None) -> Transform:
+    """The fitted transform a base of these raw vectors is searched with.
+
+    ``carry`` is the previous base's (compaction): kept while it is the kind
+    :func:`transform_for` names for this base and the base has grown less than
+    PCA_REFIT_GROWTH times over what it was fitted on; refitted otherwise.
+    """
+    count, raw_dim = raw.shape
+    spec = transform_for(count, raw_dim)
+    if spec.name == IDENTITY_TRANSFORM:
+        return spec
+    if (
+        carry is not None and carry.mean is not None and (carry.name, carry.dims) == (spec.name, spec.dims)
+        and carry.mean.shape == (raw_dim,) and count < PCA_REFIT_GROWTH * (carry.fitted_on or 0)
+    ):
+        return carry
+    return fit_transform(spec, raw)
+
+
+def fit_transform(spec: Transform, raw: npt.NDArray[np.float32]) -> Transform:
+    """``spec`` fitted on a base's raw vectors (n, raw dim); identity needs no fit.
+
+    PCA: on at most PCA_FIT_MAX_ITEMS rows (a fixed-seed sample), the raw vectors'
+    unit rows are centred and the covariance's leading ``dims`` eigenvectors kept.
+    """
+    if spec.name == IDENTITY_TRANSFORM:
+        return spec
+    count, raw_dim = raw.shape
+    if spec.dims is None or spec.dims > min(count, raw_dim):
+        raise ValueError(f"cannot fit {spec.dims} axes on {count} vectors of {raw_dim} values")
+    rows = np.arange(count)
+    if count > PCA_FIT_MAX_ITEMS:
+        rows = np.sort(np.random.default_rng(PCA_SEED).choice(count, PCA_FIT_MAX_ITEMS, replace=False))
+    sample = _unit_rows(raw[rows]).astype(np.float64)
+    mean = sample.mean(axis=0)
+    sample -= mean  # in place: the sample is the fit's largest array
+    values, vectors = np.linalg.eigh(sample.T @ sample)
+    leading = _fixed_signs(vectors[:, np.argsort(values)[::-1][: spec.dims]].T).astype(np.float32)
+    centre = mean.astype(np.float32)
+    fit_id = hashlib.sha256(centre.tobytes() + leading.tobytes()).hexdigest()[:16]
+    fitted = Transform(spec.name, spec.version, spec.dims, count, fit_id)
+    return fitted.with_parameters(centre, leading, raw_dim)
 
 
 @dataclass(frozen=True)
@@ -225,28 +355,34 @@ class Projection:
         _, _, vt = np.linalg.svd(vectors - mean, full_matrices=False)
         components = np.zeros((PROJECTION_DIMS, dim), np.float64)
         components[: min(PROJECTION_DIMS, vt.shape[0])] = vt[:PROJECTION_DIMS]
-        # SVD signs are arbitrary: fix them so the same data always draws the same map.
-        signs = np.where(components[np.arange(PROJECTION_DIMS), np.abs(components).argmax(axis=1)] < 0, -1.0, 1.0)
-        return cls(mean.astype(np.float32), (components * signs[:, None]).astype(np.float32))
+        return cls(mean.astype(np.float32), _fixed_signs(components).astype(np.float32))
 
     def apply(self, vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         return ((np.atleast_2d(vectors) - self.mean) @ self.components.T).astype(np.float32)
 
 
-def write_space(path: Path, projection: Projection) -> None:
-    np.savez(path, projection_mean=projection.mean, projection_components=projection.components)
+def write_space(path: Path, projection: Projection, transform: Transform) -> None:
+    parameters = {} if transform.mean is None else {"transform_mean": transform.mean, "transform_components": transform.components}
+    np.savez(path, projection_mean=projection.mean, projection_components=projection.components, **parameters)
 
 
-def read_space(path: Path, dim: int) -> Projection:
+def read_space(path: Path, manifest: BaseManifest) -> tuple[Projection, Transform]:
+    """The map's basis and the manifest's transform with its fitted parameters; BundleError if either does not fit."""
+    transform, searched = manifest.transform, manifest.searched_dim
     try:
         with np.load(path, allow_pickle=False) as space:
             mean = np.asarray(space["projection_mean"], np.float32)
             components = np.asarray(space["projection_components"], np.float32)
+            if transform.name != IDENTITY_TRANSFORM:
+                transform = transform.with_parameters(
+                    np.asarray(space["transform_mean"], np.float32), np.asarray(space["transform_components"], np.float32),
+                    manifest.dim,
+                )
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
         raise BundleError(f"space.npz is not valid: {exc}") from exc
-    if mean.shape != (dim,) or components.shape != (PROJECTION_DIMS, dim):
-        raise BundleError(f"space.npz shapes {mean.shape}, {components.shape} do not fit dim {dim}")
-    return Projection(mean, components)
+    if mean.shape != (searched,) or components.shape != (PROJECTION_DIMS, searched):
+        raise BundleError(f"space.npz shapes {mean.shape}, {components.shape} do not fit dim {searched}")
+    return Projection(mean, components), transform
 
 
 # -- the base ------------------------------------------------------------------------
@@ -316,6 +452,11 @@ class BaseManifest:
     def manifest_key(self) -> str:
         return manifest_key(self.version)
 
+    @property
+    def searched_dim(self) -> int:
+        """tracks.ann's dimension: the transform's output (``dim`` is the raw vectors')."""
+        return self.transform.searched_dim(self.dim)
+
     def to_json(self) -> bytes:
         data = asdict(self)
         data["transform"] = self.transform.to_dict()
@@ -362,7 +503,7 @@ def write_base(
     model: str,
     n_trees: int,
     search_k: int | Callable[[int], int],
-    transform: Transform = Transform(),
+    carry: Transform | None = None,
     built_from: BuiltFrom = BuiltFrom.TABLE,
     skipped: Mapping[str, int] | None = None,
     progress: Progress | None = None,
@@ -370,8 +511,10 @@ def write_base(
     """Write a complete base into ``directory`` (the one writer of base files).
 
     ``rows`` arrive in item order and are streamed to disk, so memory stays bounded
-    at any size. ``search_k`` may depend on the final count. Raises ValueError for
-    an empty input, mixed dims or a duplicate track id.
+    at any size. ``search_k`` may depend on the final count. The searched space is
+    :func:`transform_of_base`'s (``carry``: the previous base's fitted transform, kept
+    while it fits). Raises ValueError for an empty input, mixed dims or a duplicate
+    track id.
     """
     validate_version(version)
     if n_trees < 1:
@@ -411,8 +554,12 @@ def write_base(
         db.close()
     k = search_k(count) if callable(search_k) else search_k
     raw = np.memmap(vectors_path, dtype=VECTOR_DTYPE, mode="r", shape=(count, dim))
+    transform = transform_of_base(raw, carry)
+    if progress and transform.name != IDENTITY_TRANSFORM:
+        kept = "kept" if transform is carry else "fitted"
+        progress(f"{transform.name} transform ({dim} -> {transform.dims} dims) {kept}: {transform.space}")
     _build_annoy(raw, transform, n_trees, directory / ANN_FILENAME, progress)
-    write_space(directory / SPACE_FILENAME, Projection.fit(_sample_transformed(raw, transform)))
+    write_space(directory / SPACE_FILENAME, Projection.fit(_sample_transformed(raw, transform)), transform)
     del raw
     digest.update(f"{model}\n{count}x{dim}\n{n_trees}\n{k}\n{ANNOY_SEED}\n{transform.to_dict()}".encode())
     manifest = BaseManifest(
@@ -424,7 +571,7 @@ def write_base(
         n_trees=n_trees,
         search_k=k,
         files={name: FileSum.of(directory / name) for name in BASE_FILES},
-        transform=transform,
+        transform=transform.spec,  # the parameters are in space.npz
         built_from=built_from.value,
         content_sha256=digest.hexdigest(),
         skipped=dict(skipped or {}),
@@ -445,7 +592,8 @@ def _sample_transformed(raw: npt.NDArray[np.float32], transform: Transform) -> n
 def _build_annoy(
     raw: npt.NDArray[np.float32], transform: Transform, n_trees: int, path: Path, progress: Progress | None
 ) -> None:
-    count, dim = raw.shape
+    count = raw.shape[0]
+    dim = transform.searched_dim(raw.shape[1])
     index = AnnoyIndex(dim, METRIC)
     index.set_seed(ANNOY_SEED)
     on_disk = count >= ON_DISK_BUILD_MIN_ITEMS
@@ -496,13 +644,14 @@ def _open_meta_db(directory: Path, manifest: BaseManifest) -> sqlite3.Connection
 class BaseRowsReader:
     """A base's rows: metadata by item number and the raw vectors, without its Annoy index.
 
-    What compaction and the drift check read (ROW_FILES, a third of a base's bytes). Thread-safe:
+    What compaction and the drift check read (ROW_FILES, a third of a base's bytes, with the fitted transform compaction may keep). Thread-safe:
     the SQLite connection is shared behind a lock.
     """
 
-    def __init__(self, directory: Path, manifest: BaseManifest, db: sqlite3.Connection) -> None:
+    def __init__(self, directory: Path, manifest: BaseManifest, db: sqlite3.Connection, transform: Transform) -> None:
         self.directory = directory
         self.manifest = manifest
+        self.transform = transform  # the manifest's, with its fitted parameters (space.npz)
         self._db = db
         self._lock = threading.Lock()
         self.meta = lru_cache(maxsize=META_CACHE_ITEMS)(self._meta)
@@ -558,14 +707,18 @@ class BaseRowsReader:
 
 def open_rows(directory: Path, manifest: BaseManifest) -> BaseRowsReader:
     """The rows of a base whose ROW_FILES are in ``directory`` (verified by whoever downloaded them)."""
-    return BaseRowsReader(directory, manifest, _open_meta_db(directory, manifest))
+    _, transform = read_space(directory / SPACE_FILENAME, manifest)
+    return BaseRowsReader(directory, manifest, _open_meta_db(directory, manifest), transform)
 
 
 class BaseReader(BaseRowsReader):
     """An opened base (the one reader of base files): Annoy mapped, metadata opened, never parsed whole."""
 
-    def __init__(self, directory: Path, manifest: BaseManifest, annoy: AnnoyIndex, db: sqlite3.Connection, projection: Projection) -> None:
-        super().__init__(directory, manifest, db)
+    def __init__(
+        self, directory: Path, manifest: BaseManifest, annoy: AnnoyIndex, db: sqlite3.Connection, projection: Projection,
+        transform: Transform,
+    ) -> None:
+        super().__init__(directory, manifest, db, transform)
         self.annoy = annoy
         self.projection = projection
 
@@ -573,8 +726,8 @@ class BaseReader(BaseRowsReader):
     def open(cls, directory: Path, manifest: BaseManifest, *, verify: bool = True, prefault: bool = False) -> BaseReader:
         if verify:
             verify_files(directory, manifest, SERVING_FILES)
-        projection = read_space(directory / SPACE_FILENAME, manifest.dim)
-        index = AnnoyIndex(manifest.dim, METRIC)
+        projection, transform = read_space(directory / SPACE_FILENAME, manifest)
+        index = AnnoyIndex(manifest.searched_dim, METRIC)
         try:
             index.load(str(directory / ANN_FILENAME), prefault=prefault)
         except OSError as exc:
@@ -587,7 +740,7 @@ class BaseReader(BaseRowsReader):
         except BundleError:
             index.unload()
             raise
-        return cls(directory, manifest, index, db, projection)
+        return cls(directory, manifest, index, db, projection, transform)
 
     def close(self) -> None:
         self.annoy.unload()

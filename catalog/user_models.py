@@ -79,7 +79,7 @@ def predict_next(
 
 @dataclass(frozen=True)
 class UserModel:
-    index_version: str  # the index whose searched space the vectors are in
+    index_version: str  # the index the model was trained on
     dim: int
     heard: tuple[str, ...]  # every matched track the listener played (skips included): never recommended
     centroids: npt.NDArray[np.float32]  # (tastes, dim), unit rows
@@ -92,6 +92,9 @@ class UserModel:
     # (2 * dim, dim) and (dim,): next embedding from [last track, mean of the session so far]; empty when untrained.
     transition: npt.NDArray[np.float32]
     transition_bias: npt.NDArray[np.float32]
+    # The searched space the vectors are in (catalog.bundle.Transform.space); a model
+    # written before spaces were named is in the raw space ("identity").
+    space: str = "identity"
 
     def expected_plays(self, track_id: str, features: npt.NDArray[np.float32]) -> float:
         """Predicted plays; a training track is predicted from the others (its own plays, or the 0
@@ -125,6 +128,7 @@ class UserModel:
             affinity_reference=self.affinity_reference,
             transition=self.transition,
             transition_bias=self.transition_bias,
+            space=np.array(self.space),
         )
         return out.getvalue()
 
@@ -143,6 +147,7 @@ class UserModel:
                 affinity_reference=npz["affinity_reference"].astype(np.float32),
                 transition=npz["transition"].astype(np.float32),
                 transition_bias=npz["transition_bias"].astype(np.float32),
+                space=str(npz["space"]) if "space" in npz.files else "identity",
             )
 
 

@@ -227,6 +227,7 @@ def train_user(
     model = UserModel(
         index_version=index.version,
         dim=index.dim,
+        space=index.space,
         heard=tuple(heard),
         centroids=centroids,
         taste_weights=taste_weights,

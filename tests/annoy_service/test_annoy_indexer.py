@@ -18,7 +18,7 @@ from annoy_service.changes import stream_changes
 from annoy_service.service import Result
 from api.index_cache import IndexCache
 from api.served import ServedIndex
-from catalog import storage
+from catalog import bundle, storage
 from catalog.bundle_store import BundleStore, LatestMovedError
 
 MODEL = "musicnn-msd-v1"
@@ -315,3 +315,27 @@ def test_announcement_and_pruning(stack: Stack) -> None:
     assert messages and '"delta_sequence": 6' in messages[-1]["Message"]
     s3 = boto3.client("s3", region_name=REGION)
     assert s3.head_object(Bucket=stack.bucket, Key=latest.delta_key)["ContentLength"] > 0
+
+
+def test_compaction_keeps_the_pca_basis_until_the_catalogue_doubles_and_serves_new_tracks_in_it(
+    stack: Stack, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A PCA-sized catalogue at test scale: 200-d raw vectors searched in 8 axes from 100 tracks on.
+    monkeypatch.setattr(bundle, "SEARCHED_DIMS", 8)
+    monkeypatch.setattr(bundle, "PCA_MIN_ITEMS", 100)
+    base_of(stack, 100)
+    first = stack.store.read_latest().pointer.base_version
+    fitted = served(stack, tmp_path)
+    assert (fitted.dim, fitted.space.split(":")[:2]) == (8, ["pca", "8"])
+    new = {f"n{i:03d}": stack.mark_ready(f"n{i:03d}") for i in range(12)}
+    outcome = stack.indexer(compact_items=10, compact_share=10.0).apply_changes(changes_of(stack))
+    assert outcome.result is Result.COMPACTED and outcome.count == 112
+    compacted = served(stack, tmp_path)
+    assert compacted.base_version != first and compacted.space == fitted.space  # kept: 112 < 2 x 100
+    for track_id, raw in new.items():
+        np.testing.assert_allclose(compacted.vector(track_id), fitted.transform(raw), atol=1e-5)
+    for i in range(12, 100):
+        stack.mark_ready(f"n{i:03d}")
+    assert stack.indexer(compact_items=10, compact_share=10.0).apply_changes(changes_of(stack)).count == 200
+    refitted = served(stack, tmp_path)
+    assert refitted.dim == 8 and refitted.space != fitted.space  # 200 = 2 x 100: fitted again
