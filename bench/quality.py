@@ -48,7 +48,9 @@ from bench.quality_arms import (  # noqa: E402
     centred_pca,
     fused,
     pair_projection,
+    powered,
     raw,
+    signed_power,
     score_demo,
     score_dev,
     unit,
@@ -118,6 +120,8 @@ def clip_features(paths: Sequence[Path], more_models: bool, full: bool = True) -
         # The two grids together: patches every 93-94 frames (≤ 1.5 s), half overlapping.
         overlap = [{k: np.concatenate([a[k], b[k]]) for k in a} for a, b in zip(msd, shifted, strict=True)]
         features |= pool_features(overlap, "msdov")
+    # The mid-level features power-normalised, as a feature of their own for the fitted arms on top.
+    features["msd_pooled_ssqrt"] = signed_power(features["msd_pooled_mean"], 0.5)
     meanstd = lambda p: np.concatenate([unit(features[f"{p}_penultimate_mean"]), unit(features[f"{p}_penultimate_std"])], axis=1)  # noqa: E731
     for prefix in ("msd", "mtt", "msdov") if more_models else ("msd",):
         features[f"{prefix}_penultimate_meanstd"] = meanstd(prefix)
@@ -160,6 +164,16 @@ def arms(full: bool, more_models: bool) -> dict[str, Arm]:
         "raw+mfcc+desc_w0.3": weighted(weighted(raw(msd), zscored("mfcc"), 0.3), zscored("descriptors"), 0.3),
         "midlevel+mfcc_w0.3": weighted(raw("msd_pooled_mean"), zscored("mfcc"), 0.3),
         "midlevel+desc_w0.3": weighted(raw("msd_pooled_mean"), zscored("descriptors"), 0.3),
+        # Power normalisation of the mid-level features (no fit): the signed square root, and around it.
+        "midlevel_ssqrt": powered("msd_pooled_mean", 0.5),
+        "midlevel_relu_sqrt": powered("msd_pooled_mean", 0.5, signed=False),
+        "midlevel_spow0.35": powered("msd_pooled_mean", 0.35),
+        "midlevel_spow0.7": powered("msd_pooled_mean", 0.7),
+        "penultimate_ssqrt": powered("msd_penultimate_mean", 0.5),
+        # What a catalogue of 2,000 tracks or more serves: the signed square root, then PCA (catalog.bundle).
+        "midlevel_ssqrt_pca200": centred_pca("msd_pooled_ssqrt", 200),
+        "midlevel_ssqrt+mfcc_w0.2": weighted(powered("msd_pooled_mean", 0.5), zscored("mfcc"), 0.2),
+        "midlevel_ssqrt_whiten_s0.9": whitened("msd_pooled_ssqrt", shrinkage=0.9),
     }
     if more_models:
         table |= {

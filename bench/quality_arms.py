@@ -179,6 +179,26 @@ def zscored(feature: str) -> Arm:
     return arm
 
 
+def signed_power(rows: NDArray[np.floating], alpha: float) -> NDArray[np.float32]:
+    """Power normalisation ``sign(x) * |x| ** alpha`` per value (alpha 0.5: the signed square root).
+
+    Perronnin, Sánchez & Mensink (2010): a few large activations no longer dominate
+    the cosine, so the many small ones that describe timbre and texture count too.
+    """
+    values = np.asarray(rows, dtype=np.float64)
+    return (np.sign(values) * np.abs(values) ** alpha).astype(np.float32)
+
+
+def powered(feature: str, alpha: float, signed: bool = True) -> Arm:
+    """The feature power-normalised (``signed``: sign kept; else negative values clipped to 0 first), no fit."""
+
+    def arm(features: Features, fit: NDArray[np.intp], score: NDArray[np.intp]) -> NDArray[np.float32]:
+        data = features[feature][score]
+        return unit(signed_power(data if signed else np.maximum(data, 0.0), alpha))
+
+    return arm
+
+
 def whitened(feature: str, dims: int | None = None, shrinkage: float | None = None) -> Arm:
     """Whitening fitted on the fit half (Ledoit-Wolf shrinkage unless ``shrinkage`` is given), applied to the score half."""
 

@@ -11,8 +11,11 @@ from bench.quality_arms import (
     half_splits,
     label_precision,
     order_by_similarity,
+    powered,
     same_track,
     same_track_chance,
+    signed_power,
+    unit,
     zscored,
 )
 from catalog.descriptors import Descriptors, Mode
@@ -142,3 +145,14 @@ def test_descriptor_numbers_fold_tempo_octaves_and_keep_fifths_close() -> None:
     a_minor = descriptor_numbers(_descriptors(120.0, 9, "minor"))
     np.testing.assert_allclose(a_minor[3:5], c[3:5], atol=1e-5)  # relative keys share a Camelot number
     assert (c[5], a_minor[5]) == pytest.approx((0.8, -0.8))
+
+
+def test_signed_power_keeps_signs_and_lets_small_values_count() -> None:
+    rows = np.array([[9.0, -4.0, 0.0, 0.01]])
+    np.testing.assert_allclose(signed_power(rows, 0.5), [[3.0, -2.0, 0.0, 0.1]], rtol=1e-6)
+    # One large activation dominates the raw cosine; after the square root the small ones agree.
+    a, b = np.array([[100.0, 1.0, 1.0, 1.0]]), np.array([[100.0, -1.0, -1.0, -1.0]])
+    cosine = lambda x, y: float((unit(x) @ unit(y).T)[0, 0])  # noqa: E731
+    assert cosine(a, b) > 0.999 and cosine(signed_power(a, 0.5), signed_power(b, 0.5)) < 0.95
+    clipped = powered("f", 0.5, signed=False)({"f": rows.astype(np.float32)}, np.arange(1), np.arange(1))
+    np.testing.assert_allclose(clipped, unit(np.array([[3.0, 0.0, 0.0, 0.1]])), rtol=1e-6)
