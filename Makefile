@@ -19,7 +19,7 @@ FILE ?=
 CRAWL ?=
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help install chromium test test-fast bench-quick lint up down status crawl extract index serve demo \
+.PHONY: help install chromium test test-fast bench-quick lint up down status crawl reextract extract index serve demo \
 	history spotify-login listener-login feed deploy clean
 
 help: ## list the targets
@@ -68,6 +68,9 @@ status: install ## endpoints, pid, queue depths, tracks by status, published ind
 crawl: install ## crawl PLAYLIST=<Spotify playlist id/URI/URL, local folder or .m3u> into the local stack
 	@test -n "$(PLAYLIST)" || { echo 'usage: make crawl PLAYLIST=<playlist id, URI, URL, folder or .m3u>'; exit 2; }
 	$(PY) -m infra exec -- $(PY) -m crawler $(PLAYLIST)
+
+reextract: install ## after MODEL_ID changes: fetch the audio of every ready track another model embedded again, for extraction
+	$(PY) -m infra exec -- $(PY) -m crawler reextract
 
 extract: install ## drain the local ExtractQueue through the extractor, with progress
 	$(PY) -m infra extract

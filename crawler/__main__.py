@@ -28,9 +28,10 @@ def main(argv: list[str] | None = None) -> int:
         "open.spotify.com URL), the Spotify user's library (spotify:me:tracks|playlists|top|recent), Deezer "
         "(deezer:playlist:ID, deezer:album:ID, deezer:artist:ID, deezer:track:ID, deezer:chart, deezer.com URLs) "
         "and local folders / .m3u files; 'login' stores a Spotify refresh token; 'listener-login USER' links a "
-        "listener's Spotify account for the recently-played feed; 'feed' runs that feed once.",
+        "listener's Spotify account for the recently-played feed; 'feed' runs that feed once; 'reextract' fetches "
+        "the audio of every ready track another model embedded again, for the configured model's extractor.",
     )
-    parser.add_argument("sources", nargs="+", metavar="SOURCE", help="references of any kind above, 'login', 'listener-login USER' or 'feed'")
+    parser.add_argument("sources", nargs="+", metavar="SOURCE", help="references of any kind above, 'login', 'listener-login USER', 'feed' or 'reextract'")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -57,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             print(json.dumps(feed.to_dict(), indent=2))
             return 1 if feed.errors else 0
+        if args.sources == ["reextract"]:
+            from catalog.model import configured_model_id
+            from crawler.reextract import reextract
+
+            again = reextract(cli_crawler(), configured_model_id(), lambda line: print(line, file=sys.stderr, flush=True))
+            print(again.format())
+            return 0 if not again.unreachable else 1
         summary = crawl_sources(cli_crawler(), args.sources, _progress)
     except (SpotifyConfigError, MissingSettingError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
