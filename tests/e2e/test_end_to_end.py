@@ -120,6 +120,7 @@ def published_space(stack: LocalStack, version: str, workdir: Path) -> tuple[lis
     try:
         vectors = reader.raw_vectors()
         raw = {track_id: np.array(vectors[item]) for rows in reader.iter_rows() for item, track_id, _ in rows}
+        transform = reader.transform  # the manifest's, with its fitted parameters from space.npz
     finally:
         reader.close()
     if pointer.delta_sequence:
@@ -128,7 +129,7 @@ def published_space(stack: LocalStack, version: str, workdir: Path) -> tuple[lis
             raw.pop(track_id, None)
         raw |= {track_id: entry.vector for track_id, entry in delta.entries.items()}
     ids = sorted(raw)
-    return ids, manifest.transform.apply(np.stack([raw[t] for t in ids]))
+    return ids, transform.apply(np.stack([raw[t] for t in ids]))
 
 
 def served_and_measured_agree(api: str, stack: LocalStack, version: str, instrument_of: dict[str, str],
