@@ -54,6 +54,7 @@ from catalog.bundle import (  # noqa: E402
 )
 from catalog.bundle_store import BundleStore  # noqa: E402
 from catalog.keys import META_FILENAME, new_index_version  # noqa: E402
+from catalog.model import MODEL_ID  # noqa: E402
 from catalog.records import utc_now_iso  # noqa: E402
 
 EMBEDDING_DIM = 200
@@ -116,7 +117,7 @@ def build_bundle(n: int, directory: Path, seed: int, n_trees: int) -> BaseManife
                  [track_meta(i, n, rng).to_json() for i in range(s, min(n, s + WRITE_CHUNK))], vectors[s:s + WRITE_CHUNK])
         for s in range(0, n, WRITE_CHUNK)
     )
-    return write_base(directory, rows, version=new_index_version(), created_at=utc_now_iso(), model="musicnn-msd-v1",
+    return write_base(directory, rows, version=new_index_version(), created_at=utc_now_iso(), model=MODEL_ID,
                       n_trees=n_trees, search_k=search_k_for)
 
 

@@ -4,6 +4,9 @@ in the same process on the same inputs, the wheel's original TF 1 graph; peak RS
 And the production path itself: ExtractorFunction's handler on SQS batches of S3
 notifications (template.yaml's BatchSize, and the other sizes given), against moto,
 paired with the original graph embedding the same clips one at a time, as musicnn runs.
+And the cost of the served embedding (musicnn-msd-midlevel-v2) against the one served before it
+(musicnn-msd-v1: the penultimate layer's mean), clip by clip in the same process
+(``extract_cost_vs_penultimate``; issue 19 caps it at 1.5).
 
     python bench/extract.py [--quick] [--clips 32] [--rounds 3] [--handler-batches 1,4,10]
 
@@ -41,8 +44,9 @@ sys.path.insert(0, str(REPO_ROOT / "tests" / "extractor"))
 
 from extractor_synth import distorted_riff, drum_groove, encode, stereo, string_pad  # noqa: E402
 
-from extractor.audio import decode, decode_clip  # noqa: E402
-from extractor.constants import PATCHES_PER_FORWARD  # noqa: E402
+from catalog.records import l2_normalise  # noqa: E402
+from extractor.audio import check_samples, decode, decode_clip  # noqa: E402
+from extractor.constants import N_MELS, PATCH_FRAMES, PATCHES_PER_FORWARD  # noqa: E402
 from extractor.descriptors import describe  # noqa: E402
 from extractor.features import Spectra, clip_patches  # noqa: E402
 
@@ -68,15 +72,17 @@ def make_clips(n: int, seconds: float) -> list[bytes]:
 
 
 def end_to_end(clips: list[bytes], forward: Forward, batch: int) -> tuple[float, float]:
-    """(wall, CPU) seconds to embed every clip, ``batch`` clips' patches through the model together."""
+    """(wall, CPU) seconds to embed every clip, ``batch`` clips' patches through the model together
+    (the mid-level features, summarised as the extractor does)."""
+    from extractor.embed import summarise_midlevel
+
     wall, cpu = time.perf_counter(), time.process_time()
     for first in range(0, len(clips), batch):
         per_clip = [clip_patches(decode(data)) for data in clips[first : first + batch]]
-        _, penultimate = forward(np.concatenate(per_clip))
+        _, midlevel = forward(np.concatenate(per_clip))
         bounds = np.cumsum([0] + [p.shape[0] for p in per_clip])
         for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-            vector = penultimate[a:b].mean(axis=0)
-            vector /= np.linalg.norm(vector)
+            summarise_midlevel(midlevel[a:b])
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
@@ -88,6 +94,65 @@ def chunked(run: Forward) -> Forward:
         return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
 
     return forward
+
+
+class PenultimateBaseline:
+    """The embedding served before musicnn-msd-midlevel-v2, as the extractor made it: the same network
+    built with the penultimate (200) as its output, one clip's patches in PATCHES_PER_FORWARD chunks,
+    their mean at unit length and the mean taggram's top tags."""
+
+    def __init__(self) -> None:
+        import tensorflow as tf
+
+        from extractor.model import PENULTIMATE, TAGGRAM, build_model, load_weights
+
+        model = build_model((TAGGRAM, PENULTIMATE))
+        load_weights(model)
+        self._tf = tf
+        self._forward = tf.function(
+            lambda patches: model(patches, training=False),
+            input_signature=[tf.TensorSpec([None, PATCH_FRAMES, N_MELS], tf.float32)],
+        )
+        self._forward(tf.zeros((1, PATCH_FRAMES, N_MELS), tf.float32))
+
+    def embed_bytes(self, data: bytes) -> tuple[NDArray[np.float32], dict[str, float]]:
+        from extractor.embed import top_tags
+        from extractor.model import PENULTIMATE, TAGGRAM
+
+        samples = decode(data)
+        check_samples(samples)
+        patches = clip_patches(samples)
+        taggrams, penultimates = [], []
+        for start in range(0, patches.shape[0], PATCHES_PER_FORWARD):
+            out = self._forward(self._tf.constant(patches[start : start + PATCHES_PER_FORWARD]))
+            taggrams.append(out[TAGGRAM].numpy())
+            penultimates.append(out[PENULTIMATE].numpy())
+        vector = l2_normalise(np.concatenate(penultimates).mean(axis=0, dtype=np.float64))
+        return vector, top_tags(np.concatenate(taggrams).mean(axis=0))
+
+
+def extract_cost(clips: list[bytes], rounds: int, served: Callable[[bytes], Any], baseline: Callable[[bytes], Any]) -> dict[str, float]:
+    """Per-clip seconds of the served Embedder.embed_bytes and of the previous embedding on the same
+    mp3 bytes (decode, log-mel, forward, summary), one clip at a time, taking turns clip by clip
+    (order swapped every clip) so that other work on the machine hits both alike."""
+    runs = {"served": served, "penultimate": baseline}
+    wall = dict.fromkeys(runs, 0.0)
+    cpu = dict.fromkeys(runs, 0.0)
+    turn = 0
+    for _ in range(rounds):
+        for data in clips:
+            for name in list(runs)[:: -1 if turn % 2 else 1]:
+                w, c = time.perf_counter(), time.process_time()
+                runs[name](data)
+                wall[name] += time.perf_counter() - w
+                cpu[name] += time.process_time() - c
+            turn += 1
+    return {
+        "served_s_per_clip": wall["served"] / turn,
+        "penultimate_s_per_clip": wall["penultimate"] / turn,
+        "extract_cost_vs_penultimate": wall["served"] / wall["penultimate"],
+        "extract_cpu_cost_vs_penultimate": cpu["served"] / cpu["penultimate"],
+    }
 
 
 def stage_times(clips: list[bytes], forward: Forward) -> dict[str, float]:
@@ -230,6 +295,15 @@ def main() -> None:
     # it shows whether the original's resident TF 1 session skews the paired figures below.
     alone = {batch: end_to_end(clips, ours, batch) for batch in (1, BATCH_CLIPS)}
     log("ours alone: " + ", ".join(f"batch {b} {n_clips / t[0]:.2f} clips/s" for b, t in alone.items()))
+    # Before the original's TF 1 session exists, as for ours alone: served against the previous embedding.
+    baseline = PenultimateBaseline()
+    extract_cost(clips[:2], 1, embedder.embed_bytes, baseline.embed_bytes)  # warm-up
+    # --quick pairs half its clips: the two differ by one summary step, and the minute is tight.
+    cost = extract_cost(clips[: n_clips // 2] if args.quick else clips, rounds, embedder.embed_bytes, baseline.embed_bytes)
+    log(
+        f"served {cost['served_s_per_clip']:.3f} s per clip, previous (penultimate) "
+        f"{cost['penultimate_s_per_clip']:.3f} s: {cost['extract_cost_vs_penultimate']:.3f}x"
+    )
     ours_rss = peak_rss_mb()
 
     from extractor.original import OriginalGraph
@@ -290,6 +364,8 @@ def main() -> None:
         "cpu_s_per_clip_batch16": round(cpu[f"ours_{BATCH_CLIPS}"] / measured, 4),
         "original_cpu_s_per_clip": round(cpu["original_1"] / measured, 4),
         "original_cpu_s_per_clip_batch16": round(cpu[f"original_{BATCH_CLIPS}"] / measured, 4),
+        # The served embedding against the one served before it (penultimate mean), one clip at a time.
+        **{key: round(value, 4) for key, value in cost.items()},
         "peak_rss_mb": round(ours_rss, 1),
         "peak_rss_mb_with_original": round(peak_rss_mb(), 1),
         **{key: round(value, 4) for key, value in stages.items()},

@@ -27,6 +27,7 @@ import hashlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -51,25 +52,25 @@ class PatchRunner:
     """Both checkpoints with an extra ``pooled`` output; loads TensorFlow on construction."""
 
     def __init__(self) -> None:
-        import keras
         import tensorflow as tf
-        from keras import layers
 
         from extractor.constants import N_MELS, PATCH_FRAMES
-        from extractor.model import PENULTIMATE, TAGGRAM, build_model, load_weights, weights_dir
+        from extractor.model import MIDLEVEL, PENULTIMATE, TAGGRAM, build_model, load_weights, weights_dir
 
         self._tf = tf
         self.forwards = {}
+        # The cache keeps its layer names: 'pooled' is the model's MIDLEVEL output.
+        names = {"penultimate": PENULTIMATE, "taggram": TAGGRAM, "pooled": MIDLEVEL}
         for name, folder in (("msd", "MSD_musicnn"), ("mtt", "MTT_musicnn")):
-            model = build_model()
+            model = build_model(tuple(names.values()))
             load_weights(model, weights_dir().parent / folder)
-            flatten = next(layer for layer in model.layers if isinstance(layer, layers.Flatten))
-            probe = keras.Model(
-                model.input, {"penultimate": model.output[PENULTIMATE], "taggram": model.output[TAGGRAM],
-                              "pooled": flatten.output}
-            )  # fmt: skip
+
+            def forward(patches: Any, model: Any = model) -> dict[str, Any]:
+                out = model(patches, training=False)
+                return {layer: out[key] for layer, key in names.items()}
+
             self.forwards[name] = tf.function(
-                lambda patches, probe=probe: probe(patches, training=False),
+                forward,
                 input_signature=[tf.TensorSpec([None, PATCH_FRAMES, N_MELS], tf.float32)],
             )
 

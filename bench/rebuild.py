@@ -48,12 +48,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.index import embedding_like_vectors  # noqa: E402
+from catalog.model import MODEL_ID  # noqa: E402
 
 DIM = 200
 CHANGE = 100
 FULL_SIZES = (10_000, 100_000, 1_000_000)
 QUICK_SIZES = (10_000, 50_000)
-MODEL = "musicnn-msd-v1"
+MODEL = MODEL_ID
 QUICK_N_TREES = 10  # --quick only: the shipped 50 trees would not fit its minute
 WRITE_BATCH = 25
 TABLE_MAX = 100_000

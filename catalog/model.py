@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from catalog.settings import env_str
 
-MODEL_ID = "musicnn-msd-v1"
+MODEL_ID = "musicnn-msd-midlevel-v2"
 MODEL_ID_VARIABLE = "MODEL_ID"
 
 

@@ -33,7 +33,8 @@ MAX_PEAK_AMPLITUDE = 10 ** (MAX_PEAK_DBFS / 20)
 # -- model ------------------------------------------------------------------------------
 WEIGHTS_PACKAGE = "musicnn"
 WEIGHTS_FOLDER = "MSD_musicnn"
-EMBEDDING_DIM = 200
+# Units of the back-end's dense layer, whose batch-normed output is the 'penultimate' layer.
+PENULTIMATE_UNITS = 200
 N_TAGS = 50
 TOP_TAGS = 5
 BATCH_NORM_EPSILON = 1e-3
@@ -48,6 +49,10 @@ MIDEND_FILTERS = 64
 MIDEND_KERNEL_FRAMES = 7
 MIDEND_LAYERS = 3
 BACKEND_FEATURES = 2 * (FRONTEND_CHANNELS + MIDEND_LAYERS * MIDEND_FILTERS)
+# The served embedding (extractor/embed.py, model id catalog.model.MODEL_ID): per patch the back-end's
+# input, max and mean over time of the 753 front-end and mid-end features (1506, the 'mid-level'
+# features), averaged over the clip's patches, signed square root, L2-normalised.
+EMBEDDING_DIM = BACKEND_FEATURES
 
 # Patches per forward call (one 30 s preview): bounds the activations' memory, which
 # TF's allocator keeps (≈ +0.5 GB at 10 patches, +0.8 GB at 32) whatever the number

@@ -8,6 +8,7 @@ variable scopes, so loading is a name-for-name copy that fails loudly on any gap
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
@@ -17,12 +18,12 @@ from keras import layers, ops
 
 from extractor.constants import (
     BATCH_NORM_EPSILON,
-    EMBEDDING_DIM,
     MIDEND_FILTERS,
     MIDEND_KERNEL_FRAMES,
     N_MELS,
     N_TAGS,
     PATCH_FRAMES,
+    PENULTIMATE_UNITS,
     TEMPORAL_FILTERS,
     TEMPORAL_KERNEL_FRAMES,
     TIMBRAL_FILTERS,
@@ -36,7 +37,11 @@ from extractor.constants import (
 CHECKPOINT_FILES = (".index", ".data-00000-of-00001")
 META_GRAPH_FILE = ".meta"
 TAGGRAM = "taggram"
+# The back-end's input before its batch norm: the mid-level features the embedding is made of.
+MIDLEVEL = "midlevel"
 PENULTIMATE = "penultimate"
+# What the extractor serves from; the penultimate is there for the parity test and the benchmark.
+SERVED_OUTPUTS = (TAGGRAM, MIDLEVEL)
 
 
 class WeightsError(RuntimeError):
@@ -71,8 +76,16 @@ def _batch_norm(name: str) -> layers.BatchNormalization:
     return layers.BatchNormalization(epsilon=BATCH_NORM_EPSILON, name=name)
 
 
-def build_model() -> keras.Model:
-    """MSD_musicnn (inference mode): log-mel patches → {taggram (n, 50), penultimate (n, 200)}."""
+def build_model(outputs: Sequence[str] = SERVED_OUTPUTS) -> keras.Model:
+    """MSD_musicnn (inference mode): log-mel patches → a dict of the named ``outputs`` among
+    taggram (n, 50), midlevel (n, 1506) and penultimate (n, 200).
+
+    Every checkpoint variable is in the model only when the taggram is among the outputs
+    (load_weights refuses a checkpoint with unused variables).
+    """
+    unknown = set(outputs) - {TAGGRAM, MIDLEVEL, PENULTIMATE}
+    if unknown or not outputs:
+        raise ValueError(f"outputs must name some of {TAGGRAM}, {MIDLEVEL}, {PENULTIMATE}; got {list(outputs)}")
     log_mel = keras.Input((PATCH_FRAMES, N_MELS), name="log_mel")
     x = layers.Reshape((PATCH_FRAMES, N_MELS, 1))(log_mel)
     x = _batch_norm("batch_normalization")(x)
@@ -117,12 +130,13 @@ def build_model() -> keras.Model:
     # Back-end: max and mean over time, interleaved per feature as the
     # original's concat-then-flatten lays them out (max0, mean0, max1, ...).
     pooled = ops.stack([ops.max(features, axis=1), ops.mean(features, axis=1)], axis=-1)
-    pooled = layers.Flatten()(pooled)
-    pooled = _batch_norm(f"batch_normalization_{bn_index}")(pooled)
-    dense = layers.Dense(EMBEDDING_DIM, activation="relu", name="dense")(pooled)
+    midlevel = layers.Flatten(name=MIDLEVEL)(pooled)
+    pooled = _batch_norm(f"batch_normalization_{bn_index}")(midlevel)
+    dense = layers.Dense(PENULTIMATE_UNITS, activation="relu", name="dense")(pooled)
     penultimate = _batch_norm(f"batch_normalization_{bn_index + 1}")(dense)
     taggram = layers.Dense(N_TAGS, activation="sigmoid", name="dense_1")(penultimate)
-    return keras.Model(log_mel, {TAGGRAM: taggram, PENULTIMATE: penultimate}, name="msd_musicnn")
+    tensors = {TAGGRAM: taggram, MIDLEVEL: midlevel, PENULTIMATE: penultimate}
+    return keras.Model(log_mel, {name: tensors[name] for name in outputs}, name="msd_musicnn")
 
 
 def _suffix(index: int) -> str:

@@ -20,6 +20,7 @@ import boto3
 import numpy as np
 from moto import mock_aws
 
+from catalog.model import MODEL_ID
 from catalog.records import PreviewSource, Source, TrackRecord, encode_embedding
 from infra.resources import template_table_params
 
@@ -80,11 +81,11 @@ def main() -> None:
             ("annoy_stream_insert_pending", lambda: table.put_pending(track)),
             ("annoy_stream_mark_ready", lambda: table.mark_ready(
                 track.track_id, embedding=encode_embedding(rng.standard_normal(DIM)), dim=DIM,
-                model="musicnn-msd-v1", tags={"rock": 0.61, "pop": 0.44, "80s": 0.38}, fallback=track)),
+                model=MODEL_ID, tags={"rock": 0.61, "pop": 0.44, "80s": 0.38}, fallback=track)),
             ("annoy_stream_ready_playlist_added", lambda: table.add_playlists(track.track_id, {"5ABHKGoOzxkaa28ttQV9sE"})),
             ("annoy_stream_ready_reextracted", lambda: table.mark_ready(
                 track.track_id, embedding=encode_embedding(rng.standard_normal(DIM)), dim=DIM,
-                model="musicnn-msd-v1", tags={"rock": 0.58, "pop": 0.47}, fallback=track)),
+                model=MODEL_ID, tags={"rock": 0.58, "pop": 0.47}, fallback=track)),
             ("annoy_stream_ready_other_model", lambda: table.mark_ready(
                 track.track_id, embedding=encode_embedding(rng.standard_normal(DIM)), dim=DIM,
                 model="musicnn-mtt-v1", tags={"guitar": 0.7}, fallback=track)),
@@ -108,7 +109,7 @@ def main() -> None:
         # a ready item deleted: the same track made ready under the current model again, then removed
         table.put_pending(track)
         table.mark_ready(track.track_id, embedding=encode_embedding(rng.standard_normal(DIM)), dim=DIM,
-                         model="musicnn-msd-v1", tags={"rock": 0.6}, fallback=track)
+                         model=MODEL_ID, tags={"rock": 0.6}, fallback=track)
         response = streams.get_records(ShardIterator=iterator)
         iterator = response["NextShardIterator"]
         table.table.delete_item(Key={"track_id": track.track_id})

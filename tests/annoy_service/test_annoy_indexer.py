@@ -20,8 +20,9 @@ from api.index_cache import IndexCache
 from api.served import ServedIndex
 from catalog import bundle, storage
 from catalog.bundle_store import BundleStore, LatestMovedError
+from catalog.model import MODEL_ID
 
-MODEL = "musicnn-msd-v1"
+MODEL = MODEL_ID
 
 
 class DynamoCalls:

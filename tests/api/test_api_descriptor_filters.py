@@ -12,6 +12,7 @@ import pytest
 from api.descriptor_filters import DescriptorFilter, parse_filters
 from api.errors import ApiError
 from catalog.descriptors import Descriptors, Mode, camelot_compatible
+from catalog.model import MODEL_ID
 from catalog.records import Source, Status, TrackRecord, encode_embedding
 from catalog.storage import TrackTable
 
@@ -177,7 +178,7 @@ def test_get_track_shows_every_descriptor(api, index, http_event, lambda_context
     track_id = index.track_ids[4]
     stored = Descriptors.from_json(DESCRIPTORS[4])
     TrackTable(os.environ["TRACKS_TABLE"]).mark_ready(
-        track_id, embedding=encode_embedding([1.0, 0.0]), dim=2, model="musicnn-msd-v1", tags={}, descriptors=stored,
+        track_id, embedding=encode_embedding([1.0, 0.0]), dim=2, model=MODEL_ID, tags={}, descriptors=stored,
         fallback=TrackRecord(track_id=track_id, source=Source.SPOTIFY, status=Status.READY),
     )
     response = api.lambda_handler(http_event("GET", f"/tracks/{track_id}", route="/tracks/{trackId}"), lambda_context)

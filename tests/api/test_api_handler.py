@@ -15,6 +15,7 @@ import pytest
 from api_testkit import override
 
 from catalog.crawl_requests import CrawlRequest
+from catalog.model import MODEL_ID
 from catalog.records import Source, Status, TrackRecord, encode_embedding
 from catalog.storage import TrackTable
 
@@ -185,7 +186,7 @@ def test_health_reports_version_count_model_and_age(api, publish, http_event, la
 def test_get_track_returns_metadata_and_status_but_never_the_embedding(api, publish, http_event, lambda_context) -> None:
     bundle = publish(n=10)
     indexed = bundle.track_ids[2]
-    put_track(indexed, Status.READY, embedding=encode_embedding([1.0, 2.0]), dim=2, model="musicnn-msd-v1", tags={"rock": 0.9})
+    put_track(indexed, Status.READY, embedding=encode_embedding([1.0, 2.0]), dim=2, model=MODEL_ID, tags={"rock": 0.9})
     status, body, _ = call(api, http_event("GET", f"/tracks/{indexed}", route="/tracks/{trackId}"), lambda_context)
     assert status == 200
     assert body["trackId"] == indexed and body["status"] == "ready"

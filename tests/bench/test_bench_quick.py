@@ -21,7 +21,7 @@ QUICK_TIMEOUT_S = 240
 
 KEYS = {
     "extract": ("handler_clips_per_s", "handler_vs_original", "clips_per_s", "clips_per_s_batch16", "vs_original_batch16",
-                "peak_rss_mb", "descriptors_overhead"),
+                "peak_rss_mb", "descriptors_overhead", "extract_cost_vs_penultimate"),
     "descriptors": ("tempo_accuracy1", "tempo_accuracy2", "key_weighted_score", "key_accuracy", "loudness_error_lu",
                     "descriptors_vs_embedding"),
     "crawl": ("tracks_per_s", "speedup_vs_sequential", "deezer_tracks_per_s", "deezer_speedup_vs_sequential",

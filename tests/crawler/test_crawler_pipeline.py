@@ -10,6 +10,7 @@ from crawler_aws import REGION, TABLE, s3_keys, s3_object, table_item
 from crawler_fakes import Fakes, Reply, playlist_entry, spotify_id, spotify_track
 
 from catalog.ingest import IngestOutcome, IngestStatus, UpstreamUnavailableError
+from catalog.model import MODEL_ID
 from catalog.records import Source, Status, TrackRecord
 from catalog.storage import TrackTable
 from crawler.pipeline import Crawler, crawl_playlist, crawl_sources, ingest_track
@@ -74,10 +75,10 @@ def test_a_ready_item_is_never_overwritten(crawler: Crawler, crawler_env: Fakes)
     tracks = _playlist(crawler_env, n=3)
     table = TrackTable(TABLE, boto3.resource("dynamodb", region_name=REGION).Table(TABLE))
     crawl_playlist(crawler, PLAYLIST)
-    table.mark_ready(tracks[1]["id"], embedding=b"\x00\x00\x80?", dim=1, model="musicnn-msd-v1", tags={})
+    table.mark_ready(tracks[1]["id"], embedding=b"\x00\x00\x80?", dim=1, model=MODEL_ID, tags={})
     crawl_playlist(crawler, PLAYLIST)
     item = table_item(tracks[1]["id"])
-    assert item["status"] == "ready" and item["model"] == "musicnn-msd-v1"
+    assert item["status"] == "ready" and item["model"] == MODEL_ID
 
 
 def test_a_failed_item_is_crawled_again(crawler: Crawler, crawler_env: Fakes) -> None:

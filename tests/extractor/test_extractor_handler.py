@@ -387,10 +387,10 @@ def test_clips_the_batch_model_call_cannot_place_fail_alone_with_the_reason_and_
         # Only the network is replaced: not finite for the first clip, zero for the second, fine for the third.
         calls.append(patches.shape[0])
         third = patches.shape[0] // 3
-        penultimate = np.ones((patches.shape[0], EMBEDDING_DIM), np.float32)
-        penultimate[:third] = np.nan
-        penultimate[third : 2 * third] = 0.0
-        return np.full((patches.shape[0], N_TAGS), 0.5, np.float32), penultimate
+        midlevel = np.ones((patches.shape[0], EMBEDDING_DIM), np.float32)
+        midlevel[:third] = np.nan
+        midlevel[third : 2 * third] = 0.0
+        return np.full((patches.shape[0], N_TAGS), 0.5, np.float32), midlevel
 
     model = object.__new__(Embedder)
     model.model_id = MODEL_ID

@@ -11,7 +11,7 @@ import pytest
 from extractor_synth import RATE_HZ, distorted_riff, drum_groove, encode, string_pad
 
 from catalog.model import MODEL_ID
-from extractor.constants import EMBEDDING_DIM, MSD_TAGS, SAMPLE_RATE_HZ, TOP_TAGS
+from extractor.constants import EMBEDDING_DIM, MSD_TAGS, PENULTIMATE_UNITS, SAMPLE_RATE_HZ, TOP_TAGS
 from extractor.features import clip_patches
 from extractor.model import CHECKPOINT_FILES, WeightsError, build_model, checkpoint_prefix, load_weights, weights_dir
 
@@ -30,25 +30,41 @@ def pieces() -> dict[str, np.ndarray]:
     return {name: at_16k(make(20.0, seed=11)) for name, make in GENERATORS.items()}
 
 
-def test_taggram_and_penultimate_match_the_original_graph(embedder, pieces) -> None:
+def test_taggram_mid_level_features_and_penultimate_match_the_original_graph(embedder, pieces) -> None:
+    from extractor.embed import summarise_midlevel
+    from extractor.model import MIDLEVEL, PENULTIMATE, TAGGRAM
     from extractor.original import OriginalGraph
 
     # Music of three kinds, plus the loud riff whose frames overflowed the package's float16 front end.
-    patches = np.concatenate([clip_patches(samples[: 6 * SAMPLE_RATE_HZ]) for samples in pieces.values()])
+    per_piece = [clip_patches(samples[: 6 * SAMPLE_RATE_HZ]) for samples in pieces.values()]
+    patches = np.concatenate(per_piece)
     original = OriginalGraph()
     try:
-        want_taggram, want_penultimate = original.run(patches)
+        want_taggram, want_midlevel, want_penultimate = original.run(patches, (TAGGRAM, MIDLEVEL, PENULTIMATE))
     finally:
         original.close()
+    # The served forward pass gives the taggram and the mid-level features; the penultimate,
+    # which the taggram is computed from, comes from the same network built with that output.
+    full = build_model((TAGGRAM, PENULTIMATE))
+    load_weights(full)
+    penultimate = full(patches, training=False)[PENULTIMATE].numpy()
 
-    taggram, penultimate = embedder.predict(patches)
+    taggram, midlevel = embedder.predict(patches)
 
     assert taggram.shape == want_taggram.shape == (patches.shape[0], len(MSD_TAGS))
-    assert penultimate.shape == want_penultimate.shape == (patches.shape[0], EMBEDDING_DIM)
+    assert midlevel.shape == want_midlevel.shape == (patches.shape[0], EMBEDDING_DIM)
+    assert penultimate.shape == want_penultimate.shape == (patches.shape[0], PENULTIMATE_UNITS)
     np.testing.assert_allclose(taggram, want_taggram, rtol=0, atol=1e-5)
+    # Mid-level features reach 100 and more: float32 differences scale with them.
+    np.testing.assert_allclose(midlevel, want_midlevel, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(penultimate, want_penultimate, rtol=0, atol=1e-4)
+    # The served vectors, whose square root magnifies small differences, agree too.
+    bounds = np.cumsum([0] + [p.shape[0] for p in per_piece])
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        np.testing.assert_allclose(summarise_midlevel(midlevel[a:b]), summarise_midlevel(want_midlevel[a:b]), rtol=0, atol=1e-5)
     # Not a trivial match: patches differ from each other (the package's bug repeated the first).
     assert np.abs(penultimate[1:] - penultimate[:1]).max() > 0.1
+    assert np.abs(midlevel[1:] - midlevel[:1]).max() > 1.0
 
 
 def test_embedding_tells_different_music_apart(embedder, pieces) -> None:
@@ -60,22 +76,19 @@ def test_embedding_tells_different_music_apart(embedder, pieces) -> None:
         ]
         for name, samples in pieces.items()
     }
-    same = {name: float(a @ b) for name, (a, b) in excerpts.items()}
-    names = list(excerpts)
-    different = {
-        (x, y): float(excerpts[x][i] @ excerpts[y][j])
-        for x in names
-        for y in names
-        if x < y
-        for i in (0, 1)
-        for j in (0, 1)
-    }
+    vectors = np.stack([vector for pair in excerpts.values() for vector in pair])
+    piece = np.repeat(np.arange(len(excerpts)), 2)
+    distance = 1 - vectors @ vectors.T
+    same_piece = (piece[:, None] == piece[None, :]) & ~np.eye(len(piece), dtype=bool)
+    different_piece = piece[:, None] != piece[None, :]
 
-    # Cosine distance between kinds at least 4 times that between excerpts of one piece.
-    worst_same = max(1 - s for s in same.values())
-    closest_different = min(1 - d for d in different.values())
-    assert worst_same < 0.15, same
-    assert closest_different > 4 * worst_same, (same, different)
+    # Each excerpt's nearest other excerpt is the other excerpt of its piece, and the
+    # cosine distance between kinds is at least 3 times that between excerpts of one piece.
+    np.fill_diagonal(distance, np.inf)
+    assert (piece[distance.argmin(axis=1)] == piece).all(), distance
+    worst_same, closest_different = distance[same_piece].max(), distance[different_piece].min()
+    assert worst_same < 0.15, distance
+    assert closest_different > 3 * worst_same, distance
 
 
 def test_embedding_is_a_unit_float32_vector_with_the_top_tags(embedder, pieces) -> None:
@@ -145,7 +158,8 @@ def test_long_input_runs_in_bounded_chunks_with_the_same_result(embedder, pieces
     patches = clip_patches(pieces["riff"])
     assert patches.shape[0] > 2
 
-    np.testing.assert_allclose(small_chunks.predict(patches)[1], embedder.predict(patches)[1], atol=1e-5)
+    # The mid-level features reach 100 and more: float32 differences between chunkings scale with them.
+    np.testing.assert_allclose(small_chunks.predict(patches)[1], embedder.predict(patches)[1], rtol=1e-5, atol=1e-5)
 
 
 def test_weights_come_from_the_installed_wheel_with_their_empty_basenames() -> None:

@@ -135,7 +135,7 @@ def test_an_embedding_that_is_not_finite_or_is_zero_is_a_permanent_audio_error()
     from extractor.embed import Embedder
 
     taggram = np.full((2, N_TAGS), 0.5, np.float32)
-    for penultimate in (np.full((2, EMBEDDING_DIM), np.nan, np.float32), np.zeros((2, EMBEDDING_DIM), np.float32)):
+    for midlevel in (np.full((2, EMBEDDING_DIM), np.nan, np.float32), np.zeros((2, EMBEDDING_DIM), np.float32)):
         with pytest.raises(UnembeddableAudioError) as caught:
-            object.__new__(Embedder)._summarise(taggram, penultimate)  # no model needed to refuse the vector
+            object.__new__(Embedder)._summarise(taggram, midlevel)  # no model needed to refuse the vector
         assert isinstance(caught.value, UndecodableAudioError)

@@ -22,6 +22,7 @@ import requests
 from annoy_service.__main__ import main as make_index
 from catalog.bundle_store import BundleStore
 from catalog.keys import ANN_FILENAME, INDEX_PREFIX, LATEST_KEY, MANIFEST_FILENAME, bundle_prefix
+from catalog.model import MODEL_ID
 from catalog.records import Source, TrackRecord, encode_embedding
 from catalog.storage import TrackTable
 from infra.pump import StreamPoller
@@ -29,7 +30,7 @@ from infra.stack import LocalStack, running_stack
 
 pytestmark = pytest.mark.faults
 
-MODEL = "musicnn-msd-v1"
+MODEL = MODEL_ID
 DIM = 200
 _containers = itertools.count()
 
