@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
 from crawler_aws import BUCKET, REGION, SECRET, TABLE, put_secret
 from crawler_fakes import CLIENT_ID, CLIENT_SECRET, FakeCdn, FakeDeezer, Fakes, FakeSpotify
 from moto import mock_aws
+from moto.dynamodb.models import DynamoDBBackend
 
 from crawler.pipeline import Crawler, build_crawler, default_crawler
 from crawler.settings import CrawlerSettings
@@ -51,8 +54,28 @@ def crawler_env(monkeypatch: pytest.MonkeyPatch, fakes: Fakes) -> Fakes:
     return fakes
 
 
+# moto's in-process DynamoDB is not thread-safe: a GSI Query walks the table's items while another
+# crawl worker's put changes them ("dictionary changed size during iteration"). DynamoDB itself serves
+# concurrent calls, so the crawler's workers stay concurrent and only the emulator's calls take turns.
+DYNAMODB_OPERATIONS = ("query", "scan", "get_item", "batch_get_item", "put_item", "update_item", "delete_item",
+                       "batch_write_item", "transact_write_items")
+
+
+def _one_call_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    lock = threading.RLock()
+    for name in DYNAMODB_OPERATIONS:
+        original = getattr(DynamoDBBackend, name)
+
+        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(DynamoDBBackend, name, locked)
+
+
 @pytest.fixture
-def aws(crawler_env: Fakes) -> Iterator[None]:
+def aws(crawler_env: Fakes, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    _one_call_at_a_time(monkeypatch)
     with mock_aws():
         boto3.client("dynamodb", region_name=REGION).create_table(**template_table_params(TABLE))
         boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
