@@ -195,6 +195,13 @@ def _unit_rows(vectors: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
     return (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
+def _sample_rows(count: int, limit: int, seed: int) -> npt.NDArray[np.intp] | slice:
+    """Rows to fit on: all of them, or ``limit`` of them drawn with a fixed seed, in item order."""
+    if count <= limit:
+        return slice(None)
+    return np.sort(np.random.default_rng(seed).choice(count, limit, replace=False))
+
+
 def _fixed_signs(components: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """SVD and eigenvector signs are arbitrary: flip each row so its largest entry is positive (same data, same file)."""
     rows = np.arange(components.shape[0])
@@ -302,10 +309,8 @@ def transform_of_base(raw: npt.NDArray[np.float32], carry: Transform | None = No
     """
     count, raw_dim = raw.shape
     spec = transform_for(count, raw_dim)
-    if spec.name == IDENTITY_TRANSFORM:
-        return spec
     if (
-        carry is not None and carry.mean is not None and (carry.name, carry.dims) == (spec.name, spec.dims)
+        spec.name != IDENTITY_TRANSFORM and carry is not None and carry.mean is not None and (carry.name, carry.dims) == (spec.name, spec.dims)
         and carry.mean.shape == (raw_dim,) and count < PCA_REFIT_GROWTH * (carry.fitted_on or 0)
     ):
         return carry
@@ -323,10 +328,7 @@ def fit_transform(spec: Transform, raw: npt.NDArray[np.float32]) -> Transform:
     count, raw_dim = raw.shape
     if spec.dims is None or spec.dims > min(count, raw_dim):
         raise ValueError(f"cannot fit {spec.dims} axes on {count} vectors of {raw_dim} values")
-    rows = np.arange(count)
-    if count > PCA_FIT_MAX_ITEMS:
-        rows = np.sort(np.random.default_rng(PCA_SEED).choice(count, PCA_FIT_MAX_ITEMS, replace=False))
-    sample = _unit_rows(raw[rows]).astype(np.float64)
+    sample = _unit_rows(raw[_sample_rows(count, PCA_FIT_MAX_ITEMS, PCA_SEED)]).astype(np.float64)
     mean = sample.mean(axis=0)
     sample -= mean  # in place: the sample is the fit's largest array
     values, vectors = np.linalg.eigh(sample.T @ sample)
@@ -347,10 +349,7 @@ class Projection:
     @classmethod
     def fit(cls, vectors: npt.NDArray[np.float32]) -> Projection:
         count, dim = vectors.shape
-        if count > PROJECTION_FIT_MAX_ITEMS:
-            rows = np.random.default_rng(PROJECTION_SEED).choice(count, PROJECTION_FIT_MAX_ITEMS, replace=False)
-            vectors = vectors[np.sort(rows)]
-        vectors = np.asarray(vectors, dtype=np.float64)
+        vectors = np.asarray(vectors[_sample_rows(count, PROJECTION_FIT_MAX_ITEMS, PROJECTION_SEED)], dtype=np.float64)
         mean = vectors.mean(axis=0)
         _, _, vt = np.linalg.svd(vectors - mean, full_matrices=False)
         components = np.zeros((PROJECTION_DIMS, dim), np.float64)
@@ -582,11 +581,7 @@ def write_base(
 
 
 def _sample_transformed(raw: npt.NDArray[np.float32], transform: Transform) -> npt.NDArray[np.float32]:
-    count = raw.shape[0]
-    if count > PROJECTION_FIT_MAX_ITEMS:
-        rows = np.sort(np.random.default_rng(PROJECTION_SEED).choice(count, PROJECTION_FIT_MAX_ITEMS, replace=False))
-        return transform.apply(raw[rows])
-    return transform.apply(raw)
+    return transform.apply(raw[_sample_rows(raw.shape[0], PROJECTION_FIT_MAX_ITEMS, PROJECTION_SEED)])
 
 
 def _build_annoy(

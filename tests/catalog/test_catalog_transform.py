@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -144,7 +145,7 @@ def test_a_pca_base_without_its_fitted_parameters_is_refused(tmp_path: Path) -> 
 def test_a_manifest_naming_an_unknown_transform_is_refused(tmp_path: Path, spec: dict[str, object]) -> None:
     manifest = _write(tmp_path, _wide_vectors(20))
     text = (tmp_path / "v1" / MANIFEST_FILENAME).read_text().replace('"transform":{"name":"identity","version":1}',
-                                                                     f'"transform":{__import__("json").dumps(spec, separators=(",", ":"))}')
+                                                                     f'"transform":{json.dumps(spec, separators=(",", ":"))}')
     with pytest.raises(BundleError, match="transform"):
         BaseManifest.from_json(text)
     assert manifest.transform == Transform()
