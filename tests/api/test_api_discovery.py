@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from api_testkit import clustered_vectors, override, spotify_like_id
 
-from api.discovery import CONTEXT_DECAY, CONTEXT_TRACKS, SEED_WEIGHT
+from api.discovery import CONTEXT_DECAY, CONTEXT_TRACKS, SEED_WEIGHT, Candidates, rising_walk
 from api.stations import DISLIKED_SOUND_PUSH
 from catalog.bundle import TrackMeta
 
@@ -502,6 +502,44 @@ def test_shorter_paths_never_repeat_and_rise_toward_to(api, publish, http_event,
     assert path_ids[0] == spotify_like_id(0) and path_ids[-1] == spotify_like_id(11)
     to_end = [t["similarityToTo"] for t in body["tracks"]]
     assert to_end == sorted(to_end)
+
+
+def layer(*candidates: tuple[str, float, float]) -> Candidates:
+    """(track id, closeness to the waypoint, similarity to the end) per candidate."""
+    return Candidates([c[0] for c in candidates], np.array([c[1] for c in candidates]), np.array([c[2] for c in candidates]))
+
+
+def test_the_rising_walk_weighs_the_steps_together() -> None:
+    # Step by step, A (nearest its waypoint) would come first and leave only D, far from the second
+    # waypoint (closeness 0.9 + 0.2). B then C rises too and lies nearer in sum (0.7 + 0.9).
+    layers = [layer(("A", 0.9, 0.8), ("B", 0.7, 0.4)), layer(("C", 0.9, 0.6), ("D", 0.2, 0.85))]
+    assert rising_walk(layers, start_to_end=0.2) == ["B", "C"]
+    # Nothing may start below the start's own similarity to the end.
+    assert rising_walk(layers, start_to_end=0.5) == ["A", "D"]
+
+
+def test_the_rising_walk_stays_below_the_end_and_says_when_none_rises() -> None:
+    # A copy of the end (similarity 1) cannot be the last step: the step into the end would not rise.
+    assert rising_walk([layer(("A", 0.9, 0.5)), layer(("copy", 0.99, 1.0), ("C", 0.1, 0.7))], 0.2) == ["A", "C"]
+    assert rising_walk([layer(("A", 0.9, 0.5)), layer(("C", 0.9, 0.4))], 0.2) is None
+    assert rising_walk([layer(("A", 0.9, 0.5)), layer()], 0.2) is None
+
+
+def test_paths_over_a_crowded_catalogue_rise_at_every_step(api, publish, http_event, lambda_context) -> None:
+    # 60 tracks around one direction, cosines crowded near 0.9 like the mid-level embedding's.
+    rng = np.random.default_rng(5)
+    centre = unit(rng.normal(size=24))
+    vectors = np.array([unit(centre + 0.35 * unit(rng.normal(size=24))) for _ in range(60)], dtype=np.float32)
+    publish(vectors=vectors, metas=metas_for(len(vectors)))
+    for start, end in ((0, 1), (2, 3), (4, 5), (6, 7)):
+        query = {"from": spotify_like_id(start), "to": spotify_like_id(end), "length": "10"}
+        status, body = call(api, http_event("GET", "/path", query), lambda_context)
+        assert status == 200, body
+        path_ids = ids(body["tracks"])
+        assert len(path_ids) == 10 and len(set(path_ids)) == 10
+        to_end = [t["similarityToTo"] for t in body["tracks"]]
+        assert all(b > a for a, b in zip(to_end, to_end[1:], strict=False)), to_end
+        assert body["monotoneShare"] == 1.0
 
 
 @pytest.mark.parametrize(
