@@ -10,9 +10,11 @@ every clip, so an interrupted build keeps what it finished.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import sys
 import time
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -109,6 +111,20 @@ def write_mp3(path: Path, audio: NDArray[np.float32], clip: Clip, sample_rate_hz
     os.replace(partial, path)
 
 
+def render_to(path: Path, clip: Clip) -> str:
+    """Render one clip to ``path`` as MP3; returns the file's SHA-256."""
+    write_mp3(path, render_clip(clip), clip)
+    return sha256_file(path)
+
+
+def _pool(workers: int) -> Executor:
+    """Processes (the synthesiser holds the GIL), started fresh rather than forked: a caller may have
+    TensorFlow's threads running, and a forked copy of them can deadlock. One clip renders in-process."""
+    if workers <= 1:
+        return ThreadPoolExecutor(max_workers=1)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
 def read_catalogue(folder: Path) -> dict[str, Any] | None:
     """The folder's catalogue.json, or None when there is none or it is unreadable."""
     try:
@@ -176,20 +192,34 @@ def build(
         "complete": False,
         "clips": [],
     }
-    rendered = 0
     bar = tqdm(total=len(clips), desc=f"demo catalogue ({mode})", unit="clip", disable=not progress, file=sys.stderr)
+    todo = []
     for clip, digest in zip(clips, digests, strict=True):
         old = previous_entries.get(clip.file_name)
         if old is None or not _reusable(old, folder, digest):
-            bar.set_postfix_str(clip.title, refresh=True)
-            path = folder / clip.file_name
-            write_mp3(path, render_clip(clip), clip)
-            entries[clip.file_name] = clip_entry(clip, digest, sha256_file(path))
-            rendered += 1
+            todo.append((clip, digest))
+        else:
+            bar.update(1)
+    # Each clip renders on its own (same bytes in any process): one worker per core.
+    workers = min(len(todo), os.cpu_count() or 1)
+    with _pool(workers) as pool:
+        futures = {pool.submit(render_to, folder / clip.file_name, clip): (clip, digest) for clip, digest in todo}
+        failed: BaseException | None = None
+        for future in as_completed(futures):
+            clip, digest = futures[future]
+            if future.exception() is not None:
+                # The clips still rendering are kept for the next build; the first failure is raised after them.
+                failed = failed or future.exception()
+                continue
+            entries[clip.file_name] = clip_entry(clip, digest, future.result())
             record["clips"] = list(entries.values())
             _write_catalogue(folder, record)
-        bar.update(1)
+            bar.set_postfix_str(clip.title, refresh=False)
+            bar.update(1)
     bar.close()
+    if failed is not None:
+        raise failed
+    rendered = len(todo)
     record["clips"] = [entries[name] for name in names]
     record["complete"] = True
     if rendered or record != previous:
