@@ -12,11 +12,8 @@ import argparse
 import sys
 
 from annoy_service.builder import SCAN_SEGMENTS
-from annoy_service.publisher import Announcer
-from annoy_service.service import Indexer, Result, Settings
-from catalog.bundle_store import BundleStore
+from annoy_service.service import Result, Settings, build_indexer
 from catalog.settings import MissingSettingError
-from catalog.storage import TrackTable
 
 
 def _progress(message: str) -> None:
@@ -27,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m annoy_service",
         description=__doc__.split("\n\n")[0] + " Settings come from the environment (TRACKS_TABLE, INDEX_BUCKET, "
-        "INDEX_TOPIC_ARN, MODEL_ID, INDEX_KEEP_VERSIONS; config/local.env for the local stack).",
+        "INDEX_TOPIC_ARN, MODEL_ID, INDEX_KEEP_VERSIONS, TRAIN_QUEUE_URL; config/local.env for the local stack).",
     )
     parser.add_argument("--full", action="store_true", help="rebuild from a full table scan and report drift")
     parser.add_argument("--force", action="store_true", help="with --full: publish even if the table matches the index")
@@ -40,9 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     except MissingSettingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    indexer = Indexer(
-        settings, TrackTable(settings.table), BundleStore(settings.bucket), Announcer(settings.topic_arn), progress=_progress
-    )
+    indexer = build_indexer(settings, progress=_progress)
     outcome = indexer.rebuild_full(force=args.force, segments=args.segments) if args.full else indexer.ensure(segments=args.segments)
     print(outcome.summary())
     return 1 if outcome.result is Result.EMPTY else 0

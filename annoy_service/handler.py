@@ -18,10 +18,7 @@ from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from annoy_service.changes import stream_changes
-from annoy_service.publisher import Announcer
-from annoy_service.service import Indexer, Outcome, Result, Settings
-from catalog.bundle_store import BundleStore
-from catalog.storage import TrackTable
+from annoy_service.service import Indexer, Outcome, Result, Settings, build_indexer
 
 logger = Logger()
 metrics = Metrics()
@@ -38,10 +35,7 @@ class UnknownActionError(ValueError):
 @lru_cache(maxsize=1)
 def dependencies() -> Indexer:
     """Built once per container, on first use."""
-    settings = Settings.from_env()
-    return Indexer(
-        settings, TrackTable(settings.table), BundleStore(settings.bucket), Announcer(settings.topic_arn), progress=logger.info
-    )
+    return build_indexer(Settings.from_env(), progress=logger.info)
 
 
 def _record_outcome(outcome: Outcome) -> None:

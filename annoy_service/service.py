@@ -24,6 +24,7 @@ from aws_lambda_powertools import Logger
 
 from annoy_service.builder import N_TREES, SCAN_SEGMENTS, Progress, ReadyEmbeddings, load_ready_embeddings, search_k_for
 from annoy_service.changes import Change, Remove, Upsert
+from annoy_service.listeners import ListenerRetrainer
 from annoy_service.publisher import Announcer, announce_and_prune
 from catalog.bundle import (
     BASE_FILES,
@@ -44,8 +45,10 @@ from catalog.bundle import (
 from catalog.bundle_store import BundleStore, LatestMovedError, LatestRead
 from catalog.keys import new_index_version
 from catalog.model import MODEL_ID, configured_model_id
-from catalog.settings import env_float, env_int, require_env
+from catalog.settings import env_float, env_int, env_str, require_env
 from catalog.storage import TrackTable
+from catalog.train_requests import TrainQueue
+from catalog.user_models import UserModelStore
 
 logger = Logger(child=True)
 
@@ -95,6 +98,8 @@ class Outcome:
     healed: str = ""  # why LATEST was rebuilt before anything else, when it was
     seconds: float = 0.0
     pruned: list[str] = field(default_factory=list)
+    # The new base searches another space than the one before: listeners asked to be trained again.
+    retrain_requested: int = 0
 
     def summary(self) -> str:
         parts = {
@@ -112,6 +117,8 @@ class Outcome:
             text += f"; drift: {self.drift.missing} missing, {self.drift.stale} stale, {self.drift.changed} changed"
         if self.skipped:
             text += f"; skipped {self.skipped}"
+        if self.retrain_requested:
+            text += f"; {self.retrain_requested} listeners to be trained again in the new searched space"
         return text + f" ({self.seconds:.1f} s)"
 
 
@@ -126,6 +133,8 @@ class Settings:
     compact_items: int = DEFAULT_COMPACT_ITEMS
     compact_share: float = DEFAULT_COMPACT_SHARE
     n_trees: int = N_TREES
+    # TrainQueue: listeners are trained again when a new base changes the searched space ("" = nobody is asked).
+    train_queue_url: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -139,6 +148,7 @@ class Settings:
             compact_items=env_int("INDEX_COMPACT_ITEMS", DEFAULT_COMPACT_ITEMS),
             compact_share=env_float("INDEX_COMPACT_SHARE", DEFAULT_COMPACT_SHARE),
             n_trees=env_int("INDEX_N_TREES", N_TREES),
+            train_queue_url=env_str("TRAIN_QUEUE_URL", ""),
         )
 
     def compaction_due(self, delta_size: int, base_count: int) -> bool:
@@ -184,11 +194,13 @@ class Indexer:
         sleep: Callable[[float], None] = time.sleep,
         workdir: str | Path | None = None,
         progress: Progress | None = None,
+        retrainer: ListenerRetrainer | None = None,
     ) -> None:
         self.settings = settings
         self.table = table
         self.store = store
         self.announcer = announcer
+        self.retrainer = retrainer
         self.clock = clock
         self.sleep = sleep
         self.workdir = workdir
@@ -261,7 +273,8 @@ class Indexer:
                 # The delta is out first (the new tracks are recommendable now); compaction follows.
                 compacted = self.compact()
                 outcome = Outcome(**{**outcome.__dict__, "result": compacted.result, "version": compacted.version,
-                                     "count": compacted.count, "delta_size": compacted.delta_size})
+                                     "count": compacted.count, "delta_size": compacted.delta_size,
+                                     "retrain_requested": compacted.retrain_requested})
             return Outcome(**{**outcome.__dict__, "healed": healed, "seconds": time.perf_counter() - started})
         raise LatestMovedError(f"LATEST.json kept moving; gave up after {PUBLISH_ATTEMPTS} attempts")
 
@@ -334,11 +347,13 @@ class Indexer:
         skipped: dict[str, int] | None = None,
         items_read: int = 0,
         drift: Drift | None = None,
+        previous: BaseManifest | None = None,
     ) -> Outcome:
         """Write a base, upload it and point LATEST at it; a delta published meanwhile is carried over.
 
         ``superseded`` is the delta the new base already contains (None when built from
-        the table or from nothing).
+        the table or from nothing). ``previous`` is the base LATEST served until now: when
+        the new one is searched in another space, the listeners are trained again.
         """
         version = new_index_version(datetime.fromtimestamp(self.clock(), UTC))
         directory = scratch / version
@@ -360,9 +375,15 @@ class Indexer:
         else:
             raise LatestMovedError(f"LATEST.json kept moving; base {version} was not published")
         pruned = announce_and_prune(self.store, self.announcer, pointer, self.settings.keep_versions)
+        retrain = 0
+        space = manifest.transform.space
+        moved = previous is not None and (previous.transform.space, previous.searched_dim) != (space, manifest.searched_dim)
+        if moved and previous is not None and self.retrainer is not None:
+            self._say(f"searched space {previous.transform.space} -> {space}: asking for the listeners to be trained again")
+            retrain = self.retrainer.space_changed(space)
         result = Result.REBUILT if built_from is BuiltFrom.TABLE else Result.COMPACTED
         return Outcome(result, pointer.version, pointer.count, manifest.dim, delta_size=pointer.delta_size,
-                       skipped=manifest.skipped, items_read=items_read, drift=drift, pruned=pruned)
+                       skipped=manifest.skipped, items_read=items_read, drift=drift, pruned=pruned, retrain_requested=retrain)
 
     def _carry_over(
         self, pointer: LatestPointer, manifest: BaseManifest, directory: Path, superseded: Delta | None, scratch: Path
@@ -452,7 +473,7 @@ class Indexer:
                 if not current.delta.size:
                     return unchanged
                 outcome = self._publish_base(self._base_rows(reader, current.delta), BuiltFrom.COMPACTION, read,
-                                             current.delta, scratch, carry=reader.transform)
+                                             current.delta, scratch, carry=reader.transform, previous=current.manifest)
             except LatestMovedError as exc:
                 outcome = self._superseded(exc)
             finally:
@@ -544,7 +565,8 @@ class Indexer:
             for s in range(0, len(ready.ids), CHUNK_ROWS)
         )
         return self._publish_base(rows, BuiltFrom.TABLE, read, current.delta if current else None, scratch,
-                                  skipped=ready.skipped, items_read=ready.scanned, drift=drift)
+                                  skipped=ready.skipped, items_read=ready.scanned, drift=drift,
+                                  previous=current.manifest if current else None)
 
     def _drift(self, current: Current, ready: ReadyEmbeddings, scratch: Path) -> Drift:
         """Compare the table's ready embeddings with what LATEST serves (its base's files and its delta)."""
@@ -591,3 +613,12 @@ class Indexer:
                         outcome = self._superseded(exc)
                     return Outcome(**{**outcome.__dict__, "seconds": time.perf_counter() - started})
         return self.compact(verify=True)
+
+
+def build_indexer(settings: Settings, progress: Progress | None = None) -> Indexer:
+    """The Indexer on AWS (or the local stack) from its settings: the Lambda's and ``make index``'s."""
+    retrainer = None
+    if settings.train_queue_url:
+        retrainer = ListenerRetrainer(UserModelStore(settings.bucket), TrainQueue(settings.train_queue_url))
+    return Indexer(settings, TrackTable(settings.table), BundleStore(settings.bucket), Announcer(settings.topic_arn),
+                   progress=progress, retrainer=retrainer)

@@ -91,16 +91,17 @@ class IndexCache:
             self.refresh()
         return self._current
 
-    def refresh(self) -> ServedIndex | None:
+    def refresh(self, *, force: bool = False) -> ServedIndex | None:
         """Read LATEST and load what it names if it is new. Never raises: the previous pair keeps serving.
 
         Concurrent callers do not queue behind a download while an index is
-        being served; before the first index they wait for it.
+        being served; before the first index they wait for it. ``force`` reads
+        LATEST even when it was read less than ``recheck_s`` ago, and waits its turn.
         """
-        if not self._lock.acquire(blocking=self._current is None):
+        if not self._lock.acquire(blocking=force or self._current is None):
             return self._current
         try:
-            if self._checked_at is not None and self._clock() - self._checked_at < self.recheck_s:
+            if not force and self._checked_at is not None and self._clock() - self._checked_at < self.recheck_s:
                 return self._current  # another thread checked while this one waited
             try:
                 self._refresh_locked()

@@ -175,6 +175,13 @@ class UserModelStore:
                 return None
             raise
 
+    def user_ids(self) -> list[str]:
+        """Every listener with something stored (a model or a profile), in key order."""
+        ids: list[str] = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=USERS_PREFIX, Delimiter="/"):
+            ids += [str(common["Prefix"])[len(USERS_PREFIX):].rstrip("/") for common in page.get("CommonPrefixes", [])]
+        return ids
+
     def model(self, user_id: str) -> UserModel | None:
         data = self._get(model_key(user_id))
         return None if data is None else UserModel.from_bytes(data)

@@ -54,10 +54,16 @@ def train_and_store(
     now: datetime,
     last_import: dict[str, Any],
 ) -> dict[str, object]:
-    """Train the listener's models from all their Listens and store them; returns the stored profile."""
+    """Train the listener's models from all their Listens and store them; returns the stored profile.
+
+    Without ``last_import`` (trained again for a new searched space, no import) the stored
+    profile's last import is kept.
+    """
     from history.training import TrainingSettings, train_user
 
     model, profile = train_user(user_id, list(table.listens_of(user_id)), index, matcher_for(index), now, TrainingSettings.from_env())
+    if not last_import:
+        last_import = (store.profile(user_id) or {}).get("lastImport") or {}
     if last_import:
         profile["lastImport"] = last_import
     store.put(user_id, model, profile)

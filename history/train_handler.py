@@ -2,7 +2,8 @@
 
 Each message names one listener (catalog.train_requests); their models are trained from
 everything in Listens and stored under ``users/{userId}/`` in the index bucket, where the
-API reads them. No index yet, or an AWS error, fails the message: SQS retries it and then
+API reads them. A request sent because a new base changed the searched space names that
+space: a warm container still holding the previous index reads LATEST again first. No index yet, or an AWS error, fails the message: SQS retries it and then
 moves it to TrainDLQ.
 """
 
@@ -44,12 +45,17 @@ def train_request_handler(record: SQSRecord) -> None:
         metrics.add_metric("TrainRequestsDropped", MetricUnit.Count, 1)
         return
     bucket = require_env("INDEX_BUCKET")
-    index = require_index(_index_cache(bucket).current())
+    cache = _index_cache(bucket)
+    index = require_index(cache.current())
+    if request.space and index.space != request.space:
+        # Asked for because a new base changed the searched space: this container may still hold the old one.
+        index = require_index(cache.refresh(force=True))
     profile = train_and_store(
         request.user_id, ListenTable(require_env("LISTENS_TABLE")), UserModelStore(bucket), index, datetime.now(UTC), request.last_import
     )
     metrics.add_metric("ListenersTrained", MetricUnit.Count, 1)
-    logger.info("listener trained", extra={"user_id": request.user_id, "plays": profile["plays"], "models": profile["models"]})
+    logger.info("listener trained", extra={"user_id": request.user_id, "reason": request.reason, "space": index.space,
+                                           "plays": profile["plays"], "models": profile["models"]})
 
 
 @metrics.log_metrics

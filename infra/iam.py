@@ -38,6 +38,9 @@ ACTION_OF_OPERATION: dict[tuple[str, str], str] = {
     ("s3", "ListParts"): "s3:ListMultipartUploadParts",
     ("s3", "DeleteObjects"): "s3:DeleteObject",
     ("s3", "GetBucketLocation"): "s3:GetBucketLocation",
+    ("sqs", "SendMessageBatch"): "sqs:SendMessage",
+    ("sqs", "DeleteMessageBatch"): "sqs:DeleteMessage",
+    ("sqs", "ChangeMessageVisibilityBatch"): "sqs:ChangeMessageVisibility",
 }
 # botocore service name -> IAM service prefix, where they differ.
 IAM_PREFIX = {"dynamodbstreams": "dynamodb"}

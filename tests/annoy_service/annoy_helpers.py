@@ -45,7 +45,7 @@ class Stack:
                            "n_trees": 5, "debounce_s": 0.0, "compact_items": 10**9, "compact_share": 10.0, **overrides})
 
     def indexer(self, **overrides: Any) -> Indexer:
-        hooks = {name: overrides.pop(name) for name in ("clock", "sleep", "workdir") if name in overrides}
+        hooks = {name: overrides.pop(name) for name in ("clock", "sleep", "workdir", "retrainer") if name in overrides}
         return Indexer(self.settings(**overrides), self.table, self.store, self.announcer, **hooks)
 
     def mark_ready(self, track_id: str, vector: Any = None, **fields: Any) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -340,3 +341,49 @@ def test_compaction_keeps_the_pca_basis_until_the_catalogue_doubles_and_serves_n
     assert stack.indexer(compact_items=10, compact_share=10.0).apply_changes(changes_of(stack)).count == 200
     refitted = served(stack, tmp_path)
     assert refitted.dim == 8 and refitted.space != fitted.space  # 200 = 2 x 100: fitted again
+
+
+def test_a_base_in_another_searched_space_asks_for_every_listener_to_be_trained_again(
+    stack: Stack, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from annoy_service.listeners import ListenerRetrainer
+    from catalog.train_requests import REASON_SPACE_CHANGED, TrainQueue, TrainRequest
+    from catalog.user_models import UserModelStore, model_key, profile_key
+
+    monkeypatch.setattr(bundle, "SEARCHED_DIMS", 8)
+    monkeypatch.setattr(bundle, "PCA_MIN_ITEMS", 100)
+    s3 = boto3.client("s3", region_name=REGION)
+    listeners = [f"listener-{i:02d}" for i in range(13)]  # two SendMessageBatch calls
+    for user_id in listeners:
+        s3.put_object(Bucket=stack.bucket, Key=profile_key(user_id), Body=b"{}")
+    s3.put_object(Bucket=stack.bucket, Key=model_key(listeners[0]), Body=b"model")
+    sqs = boto3.client("sqs", region_name=REGION)
+    train_queue = sqs.create_queue(QueueName="train")["QueueUrl"]
+    retrainer = ListenerRetrainer(UserModelStore(stack.bucket), TrainQueue(train_queue))
+
+    def requests_sent() -> list[TrainRequest]:
+        sent = []
+        while messages := sqs.receive_message(QueueUrl=train_queue, MaxNumberOfMessages=10).get("Messages", []):
+            for message in messages:
+                sent.append(TrainRequest.from_body(message["Body"]))
+                sqs.delete_message(QueueUrl=train_queue, ReceiptHandle=message["ReceiptHandle"])
+        return sent
+
+    for i in range(60):  # identity: below PCA_MIN_ITEMS
+        stack.mark_ready(f"t{i:04d}")
+    assert stack.indexer(retrainer=retrainer).rebuild_full().retrain_requested == 0  # a fresh bucket: nobody was trained
+    stack.stream.batch()
+    for i in range(60, 70):
+        stack.mark_ready(f"t{i:04d}")
+    kept = stack.indexer(compact_items=10, compact_share=10.0, retrainer=retrainer).apply_changes(changes_of(stack))
+    assert (kept.result, kept.retrain_requested, served(stack, tmp_path).space) == (Result.COMPACTED, 0, "identity")
+    assert requests_sent() == []
+    for i in range(70, 110):  # past PCA_MIN_ITEMS: the next base is searched in a fitted PCA space
+        stack.mark_ready(f"t{i:04d}")
+    moved = stack.indexer(compact_items=10, compact_share=10.0, retrainer=retrainer).apply_changes(changes_of(stack))
+    space = served(stack, tmp_path).space
+    assert space.startswith("pca:8:") and moved.result is Result.COMPACTED
+    assert moved.retrain_requested == len(listeners) and "13 listeners to be trained again" in moved.summary()
+    sent = requests_sent()
+    assert sorted(r.user_id for r in sent) == listeners
+    assert {(r.reason, r.space, json.dumps(r.last_import)) for r in sent} == {(REASON_SPACE_CHANGED, space, "{}")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import os
@@ -253,3 +254,35 @@ def test_a_training_message_that_is_not_one_is_dropped_and_no_index_is_retried(h
     boto3.client("s3").delete_object(Bucket=os.environ["INDEX_BUCKET"], Key="index/LATEST.json")
     good = bad | {"messageId": "m2", "body": TrainRequest("ana", "2026-03-01T00:00:00Z").to_body()}
     assert lambda_handler({"Records": [good]}, context) == {"batchItemFailures": [{"itemIdentifier": "m2"}]}
+
+
+def test_a_space_changed_request_reads_latest_again_and_keeps_the_last_import(
+    history_api: str, publish: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from api.index_cache import IndexCache
+    from catalog.train_requests import REASON_SPACE_CHANGED
+    from history import train_handler
+
+    # A warm trainer container: its index is never old enough to be checked again by itself.
+    cache = IndexCache(os.environ["INDEX_BUCKET"], directory=tmp_path / "trainer", clock=lambda: 0.0)
+    monkeypatch.setattr(train_handler, "_index_cache", functools.cache(lambda bucket: cache))
+    context = LocalLambdaContext(function_name="HistoryTrainFunction")
+
+    def train(request: TrainRequest, message_id: str) -> dict[str, Any]:
+        record = {"messageId": message_id, "receiptHandle": "r", "body": request.to_body(), "attributes": {}, "eventSource": "aws:sqs"}
+        assert train_handler.lambda_handler({"Records": [record]}, context) == {"batchItemFailures": []}
+        return requests.get(f"{history_api}/users/ana", timeout=10).json()
+
+    posted = post(f"{history_api}/users/ana/history", export(60, tracks=20))
+    assert posted.status_code == 200
+    (message,) = queued()
+    first = train(TrainRequest.from_body(message["Body"]), "m1")
+    old_version = first["models"]["indexVersion"]
+    newer = publish(n=40, seed=8)  # a new base, LATEST moved on
+    assert newer.manifest.version != old_version
+    # An import's request trains on what the container holds (the API's cache rules) ...
+    assert train(TrainRequest("ana", "2026-03-01T00:00:00Z", first["lastImport"]), "m2")["models"]["indexVersion"] == old_version
+    # ... one sent because the searched space changed reads LATEST first, and keeps the last import.
+    again = train(TrainRequest("ana", "2026-03-01T00:01:00Z", reason=REASON_SPACE_CHANGED, space="pca:8:0123456789abcdef"), "m3")
+    assert again["models"]["indexVersion"] == newer.manifest.version
+    assert again["lastImport"] == first["lastImport"]
