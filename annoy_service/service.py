@@ -27,9 +27,7 @@ from annoy_service.changes import Change, Remove, Upsert
 from annoy_service.listeners import ListenerRetrainer
 from annoy_service.publisher import Announcer, announce_and_prune
 from catalog.bundle import (
-    BASE_FILES,
     CHUNK_ROWS,
-    ROW_FILES,
     BaseManifest,
     BaseReader,
     BaseRows,
@@ -39,6 +37,7 @@ from catalog.bundle import (
     Delta,
     LatestPointer,
     Transform,
+    at_base_precision,
     open_rows,
     write_base,
 )
@@ -429,13 +428,13 @@ class Indexer:
 
     def _download_base(self, manifest: BaseManifest, scratch: Path) -> BaseReader:
         """Every file of the base, verified against its manifest, and opened (Annoy included)."""
-        directory = self._download(manifest, scratch, BASE_FILES)
+        directory = self._download(manifest, scratch, manifest.base_files)
         return BaseReader.open(directory, manifest, verify=False)
 
     def _download_rows(self, manifest: BaseManifest, scratch: Path) -> BaseRowsReader:
         """The base's rows only (vectors and metadata, verified): what a new base is built from.
         Its Annoy index, two thirds of its bytes, is never read back."""
-        return open_rows(self._download(manifest, scratch, ROW_FILES), manifest)
+        return open_rows(self._download(manifest, scratch, manifest.row_files), manifest)
 
     def _download(self, manifest: BaseManifest, scratch: Path, names: tuple[str, ...]) -> Path:
         directory = scratch / f"previous-{manifest.version}"
@@ -585,14 +584,15 @@ class Indexer:
                         continue
                     served.add(track_id)
                     i = positions.get(track_id)
-                    if i is not None and (meta_json != metas[i] or not np.array_equal(raw[item], vectors[i])):
+                    # The base holds its raw vectors at its own precision (float16 from format 3).
+                    if i is not None and (meta_json != metas[i] or not np.array_equal(raw[item], vectors[i].astype(raw.dtype))):
                         changed += 1
         finally:
             reader.close()
         for track_id, entry in current.delta.entries.items():
             served.add(track_id)
             i = positions.get(track_id)
-            if i is not None and (entry.meta.to_json() != metas[i] or not np.array_equal(entry.vector, vectors[i])):
+            if i is not None and (entry.meta.to_json() != metas[i] or not np.array_equal(entry.vector, at_base_precision(vectors[i]))):
                 changed += 1
         return Drift(missing=len(positions.keys() - served), stale=len(served - positions.keys()), changed=changed)
 

@@ -5,7 +5,8 @@ since the base was built (docs/ARCHITECTURE.md, "The index bundle"):
 
     index/{base}/manifest.json        BaseManifest: version, counts, settings, checksums
     index/{base}/tracks.ann           Annoy (angular) over searched-space vectors; item i = row i
-    index/{base}/vectors.f32          raw model embeddings, little-endian float32, row i = item i
+    index/{base}/vectors.f16          raw model embeddings, little-endian float16, row i = item i
+                                      (vectors.f32, float32, in bases of format 2, which are still read)
     index/{base}/meta.sqlite          item -> track id and TrackMeta (JSON), read by item or by id
     index/{base}/space.npz            the catalogue transform's parameters and the map's PCA basis
     index/{base}/deltas/{seq}.npz     Delta: tracks added or changed since the base, and tombstones
@@ -42,14 +43,23 @@ from catalog.keys import (
     META_FILENAME,
     SPACE_FILENAME,
     VECTORS_FILENAME,
+    VECTORS_FILENAME_F32,
     delta_key,
     manifest_key,
 )
 from catalog.records import TrackRecord
 
+# LATEST.json and deltas; a base's manifest has a format of its own.
 FORMAT = 2
+# Base format 3 keeps the raw vectors as float16: half the bytes of float32, so a compaction
+# (the previous base's vectors beside the new one's on /tmp) reaches twice the catalogue. The
+# table keeps the model's float32 output. Format 2 bases (float32) are still read, and
+# compaction writes them out again as format 3.
+BASE_FORMAT = 3
+BASE_VECTORS = {2: (VECTORS_FILENAME_F32, np.dtype("<f4")), 3: (VECTORS_FILENAME, np.dtype("<f2"))}
 METRIC = "angular"
-VECTOR_DTYPE = np.dtype("<f4")
+VECTOR_DTYPE = np.dtype("<f4")  # a delta's vectors, as the table holds them
+RAW_DTYPE = BASE_VECTORS[BASE_FORMAT][1]  # a base's raw vectors
 # A bundle carries only each track's strongest tags: all 50 musicnn tags for every track
 # would multiply its size for no use in a results list.
 META_TOP_TAGS = 5
@@ -68,10 +78,9 @@ CHUNK_ROWS = 50_000
 # Parsed TrackMeta kept per opened base (results, filters and the map ask for the same tracks).
 META_CACHE_ITEMS = 65_536
 # The files a reader needs to serve, and the ones compaction needs as well.
+# (A base's complete list is BaseManifest.base_files, and what it is rebuilt from, compaction
+# and the drift check, is BaseManifest.row_files: its rows, not its Annoy index.)
 SERVING_FILES = (ANN_FILENAME, META_FILENAME, SPACE_FILENAME)
-BASE_FILES = (ANN_FILENAME, VECTORS_FILENAME, META_FILENAME, SPACE_FILENAME)
-# What a base is rebuilt from (compaction, the drift check): its rows, not its Annoy index.
-ROW_FILES = (VECTORS_FILENAME, META_FILENAME, SPACE_FILENAME)
 # A version becomes a directory name on readers' disks.
 VERSION_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
 _VERSION_RE = re.compile(VERSION_PATTERN)
@@ -193,6 +202,13 @@ def _unit_rows(vectors: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+
+def at_base_precision(vector: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+    """The raw vector as a base stores it (each value to the nearest float16), in float32: a delta
+    holds its tracks so, and a track then has the same searched vector before and after compaction."""
+    with np.errstate(over="ignore"):
+        return np.asarray(vector, np.float32).astype(RAW_DTYPE).astype(np.float32)
 
 
 def _sample_rows(count: int, limit: int, seed: int) -> npt.NDArray[np.intp] | slice:
@@ -430,22 +446,39 @@ class BaseManifest:
     content_sha256: str = ""
     skipped: dict[str, int] = field(default_factory=dict)
     metric: str = METRIC
-    format: int = FORMAT
+    format: int = BASE_FORMAT
 
     def validate(self) -> None:
         validate_version(self.version)
-        if self.format != FORMAT:
-            raise BundleError(f"bundle format {self.format}, this reader knows {FORMAT}")
+        if self.format not in BASE_VECTORS:
+            raise BundleError(f"bundle format {self.format}, this reader knows {sorted(BASE_VECTORS)}")
         if self.metric != METRIC:
             raise BundleError(f"bundle metric is {self.metric!r}, expected {METRIC!r}")
         if self.dim <= 0 or self.count <= 0:
             raise BundleError(f"bundle dim and count must be positive, got {self.dim} and {self.count}")
-        missing = [name for name in BASE_FILES if name not in self.files]
+        missing = [name for name in self.base_files if name not in self.files]
         if missing:
             raise BundleError(f"manifest lists no checksum for {', '.join(missing)}")
-        if self.files[VECTORS_FILENAME].bytes != self.count * self.dim * VECTOR_DTYPE.itemsize:
-            raise BundleError("vectors.f32 size does not match count x dim float32")
+        if self.files[self.vectors_file].bytes != self.count * self.dim * self.vector_dtype.itemsize:
+            raise BundleError(f"{self.vectors_file} size does not match count x dim {self.vector_dtype.name}")
         self.transform.validate()
+
+    @property
+    def vectors_file(self) -> str:
+        return BASE_VECTORS[self.format][0]
+
+    @property
+    def vector_dtype(self) -> np.dtype[Any]:
+        return BASE_VECTORS[self.format][1]
+
+    @property
+    def row_files(self) -> tuple[str, ...]:
+        """What a base is rebuilt from (compaction, the drift check): its rows, not its Annoy index."""
+        return (self.vectors_file, META_FILENAME, SPACE_FILENAME)
+
+    @property
+    def base_files(self) -> tuple[str, ...]:
+        return (ANN_FILENAME, *self.row_files)
 
     @property
     def manifest_key(self) -> str:
@@ -519,14 +552,17 @@ def write_base(
     if n_trees < 1:
         raise ValueError(f"n_trees must be at least 1, got {n_trees}")
     directory.mkdir(parents=True, exist_ok=True)
-    vectors_path = directory / VECTORS_FILENAME
+    vectors_path = directory / VECTORS_FILENAME  # format BASE_FORMAT's
     db = _create_meta_db(directory / META_FILENAME)
     digest = hashlib.sha256()
     count, dim = 0, 0
     try:
         with vectors_path.open("wb") as vectors_file:
             for chunk in rows:
-                vectors = np.ascontiguousarray(chunk.vectors, dtype=VECTOR_DTYPE)
+                with np.errstate(over="ignore"):
+                    vectors = np.ascontiguousarray(chunk.vectors, dtype=RAW_DTYPE)
+                if not np.isfinite(vectors).all():
+                    raise ValueError(f"a vector holds a value that is not finite or does not fit {RAW_DTYPE.name}")
                 if len(chunk.track_ids) != len(vectors) or len(chunk.metas_json) != len(vectors):
                     raise ValueError("a chunk's ids, metadata and vectors differ in length")
                 if not len(vectors):
@@ -552,7 +588,7 @@ def write_base(
     finally:
         db.close()
     k = search_k(count) if callable(search_k) else search_k
-    raw = np.memmap(vectors_path, dtype=VECTOR_DTYPE, mode="r", shape=(count, dim))
+    raw = np.memmap(vectors_path, dtype=RAW_DTYPE, mode="r", shape=(count, dim))
     transform = transform_of_base(raw, carry)
     if progress and transform.name != IDENTITY_TRANSFORM:
         kept = "kept" if transform is carry else "fitted"
@@ -569,7 +605,7 @@ def write_base(
         count=count,
         n_trees=n_trees,
         search_k=k,
-        files={name: FileSum.of(directory / name) for name in BASE_FILES},
+        files={name: FileSum.of(directory / name) for name in (ANN_FILENAME, VECTORS_FILENAME, META_FILENAME, SPACE_FILENAME)},
         transform=transform.spec,  # the parameters are in space.npz
         built_from=built_from.value,
         content_sha256=digest.hexdigest(),
@@ -639,7 +675,7 @@ def _open_meta_db(directory: Path, manifest: BaseManifest) -> sqlite3.Connection
 class BaseRowsReader:
     """A base's rows: metadata by item number and the raw vectors, without its Annoy index.
 
-    What compaction and the drift check read (ROW_FILES, a third of a base's bytes, with the fitted transform compaction may keep). Thread-safe:
+    What compaction and the drift check read (the manifest's row_files, a third of a base's bytes, with the fitted transform compaction may keep). Thread-safe:
     the SQLite connection is shared behind a lock.
     """
 
@@ -693,15 +729,17 @@ class BaseRowsReader:
                 "SELECT item, track_id, meta FROM tracks WHERE item >= ? AND item < ? ORDER BY item", (start, start + chunk)
             )
 
-    def raw_vectors(self) -> npt.NDArray[np.float32]:
-        """The raw embeddings, memory-mapped (present where the base was downloaded with vectors.f32)."""
+    def raw_vectors(self) -> npt.NDArray[np.floating]:
+        """The raw embeddings as stored (float16, or float32 in a format 2 base), memory-mapped (present
+        where the base was downloaded with its row files)."""
+        manifest = self.manifest
         return np.memmap(
-            self.directory / VECTORS_FILENAME, dtype=VECTOR_DTYPE, mode="r", shape=(self.manifest.count, self.manifest.dim)
+            self.directory / manifest.vectors_file, dtype=manifest.vector_dtype, mode="r", shape=(manifest.count, manifest.dim)
         )
 
 
 def open_rows(directory: Path, manifest: BaseManifest) -> BaseRowsReader:
-    """The rows of a base whose ROW_FILES are in ``directory`` (verified by whoever downloaded them)."""
+    """The rows of a base whose row files are in ``directory`` (verified by whoever downloaded them)."""
     _, transform = read_space(directory / SPACE_FILENAME, manifest)
     return BaseRowsReader(directory, manifest, _open_meta_db(directory, manifest), transform)
 
@@ -782,7 +820,7 @@ class Delta:
         previous = self.entries.get(meta.track_id)
         shadows = previous.shadows_base if previous is not None else (was_indexed or meta.track_id in self.tombstones)
         self.tombstones.discard(meta.track_id)
-        self.entries[meta.track_id] = DeltaEntry(meta, np.asarray(vector, np.float32), shadows)
+        self.entries[meta.track_id] = DeltaEntry(meta, at_base_precision(vector), shadows)
 
     def remove(self, track_id: str, was_indexed: bool) -> None:
         previous = self.entries.pop(track_id, None)

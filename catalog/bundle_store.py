@@ -17,7 +17,6 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from catalog.bundle import (
-    BASE_FILES,
     BaseManifest,
     BundleError,
     Delta,
@@ -97,7 +96,7 @@ class BundleStore:
     def upload_base(self, directory: Path, manifest: BaseManifest) -> str:
         """Every base file, then the manifest that vouches for them; returns the manifest's SHA-256."""
         prefix = bundle_prefix(manifest.version)
-        for name in BASE_FILES:
+        for name in manifest.base_files:
             self.s3.upload_file(
                 str(directory / name), self.bucket, prefix + name, ExtraArgs={"ContentType": "application/octet-stream"}
             )
@@ -129,7 +128,7 @@ class BundleStore:
     def check_base_objects(self, manifest: BaseManifest) -> None:
         """Every base file exists with the manifest's size (HEAD only: a cheap check for every publish)."""
         prefix = bundle_prefix(manifest.version)
-        for name in BASE_FILES:
+        for name in manifest.base_files:
             try:
                 size = int(self.s3.head_object(Bucket=self.bucket, Key=prefix + name)["ContentLength"])
             except ClientError as exc:

@@ -147,7 +147,7 @@ def test_compaction_from_base_vectors_and_delta_matches_a_full_rebuild(stack: St
     assert dynamo_calls.names == [] and compacted.items_read == 0
     # Built from the previous base's rows: its vectors and metadata are read, its Annoy index never.
     read_files = {key.rsplit("/", 1)[-1] for key in read_keys}
-    assert {"vectors.f32", "meta.sqlite"} <= read_files and "tracks.ann" not in read_files
+    assert {"vectors.f16", "meta.sqlite"} <= read_files and "tracks.ann" not in read_files
     assert compacted.result is Result.COMPACTED and compacted.delta_size == 0
     from_compaction = served(stack, tmp_path)
     rebuilt = indexer.rebuild_full(force=True)
@@ -335,7 +335,7 @@ def test_compaction_keeps_the_pca_basis_until_the_catalogue_doubles_and_serves_n
     compacted = served(stack, tmp_path)
     assert compacted.base_version != first and compacted.space == fitted.space  # kept: 112 < 2 x 100
     for track_id, raw in new.items():
-        np.testing.assert_allclose(compacted.vector(track_id), fitted.transform(raw), atol=1e-5)
+        np.testing.assert_allclose(compacted.vector(track_id), fitted.transform(bundle.at_base_precision(raw)), atol=1e-5)
     for i in range(12, 100):
         stack.mark_ready(f"n{i:03d}")
     assert stack.indexer(compact_items=10, compact_share=10.0).apply_changes(changes_of(stack)).count == 200

@@ -42,6 +42,14 @@ def clustered_vectors(n: int, dim: int = DIM, seed: int = 7) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
+def as_served(vectors: np.ndarray) -> np.ndarray:
+    """Raw vectors as a published index serves them: at the base's float16 precision, unit length."""
+    from catalog.bundle import at_base_precision
+
+    stored = at_base_precision(vectors)
+    return stored / np.linalg.norm(stored, axis=-1, keepdims=True)
+
+
 @dataclasses.dataclass
 class PublishedBundle:
     manifest: BaseManifest

@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import numpy as np
 import pytest
-from api_testkit import MODEL, PublishedBundle, clustered_vectors, sample_meta, spotify_like_id
+from api_testkit import MODEL, PublishedBundle, as_served, clustered_vectors, sample_meta, spotify_like_id
 
 from api.index_cache import IndexCache
 from catalog.bundle import SERVING_FILES, Delta
@@ -79,7 +79,7 @@ def test_base_and_delta_answer_together_as_exact_search_would(cache, publish, cl
     for gone in (bundle.track_ids[7], bundle.track_ids[8]):
         truth.pop(gone)
     ids = list(truth)
-    matrix = np.stack([truth[i] for i in ids])
+    matrix = as_served(np.stack([truth[i] for i in ids]))
     for _ in range(10):
         query = rng.normal(size=matrix.shape[1]).astype(np.float32)
         query /= np.linalg.norm(query)
@@ -89,7 +89,7 @@ def test_base_and_delta_answer_together_as_exact_search_would(cache, publish, cl
         np.testing.assert_allclose([n.similarity for n in got], np.sort(matrix @ query)[::-1][:12], atol=1e-5)
     assert set(index.track_ids()) == set(ids)
     assert index.meta(spotify_like_id(100)).title == "Song 1000"
-    np.testing.assert_allclose(index.vector(bundle.track_ids[5]), -bundle.vectors[5], atol=1e-6)
+    np.testing.assert_allclose(index.vector(bundle.track_ids[5]), as_served(-bundle.vectors[5]), atol=1e-6)
 
 
 def test_a_corrupt_delta_keeps_the_last_good_pair_serving(cache, publish, clock, tmp_path, caplog) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from api_testkit import clustered_vectors, override, spotify_like_id
+from api_testkit import as_served, clustered_vectors, override, spotify_like_id
 
 from api.discovery import CONTEXT_DECAY, CONTEXT_TRACKS, SEED_WEIGHT, Candidates, rising_walk
 from api.stations import DISLIKED_SOUND_PUSH
@@ -142,6 +142,7 @@ def test_search_structure_is_built_once_per_served_index(tmp_path) -> None:
 def test_several_seeds_query_their_normalised_mean_and_never_come_back(api, publish, http_event, lambda_context) -> None:
     vectors = clustered_vectors(60)
     publish(vectors=vectors, metas=metas_for(60))
+    vectors = as_served(vectors)  # what the index serves
     seeds = [3, 17, 42]
     query = {"trackId": ",".join(spotify_like_id(s) for s in seeds), "k": "8"}
     status, body = call(api, http_event("GET", "/recommendations", query), lambda_context)
@@ -429,6 +430,7 @@ def test_continuation_follows_the_decaying_context_without_repeats(api, publish,
     vectors = clustered_vectors(70)
     artists = [[f"Band {i % 6}"] for i in range(70)]
     publish(vectors=vectors, metas=metas_for(70, artists=artists))
+    vectors = as_served(vectors)  # what the index serves
     seeds = [0, 1]
     body = {"seeds": [spotify_like_id(s) for s in seeds], "length": 12, "maxPerArtist": 3, "exclude": [spotify_like_id(5)]}
     status, got = call(api, http_event("POST", "/playlists/continue", body=body), lambda_context)
@@ -481,7 +483,7 @@ def arc_catalogue(publish: Any, n: int = 12) -> np.ndarray:
 
 
 def test_path_walks_the_arc_in_order_and_reports_its_figures(api, publish, http_event, lambda_context) -> None:
-    vectors = arc_catalogue(publish)
+    vectors = as_served(arc_catalogue(publish))
     query = {"from": spotify_like_id(0), "to": spotify_like_id(11), "length": "12"}
     status, body = call(api, http_event("GET", "/path", query), lambda_context)
     assert status == 200, body

@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import numpy as np
 import pytest
-from api_testkit import override
+from api_testkit import as_served, override
 
 from catalog.crawl_requests import CrawlRequest
 from catalog.model import MODEL_ID
@@ -64,7 +64,7 @@ def test_recorded_recommendations_event_is_answered_from_the_index(api, publish,
 
 def test_results_are_the_exact_nearest_neighbours_without_the_query(api, publish, http_event, lambda_context) -> None:
     bundle = publish(n=60)
-    vectors = bundle.vectors
+    vectors = as_served(bundle.vectors)
     for query in (0, 17, 59):
         track_id = bundle.track_ids[query]
         status, body, _ = call(api, http_event("GET", "/recommendations", {"trackId": track_id, "k": "7"}), lambda_context)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from api_testkit import build_bundle, clustered_vectors, open_bundle, spotify_like_id
+from api_testkit import as_served, build_bundle, clustered_vectors, open_bundle, spotify_like_id
 
 from api.listing import ListPolicy
 from api.recommend import TrackNotIndexedError, recommendations
@@ -93,10 +93,10 @@ def test_search_asks_accept_once_per_candidate_in_similarity_order(tmp_path) -> 
 def test_vector_transform_and_projection(tmp_path) -> None:
     vectors = clustered_vectors(40)
     index = loaded(tmp_path, vectors)
-    np.testing.assert_allclose(index.vector(spotify_like_id(3)), vectors[3], atol=1e-6)
+    np.testing.assert_allclose(index.vector(spotify_like_id(3)), as_served(vectors[3]), atol=1e-6)
     raw = 7.0 * vectors[3]
     np.testing.assert_allclose(index.transform(raw), vectors[3], atol=1e-6)
-    expected = Projection.fit(vectors).apply(vectors[3])[0]
+    expected = Projection.fit(as_served(vectors)).apply(as_served(vectors[3]))[0]
     assert index.project(spotify_like_id(3)) == pytest.approx(tuple(expected), abs=1e-5)
     with pytest.raises(KeyError):
         index.meta("NotThere00000000000000")

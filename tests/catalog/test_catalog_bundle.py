@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 
 from catalog.bundle import (
-    BASE_FILES,
     BaseManifest,
     BaseReader,
     BaseRows,
     BundleError,
     Delta,
+    FileSum,
     LatestPointer,
     TrackMeta,
     write_base,
 )
-from catalog.keys import META_FILENAME, VECTORS_FILENAME, delta_key
+from catalog.keys import META_FILENAME, VECTORS_FILENAME, VECTORS_FILENAME_F32, delta_key
 from catalog.records import Source, TrackRecord
 
 DIM = 8
@@ -38,21 +38,65 @@ def _base(tmp_path: Path, ids: list[str], vectors: np.ndarray, version: str = "v
                       n_trees=4, search_k=lambda n: 10 * n)
 
 
+def _as_format_2(directory: Path, manifest: BaseManifest, vectors: np.ndarray) -> BaseManifest:
+    """The base as a format 2 writer left it: the raw vectors in float32 under vectors.f32."""
+    (directory / VECTORS_FILENAME).unlink()
+    (directory / VECTORS_FILENAME_F32).write_bytes(np.ascontiguousarray(vectors, "<f4").tobytes())
+    files = {name: file for name, file in manifest.files.items() if name != VECTORS_FILENAME}
+    old = BaseManifest(**{**manifest.__dict__, "format": 2, "files": {**files, VECTORS_FILENAME_F32: FileSum.of(directory / VECTORS_FILENAME_F32)}})
+    old.validate()
+    (directory / "manifest.json").write_bytes(old.to_json())
+    return old
+
+
+def test_a_format_2_base_is_read_in_float32_and_rewritten_as_format_3(tmp_path: Path) -> None:
+    ids = [f"t{i:03d}" for i in range(30)]
+    vectors = _vectors(30)
+    old = _as_format_2(tmp_path / "v1", _base(tmp_path, ids, vectors), vectors)
+    assert old.base_files == ("tracks.ann", "vectors.f32", "meta.sqlite", "space.npz")
+    reader = BaseReader.open(tmp_path / "v1", BaseManifest.from_json((tmp_path / "v1" / "manifest.json").read_bytes()))
+    try:
+        assert reader.raw_vectors().dtype == np.dtype("<f4")
+        np.testing.assert_array_equal(reader.raw_vectors(), vectors)  # exactly what the old writer kept
+        rows = [BaseRows([r[1] for r in chunk], [r[2] for r in chunk], np.asarray(reader.raw_vectors()[[r[0] for r in chunk]]))
+                for chunk in reader.iter_rows(chunk=8)]
+    finally:
+        reader.close()
+    new = write_base(tmp_path / "v2", rows, version="v2", created_at="2026-12-02T00:00:00Z", model="m", n_trees=4, search_k=40)
+    assert (new.format, new.vectors_file, new.vector_dtype) == (3, "vectors.f16", np.dtype("<f2"))
+    assert (tmp_path / "v2" / "vectors.f16").stat().st_size == 30 * DIM * 2  # half of float32's bytes
+    compacted = BaseReader.open(tmp_path / "v2", new)
+    try:
+        np.testing.assert_array_equal(compacted.raw_vectors(), vectors.astype(np.float16))
+    finally:
+        compacted.close()
+
+
+def test_a_vector_that_does_not_fit_float16_is_refused(tmp_path: Path) -> None:
+    vectors = _vectors(3)
+    vectors[1, 2] = 1e6  # past float16's largest value (65504)
+    with pytest.raises(ValueError, match="does not fit float16"):
+        _base(tmp_path, ["a", "b", "c"], vectors)
+
+
 def test_base_round_trips_by_item_and_by_id_in_chunks(tmp_path: Path) -> None:
     ids = [f"t{i:03d}" for i in range(40)]
     vectors = 3.0 * _vectors(40)  # raw vectors need not be unit length: the transform normalises
     manifest = _base(tmp_path, ids, vectors)
     assert (manifest.count, manifest.dim, manifest.search_k, manifest.n_trees) == (40, DIM, 400, 4)
-    assert set(manifest.files) == set(BASE_FILES)
+    assert set(manifest.files) == set(manifest.base_files) == {"tracks.ann", "vectors.f16", "meta.sqlite", "space.npz"}
     reopened = BaseManifest.from_json(manifest.to_json())
     assert reopened == manifest and "track_ids" not in json.loads(manifest.to_json())
     reader = BaseReader.open(tmp_path / "v1", manifest)
     assert reader.item_of("t017") == 17 and reader.item_of("nope") is None
     assert reader.meta(17).title == "title t017"
     assert reader.items_of(["t001", "t039", "nope"]) == {"t001": 1, "t039": 39}
-    np.testing.assert_array_equal(reader.raw_vectors(), vectors)  # raw model output, in item order
+    # The raw model output in item order, kept as float16 (format 3): every value to the nearest float16.
+    assert reader.raw_vectors().dtype == np.dtype("<f2")
+    np.testing.assert_array_equal(reader.raw_vectors(), vectors.astype(np.float16))
     stored = np.asarray(reader.annoy.get_item_vector(5), np.float32)
-    np.testing.assert_allclose(stored, vectors[5] / 3.0, atol=1e-6)  # Annoy holds the searched space
+    unit16 = vectors[5].astype(np.float16).astype(np.float32)
+    np.testing.assert_allclose(stored, unit16 / np.linalg.norm(unit16), atol=1e-6)  # Annoy holds the searched space
     assert [row[1] for rows in reader.iter_rows(chunk=9) for row in rows] == ids
     reader.close()
 

@@ -23,6 +23,7 @@ from catalog.bundle import (
     Delta,
     TrackMeta,
     Transform,
+    at_base_precision,
     open_rows,
     transform_for,
     write_base,
@@ -69,10 +70,11 @@ def test_the_pca_base_holds_raw_vectors_and_searches_the_leading_centred_axes(tm
     assert BaseManifest.from_json(manifest.to_json()) == manifest
     reader = BaseReader.open(tmp_path / "v1", manifest)
     try:
-        np.testing.assert_array_equal(reader.raw_vectors(), vectors)  # raw stays raw: compaction refits from it
+        # Raw stays raw (at float16, the base's precision): compaction refits from it.
+        np.testing.assert_array_equal(reader.raw_vectors(), vectors.astype(np.float16))
         assert reader.annoy.f == SEARCHED_DIMS
         searched = np.array([reader.annoy.get_item_vector(i) for i in range(0, PCA_MIN_ITEMS, 97)], np.float32)
-        np.testing.assert_allclose(searched, reader.transform.apply(vectors[::97]), atol=1e-5)
+        np.testing.assert_allclose(searched, reader.transform.apply(at_base_precision(vectors[::97])), atol=1e-5)
         # The same space as scikit-learn's PCA of the same unit rows (cosines do not depend on the axes' signs).
         reference = PCA(n_components=SEARCHED_DIMS, svd_solver="full").fit(vectors).transform(vectors[::97])
         np.testing.assert_allclose(_gram(searched), _gram(reference), atol=2e-4)
@@ -84,7 +86,9 @@ def test_a_delta_track_and_a_query_get_the_base_transform(tmp_path: Path) -> Non
     vectors = _wide_vectors(PCA_MIN_ITEMS)
     manifest = _write(tmp_path, vectors)
     delta = Delta(manifest.version, 1, manifest.model, manifest.dim)
-    twin = 3.0 * vectors[42]  # a delta entry with the raw vector of base item 42 (not unit: the transform normalises)
+    # A delta entry with the raw vector of base item 42, not unit (the transform normalises); times 2, so that
+    # float16 rounds it as it rounded item 42 and the two are one point of the searched space.
+    twin = 2.0 * vectors[42]
     delta.upsert(TrackMeta(track_id="twin", title="twin"), twin, was_indexed=False)
     index = ServedIndex(BaseReader.open(tmp_path / "v1", manifest), delta, f"{manifest.version}+1")
     try:
@@ -114,7 +118,7 @@ def test_compaction_keeps_the_fitted_basis_until_the_catalogue_has_doubled(tmp_p
     assert grown.transform == first.transform and grown.transform.fitted_on == PCA_MIN_ITEMS
     reader = BaseReader.open(tmp_path / "b", grown)
     try:
-        np.testing.assert_allclose(reader.annoy.get_item_vector(len(vectors) - 2), previous.apply(vectors[-2]), atol=1e-5)
+        np.testing.assert_allclose(reader.annoy.get_item_vector(len(vectors) - 2), previous.apply(at_base_precision(vectors[-2])), atol=1e-5)
     finally:
         reader.close()
     doubled = _write(tmp_path, vectors, "c", carry=previous)

@@ -108,14 +108,14 @@ def test_recommendations_follow_the_instrument_through_the_whole_local_pipeline(
 def published_space(stack: LocalStack, version: str, workdir: Path) -> tuple[list[str], npt.NDArray[np.float32]]:
     """The published bundle's tracks and searched-space vectors, read with catalog.bundle's readers:
     the base's raw vectors with the delta's upserts and tombstones, through the base's transform."""
-    from catalog.bundle import ROW_FILES, open_rows
+    from catalog.bundle import open_rows
     from catalog.bundle_store import BundleStore
 
     store = BundleStore(stack.resources.refs["IndexBucket"], stack.client("s3"))
     pointer = store.read_latest().pointer
     assert pointer is not None and pointer.version == version
     manifest = store.read_manifest(pointer.base_version, pointer.base_manifest_sha256)
-    store.download_base(manifest, workdir / "base", ROW_FILES)
+    store.download_base(manifest, workdir / "base", manifest.row_files)
     reader = open_rows(workdir / "base", manifest)
     try:
         vectors = reader.raw_vectors()
