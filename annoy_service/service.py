@@ -555,7 +555,7 @@ class Indexer:
         ready = load_ready_embeddings(self.table, self.settings.model_id, segments, self.progress)
         if not ready.ids:
             return Outcome(Result.EMPTY, skipped=ready.skipped, items_read=ready.scanned)
-        drift = self._drift(current, ready, scratch) if current is not None else None
+        drift, carry = self._drift(current, ready, scratch) if current is not None else (None, None)
         if not force and current is not None and drift is not None and drift.total == 0 and not current.delta.size:
             return Outcome(Result.UNCHANGED, current.pointer.version, current.pointer.count, current.manifest.dim,
                            items_read=ready.scanned, drift=drift, skipped=ready.skipped)
@@ -563,12 +563,15 @@ class Indexer:
             BaseRows(ready.ids[s:s + CHUNK_ROWS], ready.metas_json[s:s + CHUNK_ROWS], ready.vectors[s:s + CHUNK_ROWS])
             for s in range(0, len(ready.ids), CHUNK_ROWS)
         )
+        # The served base's fitted transform is kept as compaction keeps it (until the catalogue doubles):
+        # a weekly rebuild that refitted would move the searched space, and every listener's models, each week.
         return self._publish_base(rows, BuiltFrom.TABLE, read, current.delta if current else None, scratch,
-                                  skipped=ready.skipped, items_read=ready.scanned, drift=drift,
+                                  carry=carry, skipped=ready.skipped, items_read=ready.scanned, drift=drift,
                                   previous=current.manifest if current else None)
 
-    def _drift(self, current: Current, ready: ReadyEmbeddings, scratch: Path) -> Drift:
-        """Compare the table's ready embeddings with what LATEST serves (its base's files and its delta)."""
+    def _drift(self, current: Current, ready: ReadyEmbeddings, scratch: Path) -> tuple[Drift, Transform]:
+        """Compare the table's ready embeddings with what LATEST serves (its base's files and its delta);
+        also the served base's fitted transform, read with its rows."""
         positions = {track_id: i for i, track_id in enumerate(ready.ids)}
         vectors = ready.vectors
         metas = ready.metas_json
@@ -587,6 +590,7 @@ class Indexer:
                     # The base holds its raw vectors at its own precision (float16 from format 3).
                     if i is not None and (meta_json != metas[i] or not np.array_equal(raw[item], vectors[i].astype(raw.dtype))):
                         changed += 1
+            transform = reader.transform
         finally:
             reader.close()
         for track_id, entry in current.delta.entries.items():
@@ -594,7 +598,8 @@ class Indexer:
             i = positions.get(track_id)
             if i is not None and (entry.meta.to_json() != metas[i] or not np.array_equal(entry.vector, at_base_precision(vectors[i]))):
                 changed += 1
-        return Drift(missing=len(positions.keys() - served), stale=len(served - positions.keys()), changed=changed)
+        drift = Drift(missing=len(positions.keys() - served), stale=len(served - positions.keys()), changed=changed)
+        return drift, transform
 
     def ensure(self, *, segments: int = SCAN_SEGMENTS) -> Outcome:
         """``make index``: heal a bad LATEST or base, build from the table on a fresh bucket, else compact the delta."""

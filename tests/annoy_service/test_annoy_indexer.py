@@ -387,3 +387,9 @@ def test_a_base_in_another_searched_space_asks_for_every_listener_to_be_trained_
     sent = requests_sent()
     assert sorted(r.user_id for r in sent) == listeners
     assert {(r.reason, r.space, json.dumps(r.last_import)) for r in sent} == {(REASON_SPACE_CHANGED, space, "{}")}
+    # The weekly rebuild from the table keeps the served basis (115 < 2 x 110): same space, nobody asked.
+    for i in range(110, 115):
+        stack.mark_ready(f"t{i:04d}")
+    rebuilt = stack.indexer(retrainer=retrainer).rebuild_full()
+    assert (rebuilt.result, rebuilt.count, rebuilt.retrain_requested) == (Result.REBUILT, 115, 0)
+    assert served(stack, tmp_path).space == space and requests_sent() == []
