@@ -29,7 +29,7 @@ class ListenerRetrainer:
     def space_changed(self, space: str) -> int:
         """Ask for every listener to be trained in ``space``; returns how many requests SQS took."""
         user_ids = self.store.user_ids()
-        refused = self.queue.send_space_changed(user_ids, space) if user_ids else []
+        refused = self.queue.send_space_changed(user_ids, space)
         if refused:
             # The base is published; these listeners' personal routes answer 409 model_stale until
             # the next import (or the next change of space) trains them.

@@ -376,8 +376,9 @@ class Indexer:
         pruned = announce_and_prune(self.store, self.announcer, pointer, self.settings.keep_versions)
         retrain = 0
         space = manifest.transform.space
-        moved = previous is not None and (previous.transform.space, previous.searched_dim) != (space, manifest.searched_dim)
-        if moved and previous is not None and self.retrainer is not None:
+        if self.retrainer is not None and previous is not None and (
+            (previous.transform.space, previous.searched_dim) != (space, manifest.searched_dim)
+        ):
             self._say(f"searched space {previous.transform.space} -> {space}: asking for the listeners to be trained again")
             retrain = self.retrainer.space_changed(space)
         result = Result.REBUILT if built_from is BuiltFrom.TABLE else Result.COMPACTED

@@ -37,8 +37,8 @@ def require_compatible(model: UserModel, index: ServedIndex) -> None:
     """The model's vectors are in the searched space of the index it was trained on: another space (a
     different dim, or a PCA basis refitted since) cannot be searched with them."""
     if model.dim != index.dim or model.space != index.space:
-        raise ApiError(409, "model_stale", "the listener's models were trained on another index; they are being trained "
-                       "again (try in a few minutes), or import their history again")
+        raise ApiError(409, "model_stale", "the listener's models were trained on another index; an index that changes space has them "
+                       "trained again within minutes, or import their history again")
 
 
 def quotas(weights: np.ndarray, k: int) -> list[int]:

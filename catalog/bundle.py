@@ -204,6 +204,14 @@ def _unit_rows(vectors: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
     return (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
+def row_files(base_format: int) -> tuple[str, ...]:
+    return (BASE_VECTORS[base_format][0], META_FILENAME, SPACE_FILENAME)
+
+
+def base_files(base_format: int) -> tuple[str, ...]:
+    return (ANN_FILENAME, *row_files(base_format))
+
+
 def at_base_precision(vector: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
     """The raw vector as a base stores it (each value to the nearest float16), in float32: a delta
     holds its tracks so, and a track then has the same searched vector before and after compaction."""
@@ -474,11 +482,11 @@ class BaseManifest:
     @property
     def row_files(self) -> tuple[str, ...]:
         """What a base is rebuilt from (compaction, the drift check): its rows, not its Annoy index."""
-        return (self.vectors_file, META_FILENAME, SPACE_FILENAME)
+        return row_files(self.format)
 
     @property
     def base_files(self) -> tuple[str, ...]:
-        return (ANN_FILENAME, *self.row_files)
+        return base_files(self.format)
 
     @property
     def manifest_key(self) -> str:
@@ -552,7 +560,7 @@ def write_base(
     if n_trees < 1:
         raise ValueError(f"n_trees must be at least 1, got {n_trees}")
     directory.mkdir(parents=True, exist_ok=True)
-    vectors_path = directory / VECTORS_FILENAME  # format BASE_FORMAT's
+    vectors_path = directory / BASE_VECTORS[BASE_FORMAT][0]
     db = _create_meta_db(directory / META_FILENAME)
     digest = hashlib.sha256()
     count, dim = 0, 0
@@ -605,7 +613,7 @@ def write_base(
         count=count,
         n_trees=n_trees,
         search_k=k,
-        files={name: FileSum.of(directory / name) for name in (ANN_FILENAME, VECTORS_FILENAME, META_FILENAME, SPACE_FILENAME)},
+        files={name: FileSum.of(directory / name) for name in base_files(BASE_FORMAT)},
         transform=transform.spec,  # the parameters are in space.npz
         built_from=built_from.value,
         content_sha256=digest.hexdigest(),

@@ -3,8 +3,8 @@
 Each message names one listener (catalog.train_requests); their models are trained from
 everything in Listens and stored under ``users/{userId}/`` in the index bucket, where the
 API reads them. A request sent because a new base changed the searched space names that
-space: a warm container still holding the previous index reads LATEST again first. No index yet, or an AWS error, fails the message: SQS retries it and then
-moves it to TrainDLQ.
+space: a warm container still holding the previous index reads LATEST again first. No
+index yet, or an AWS error, fails the message: SQS retries it and then moves it to TrainDLQ.
 """
 
 from __future__ import annotations
